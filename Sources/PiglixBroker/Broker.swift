@@ -1,0 +1,412 @@
+import DequeModule
+import Logging
+import Metrics
+import NIOCore
+import PiglixTopics
+import PiglixWire
+import Synchronization
+
+/// Why a publish was refused.
+public enum PublishError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidTopic(TopicError)
+    case reservedTopic(String)
+    case tooLarge(bytes: Int, max: Int)
+    case invalidHeaders(String)
+    case shuttingDown
+
+    /// The HTTP status this maps to.
+    public var status: Int {
+        switch self {
+        case .invalidTopic, .reservedTopic, .invalidHeaders: return 400
+        case .tooLarge: return 413
+        case .shuttingDown: return 503
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidTopic(let error): return error.description
+        case .reservedTopic(let topic): return "topic \(topic) is reserved for the broker: topics beginning with $ can be subscribed to, not published on"
+        case .tooLarge(let bytes, let max): return "message of \(bytes) bytes is over the limit of \(max) bytes"
+        case .invalidHeaders(let reason): return reason
+        case .shuttingDown: return "the broker is shutting down"
+        }
+    }
+}
+
+/// Why a subscribe was refused.
+public enum SubscribeError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidPattern(pattern: String, TopicError)
+    case noPatterns
+    case tooManyPatterns(count: Int, max: Int)
+    case tooManySubscriptions(max: Int)
+    case shuttingDown
+
+    public var status: Int {
+        switch self {
+        case .invalidPattern, .noPatterns, .tooManyPatterns: return 400
+        case .tooManySubscriptions: return 429
+        case .shuttingDown: return 503
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .invalidPattern(let pattern, let error): return "pattern \(pattern): \(error.description)"
+        case .noPatterns: return "give at least one pattern: /v1/subscribe?topic=PATTERN"
+        case .tooManyPatterns(let count, let max): return "\(count) patterns in one subscription, the limit is \(max)"
+        case .tooManySubscriptions(let max): return "this node holds its limit of \(max) subscriptions; try again later"
+        case .shuttingDown: return "the broker is shutting down"
+        }
+    }
+}
+
+/// What the publisher gets back.
+public struct PublishReceipt: Sendable, Equatable {
+    public var id: MessageID
+    public var delivery: DeliveryLevel
+    /// 200 when the level is reached (`safe`: stable), 202 when accepted.
+    public var status: Int { delivery == .safe ? 200 : 202 }
+}
+
+/// A group as `/v1/groups` shows it: a pattern with local subscribers.
+public struct GroupInfo: Sendable {
+    public var pattern: String
+    public var view: UInt64
+    public var members: [String]
+    public var localSubscribers: Int
+    public var delivered: UInt64
+}
+
+/// Counters for `/v1/groups`, `/metrics` and the bench.
+public struct BrokerStats: Sendable {
+    public var published: UInt64
+    public var delivered: UInt64
+    public var dropped: UInt64
+    public var subscriptions: Int
+    public var retainedMessages: Int
+    public var retainedBytes: Int
+    public var retainedTopics: Int
+}
+
+/// The single-node broker: validates and numbers publishes, retains history,
+/// matches topics to subscriptions with the pattern trie and fills each
+/// subscriber's bounded queue. Publishing never waits for a subscriber.
+///
+/// All state sits behind one mutex: a publish holds it for one trie lookup
+/// and one append per matching subscriber, a writer for one queue swap per batch.
+public final class Broker: Sendable {
+    public let settings: BrokerSettings
+    /// This broker run; the first half of every message id.
+    public let epoch: UInt32
+    /// The single-node cluster view id (groups derive their view from it).
+    public let viewID: UInt64 = 1
+
+    struct State {
+        var sequence: UInt64 = 0
+        var trie: PatternTrie<SubscriptionID>
+        var queues: [SubscriptionID: SubscriberQueue] = [:]
+        var retention: Retention
+        var nextSubscription: UInt64 = 1
+        var groups: [String: GroupCounters] = [:]
+        var published: UInt64 = 0
+        var delivered: UInt64 = 0
+        var dropped: UInt64 = 0
+        var closed = false
+    }
+
+    struct GroupCounters {
+        var subscribers = 0
+        var delivered: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+    private let publishedCounter: Counter
+    private let deliveredCounter: Counter
+    private let droppedCounter: Counter
+    private let subscriptionsGauge: Gauge
+
+    public init(settings: BrokerSettings, epoch: UInt32? = nil) throws(BrokerSettings.Invalid) {
+        try settings.validate()
+        self.settings = settings
+        self.epoch = epoch ?? UInt32.random(in: 1...UInt32.max)
+        self.state = Mutex(
+            State(trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings)))
+        publishedCounter = Counter(label: "piglix_messages_published_total")
+        deliveredCounter = Counter(label: "piglix_messages_delivered_total")
+        droppedCounter = Counter(label: "piglix_messages_dropped_total")
+        subscriptionsGauge = Gauge(label: "piglix_subscriptions")
+    }
+
+    // MARK: Publish
+
+    /// Validates a publish without doing it (topic, size, headers).
+    public func check(topic name: String, payloadBytes: Int) throws(PublishError) -> Topic {
+        let topic: Topic
+        do { topic = try Topic(name, limits: settings.topicLimits) } catch { throw .invalidTopic(error) }
+        if topic.isReserved { throw .reservedTopic(name) }
+        if payloadBytes > settings.messageBytesMax { throw .tooLarge(bytes: payloadBytes, max: settings.messageBytesMax) }
+        return topic
+    }
+
+    /// Publishes one message and returns its id once it is queued for every
+    /// matching subscriber (on one node every level is reached at once).
+    public func publish(_ record: PublishRecord) throws(PublishError) -> PublishReceipt {
+        let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+        let isText = UTF8Check.isValid(record.payload)
+        var wake: [CheckedContinuation<Void, Never>] = []
+        let receipt = try state.withLock { state throws(PublishError) -> PublishReceipt in
+            if state.closed { throw .shuttingDown }
+            state.sequence += 1
+            let message = StoredMessage(
+                id: MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
+                delivery: record.delivery, headers: record.headers, payloadIsText: isText)
+            state.published += 1
+            state.retention.append(message)
+            for subscriber in state.trie.match(topic) {
+                Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+            }
+            return PublishReceipt(id: message.id, delivery: record.delivery)
+        }
+        for continuation in wake { continuation.resume() }
+        publishedCounter.increment()
+        return receipt
+    }
+
+    private static func enqueue(
+        _ message: StoredMessage, for id: SubscriptionID, state: inout State, settings: BrokerSettings,
+        wake: inout [CheckedContinuation<Void, Never>]
+    ) {
+        guard var queue = state.queues.removeValue(forKey: id) else { return }
+        defer { state.queues[id] = queue }
+        guard queue.end == nil else { return }
+        let cost = message.costBytes
+        if queue.messages.count >= settings.subscriberQueueMessagesMax || queue.bytes + cost > settings.subscriberQueueBytesMax {
+            switch queue.overflow {
+            case .disconnect:
+                queue.end = "slow consumer: more than \(settings.subscriberQueueMessagesMax) messages or \(settings.subscriberQueueBytesMax) bytes were waiting; reconnect with Last-Event-ID to resume"
+                queue.droppedTotal += UInt64(queue.messages.count)
+                state.dropped += UInt64(queue.messages.count)
+                queue.messages.removeAll()
+                queue.bytes = 0
+                for pattern in queue.patterns { state.trie.remove(pattern, id) }
+                if let waiter = queue.waiter {
+                    wake.append(waiter)
+                    queue.waiter = nil
+                }
+                return
+            case .dropOldest:
+                while !queue.messages.isEmpty
+                    && (queue.messages.count >= settings.subscriberQueueMessagesMax || queue.bytes + cost > settings.subscriberQueueBytesMax)
+                {
+                    let dropped = queue.messages.removeFirst()
+                    queue.bytes -= dropped.costBytes
+                    queue.lost += 1
+                    queue.droppedTotal += 1
+                    state.dropped += 1
+                }
+            }
+        }
+        queue.messages.append(message)
+        queue.bytes += cost
+        if let waiter = queue.waiter {
+            wake.append(waiter)
+            queue.waiter = nil
+        }
+    }
+
+    // MARK: Subscribe
+
+    /// Parses and validates subscribe patterns.
+    public func parsePatterns(_ names: [String]) throws(SubscribeError) -> [TopicPattern] {
+        if names.isEmpty { throw .noPatterns }
+        if names.count > settings.patternsPerSubscriptionMax {
+            throw .tooManyPatterns(count: names.count, max: settings.patternsPerSubscriptionMax)
+        }
+        var patterns: [TopicPattern] = []
+        for name in names {
+            do {
+                let pattern = try TopicPattern(name, limits: settings.topicLimits)
+                if !patterns.contains(pattern) { patterns.append(pattern) }
+            } catch {
+                throw .invalidPattern(pattern: name, error)
+            }
+        }
+        return patterns
+    }
+
+    /// Registers a subscription and, atomically with it, queues the replay
+    /// its start position asks for, so nothing is lost or repeated between
+    /// history and live traffic.
+    public func subscribe(patterns: [TopicPattern], options: SubscriptionOptions) throws(SubscribeError) -> Subscription {
+        if patterns.isEmpty { throw .noPatterns }
+        let (id, newest) = try state.withLock { state throws(SubscribeError) -> (SubscriptionID, MessageID?) in
+            if state.closed { throw .shuttingDown }
+            if state.queues.count >= settings.subscriptionsMax { throw .tooManySubscriptions(max: settings.subscriptionsMax) }
+            let id = SubscriptionID(rawValue: state.nextSubscription)
+            state.nextSubscription += 1
+            var queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
+            let after: UInt64?
+            switch options.start {
+            case .live: after = .max
+            case .earliest: after = nil
+            // An id from another broker run: none of its messages is retained here.
+            case .after(let resume): after = resume.epoch == epoch ? resume.sequence : nil
+            }
+            let replay = state.retention.replay(patterns: patterns, after: after)
+            for message in replay.messages {
+                queue.messages.append(message)
+                queue.bytes += message.costBytes
+            }
+            state.queues[id] = queue
+            for pattern in patterns {
+                state.trie.insert(pattern, id)
+                state.groups[pattern.name, default: GroupCounters()].subscribers += 1
+            }
+            return (id, replay.newest)
+        }
+        subscriptionsGauge.record(subscriptionCount)
+        return Subscription(id: id, patterns: patterns, newestRetained: newest, broker: self)
+    }
+
+    func unsubscribe(_ id: SubscriptionID, reason: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard var queue = state.queues.removeValue(forKey: id) else { return nil }
+            for pattern in queue.patterns {
+                state.trie.remove(pattern, id)
+                state.groups[pattern.name]?.subscribers -= 1
+                if state.groups[pattern.name]?.subscribers == 0 { state.groups[pattern.name] = nil }
+            }
+            let waiter = queue.waiter
+            queue.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+        subscriptionsGauge.record(subscriptionCount)
+    }
+
+    func waitReady(_ id: SubscriptionID) async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    guard var queue = state.queues[id], !queue.isReady, !Task.isCancelled else { return true }
+                    queue.waiter = continuation
+                    state.queues[id] = queue
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                let waiter = state.queues[id]?.waiter
+                state.queues[id]?.waiter = nil
+                return waiter
+            }
+            waiter?.resume()
+        }
+    }
+
+    func hasQueued(_ id: SubscriptionID, bytes: Int) -> Bool {
+        state.withLock { ($0.queues[id]?.bytes ?? .max) >= bytes }
+    }
+
+    func take(_ id: SubscriptionID, maxBytes: Int) -> SubscriptionBatch {
+        let batch = state.withLock { state -> SubscriptionBatch in
+            guard var queue = state.queues.removeValue(forKey: id) else {
+                return SubscriptionBatch(end: "unsubscribed")
+            }
+            var batch = SubscriptionBatch()
+            batch.lost = queue.lost
+            queue.lost = 0
+            if queue.bytes <= maxBytes {
+                batch.messages = Array(queue.messages)
+                queue.messages.removeAll(keepingCapacity: true)
+                queue.bytes = 0
+            } else {
+                var taken = 0
+                while let first = queue.messages.first, batch.messages.isEmpty || taken + first.costBytes <= maxBytes {
+                    queue.messages.removeFirst()
+                    taken += first.costBytes
+                    queue.bytes -= first.costBytes
+                    batch.messages.append(first)
+                }
+            }
+            if batch.messages.isEmpty, batch.lost == 0, let end = queue.end {
+                batch.end = end
+            }
+            batch.heartbeat = queue.heartbeatDue && batch.messages.isEmpty && batch.lost == 0
+            queue.heartbeatDue = false
+            queue.delivered += UInt64(batch.messages.count)
+            state.delivered += UInt64(batch.messages.count)
+            if !batch.messages.isEmpty {
+                for pattern in queue.patterns {
+                    state.groups[pattern.name]?.delivered += UInt64(batch.messages.count)
+                }
+            }
+            state.queues[id] = queue
+            return batch
+        }
+        if !batch.messages.isEmpty { deliveredCounter.increment(by: batch.messages.count) }
+        if batch.lost > 0 { droppedCounter.increment(by: Int(batch.lost)) }
+        return batch
+    }
+
+    // MARK: Heartbeats and shutdown
+
+    /// Marks every subscription idle since the last call as due a heartbeat
+    /// and wakes its writer. Call once per heartbeat interval.
+    public func heartbeatTick() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            for id in Array(state.queues.keys) {
+                guard let waiter = state.queues[id]?.waiter else { continue }
+                state.queues[id]!.heartbeatDue = true
+                state.queues[id]!.waiter = nil
+                waiters.append(waiter)
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Refuses new work and ends every subscription with `reason`; writers
+    /// send their `end` record and finish their streams.
+    public func shutdown(reason: String = "the server is shutting down") {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.closed = true
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            for id in Array(state.queues.keys) {
+                state.queues[id]!.end = reason
+                if let waiter = state.queues[id]!.waiter { waiters.append(waiter) }
+                state.queues[id]!.waiter = nil
+            }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    public var isShuttingDown: Bool { state.withLock { $0.closed } }
+
+    // MARK: Introspection
+
+    public var subscriptionCount: Int { state.withLock { $0.queues.count } }
+
+    public var stats: BrokerStats {
+        state.withLock { state in
+            BrokerStats(
+                published: state.published, delivered: state.delivered, dropped: state.dropped,
+                subscriptions: state.queues.count, retainedMessages: state.retention.messageCount,
+                retainedBytes: state.retention.bytes, retainedTopics: state.retention.topics.count)
+        }
+    }
+
+    public var groups: [GroupInfo] {
+        state.withLock { state in
+            state.groups.map { pattern, counters in
+                GroupInfo(
+                    pattern: pattern, view: viewID, members: [settings.nodeID], localSubscribers: counters.subscribers,
+                    delivered: counters.delivered)
+            }.sorted { $0.pattern < $1.pattern }
+        }
+    }
+}

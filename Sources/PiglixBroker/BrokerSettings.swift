@@ -1,0 +1,69 @@
+import PiglixTopics
+import PiglixWire
+
+/// What a subscriber wants done when its queue is full (DESIGN.md §3).
+public enum OverflowPolicy: String, Sendable, CaseIterable {
+    /// Drop the oldest queued messages and send a `gap` record with the count
+    /// lost. The default: a slow browser tab keeps its stream.
+    case dropOldest = "drop-oldest"
+    /// End the stream with an `end` record saying why.
+    case disconnect
+}
+
+/// Every bound the broker keeps, built once and validated (`validate()`),
+/// so no subsystem invents its own defaults.
+public struct BrokerSettings: Sendable, Hashable {
+    /// This node's id, as `/v1/cluster` and `view` records show it.
+    public var nodeID = "n1"
+    public var topicLimits = TopicLimits.default
+    public var headerLimits = HeaderLimits.default
+    /// Largest payload of one message.
+    public var messageBytesMax = 1 << 20
+    /// Retained history per topic: most messages and bytes.
+    public var retainedMessagesPerTopicMax = 1000
+    public var retainedBytesPerTopicMax = 4 << 20
+    /// Retained history over all topics: most messages and bytes.
+    public var retainedMessagesMax = 1_000_000
+    public var retainedBytesMax = 256 << 20
+    /// Per subscriber queue: most messages and bytes waiting to be written.
+    public var subscriberQueueMessagesMax = 10_000
+    public var subscriberQueueBytesMax = 16 << 20
+    public var defaultOverflow = OverflowPolicy.dropOldest
+    /// Most open subscriptions on this node, and patterns in one subscription.
+    public var subscriptionsMax = 10_000
+    public var patternsPerSubscriptionMax = 16
+    /// Most literal topics kept in the pattern trie's match cache.
+    public var matchCacheTopicsMax = 4096
+
+    public init() {}
+
+    /// Why a settings value is unusable.
+    public struct Invalid: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    public func validate() throws(Invalid) {
+        func positive(_ value: Int, _ name: String) throws(Invalid) {
+            if value <= 0 { throw Invalid(description: "\(name) must be positive, not \(value)") }
+        }
+        if nodeID.isEmpty || nodeID.utf8.count > 64 { throw Invalid(description: "node id must be 1 to 64 bytes") }
+        try positive(topicLimits.tokensMax, "topic tokens limit")
+        try positive(topicLimits.bytesMax, "topic bytes limit")
+        try positive(topicLimits.tokenBytesMax, "topic token bytes limit")
+        if topicLimits.bytesMax > 65535 { throw Invalid(description: "topic bytes limit must be at most 65535") }
+        try positive(messageBytesMax, "message bytes limit")
+        if messageBytesMax > 64 << 20 { throw Invalid(description: "message bytes limit must be at most 64 MiB") }
+        try positive(retainedMessagesPerTopicMax, "retained messages per topic")
+        try positive(retainedBytesPerTopicMax, "retained bytes per topic")
+        try positive(retainedMessagesMax, "retained messages")
+        try positive(retainedBytesMax, "retained bytes")
+        try positive(subscriberQueueMessagesMax, "subscriber queue messages")
+        try positive(subscriberQueueBytesMax, "subscriber queue bytes")
+        if subscriberQueueBytesMax < messageBytesMax {
+            throw Invalid(description: "subscriber queue bytes (\(subscriberQueueBytesMax)) must hold at least one message of the largest size (\(messageBytesMax))")
+        }
+        try positive(subscriptionsMax, "subscriptions")
+        try positive(patternsPerSubscriptionMax, "patterns per subscription")
+        if matchCacheTopicsMax < 0 { throw Invalid(description: "match cache size must not be negative") }
+    }
+}

@@ -1,0 +1,86 @@
+import DequeModule
+import PiglixTopics
+import PiglixWire
+
+/// Retained history: per topic, the most recent messages, bounded per topic
+/// and over all topics, so `Last-Event-ID` and `earliest` can replay them.
+struct Retention {
+    struct History {
+        var messages: Deque<StoredMessage> = []
+        var bytes = 0
+    }
+
+    private(set) var topics: [String: History] = [:]
+    /// Publish order over all topics, to evict the globally oldest message
+    /// when a global bound is hit. Entries whose message a per-topic bound
+    /// already evicted are skipped when they reach the front.
+    private var order: Deque<(topic: String, sequence: UInt64)> = []
+    private(set) var messageCount = 0
+    private(set) var bytes = 0
+    let settings: BrokerSettings
+
+    init(settings: BrokerSettings) {
+        self.settings = settings
+    }
+
+    mutating func append(_ message: StoredMessage) {
+        let cost = message.costBytes
+        var history = topics.removeValue(forKey: message.topic) ?? History()
+        history.messages.append(message)
+        history.bytes += cost
+        messageCount += 1
+        bytes += cost
+        while history.messages.count > settings.retainedMessagesPerTopicMax
+            || (history.bytes > settings.retainedBytesPerTopicMax && history.messages.count > 1)
+        {
+            let evicted = history.messages.removeFirst()
+            history.bytes -= evicted.costBytes
+            messageCount -= 1
+            bytes -= evicted.costBytes
+        }
+        topics[message.topic] = history
+        order.append((message.topic, message.id.sequence))
+        while messageCount > settings.retainedMessagesMax || bytes > settings.retainedBytesMax || order.count > settings.retainedMessagesMax {
+            guard let oldest = order.popFirst() else { break }
+            evict(topic: oldest.topic, sequence: oldest.sequence)
+        }
+    }
+
+    private mutating func evict(topic: String, sequence: UInt64) {
+        guard var history = topics[topic], let first = history.messages.first, first.id.sequence == sequence else { return }
+        history.messages.removeFirst()
+        history.bytes -= first.costBytes
+        messageCount -= 1
+        bytes -= first.costBytes
+        topics[topic] = history.messages.isEmpty ? nil : history
+    }
+
+    /// Retained messages of topics matching any pattern with a sequence
+    /// after `sequence` (nil: all), in publish order, and the newest retained
+    /// id among the matching topics.
+    func replay(patterns: [TopicPattern], after sequence: UInt64?) -> (messages: [StoredMessage], newest: MessageID?) {
+        var messages: [StoredMessage] = []
+        var newest: MessageID?
+        for (name, history) in topics {
+            guard let topic = try? Topic(name, limits: settings.topicLimits),
+                patterns.contains(where: { $0.matches(topic) }),
+                let last = history.messages.last
+            else { continue }
+            if newest == nil || last.id > newest! { newest = last.id }
+            guard let sequence else {
+                messages.append(contentsOf: history.messages)
+                continue
+            }
+            // Binary search for the first message after `sequence`.
+            var low = 0
+            var high = history.messages.count
+            while low < high {
+                let mid = (low + high) / 2
+                if history.messages[mid].id.sequence <= sequence { low = mid + 1 } else { high = mid }
+            }
+            messages.append(contentsOf: history.messages[low...])
+        }
+        messages.sort { $0.id.sequence < $1.id.sequence }
+        return (messages, newest)
+    }
+}

@@ -1,0 +1,122 @@
+import NIOCore
+
+/// The binary frame format (docs/protocol.md, "Binary frames"). Every frame is
+/// a 5-byte header, `type: u8` then `length: u32` big-endian, followed by
+/// `length` bytes of body. Integers are big-endian; strings are UTF-8.
+public enum FrameType: UInt8, Sendable {
+    /// Client → server on `/v1/publish`: one message to publish.
+    case publish = 0x01
+    /// Server → client on `/v1/subscribe`: one delivered message.
+    case message = 0x02
+    /// Server → client on `/v1/publish`: the ack of one publish frame, in input order.
+    case ack = 0x03
+    /// Server → client: a control record (`view`, `gap`, `heartbeat`, `end`) as
+    /// the same UTF-8 JSON object the NDJSON format carries, without newline.
+    case event = 0x04
+}
+
+/// The media type of the binary frame format, for `Content-Type` and `Accept`.
+public let binaryFramesMediaType = "application/vnd.piglix.frames"
+
+public enum FrameHeader {
+    public static let size = 5
+}
+
+/// Why a frame could not be decoded.
+public enum FrameError: Error, Sendable, Equatable, CustomStringConvertible {
+    case unknownType(UInt8)
+    case tooLarge(length: Int, max: Int)
+    case malformed(String)
+
+    public var description: String {
+        switch self {
+        case .unknownType(let type): return "unknown frame type 0x\(String(type, radix: 16))"
+        case .tooLarge(let length, let max): return "frame body of \(length) bytes is over the limit of \(max)"
+        case .malformed(let reason): return "malformed frame: \(reason)"
+        }
+    }
+}
+
+/// One decoded frame: its type and a slice of the input holding its body.
+public struct Frame: Sendable {
+    public var type: FrameType
+    public var body: ByteBuffer
+
+    public init(type: FrameType, body: ByteBuffer) {
+        self.type = type
+        self.body = body
+    }
+}
+
+/// Cuts a byte stream into frames. Holds at most one partial frame, whose
+/// size is checked against `bodyBytesMax` from its header before any of it is
+/// buffered, so a hostile length cannot make it allocate.
+public struct FrameDecoder: Sendable {
+    public let bodyBytesMax: Int
+    private var buffer = ByteBuffer()
+
+    public init(bodyBytesMax: Int) {
+        self.bodyBytesMax = bodyBytesMax
+    }
+
+    /// Bytes held that do not yet make a whole frame.
+    public var bufferedBytes: Int { buffer.readableBytes }
+
+    public mutating func append(_ bytes: ByteBuffer) {
+        if buffer.readableBytes == 0 {
+            buffer = bytes
+        } else {
+            var bytes = bytes
+            buffer.writeBuffer(&bytes)
+        }
+    }
+
+    /// The next whole frame, nil when more bytes are needed.
+    public mutating func next() throws(FrameError) -> Frame? {
+        guard buffer.readableBytes >= FrameHeader.size,
+            let rawType: UInt8 = buffer.getInteger(at: buffer.readerIndex),
+            let length: UInt32 = buffer.getInteger(at: buffer.readerIndex + 1)
+        else { return nil }
+        guard let type = FrameType(rawValue: rawType) else { throw .unknownType(rawType) }
+        let bodyLength = Int(length)
+        if bodyLength > bodyBytesMax { throw .tooLarge(length: bodyLength, max: bodyBytesMax) }
+        guard buffer.readableBytes >= FrameHeader.size + bodyLength else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
+        let body = buffer.readSlice(length: bodyLength)!
+        if buffer.readableBytes == 0 { buffer.clear() }
+        return Frame(type: type, body: body)
+    }
+}
+
+extension ByteBuffer {
+    /// Writes a frame header whose length is patched by `endFrame(at:)`.
+    @inlinable
+    public mutating func beginFrame(_ type: FrameType) -> Int {
+        writeInteger(type.rawValue)
+        let lengthIndex = writerIndex
+        writeInteger(UInt32(0))
+        return lengthIndex
+    }
+
+    /// Patches the length of the frame begun at `lengthIndex`.
+    @inlinable
+    public mutating func endFrame(at lengthIndex: Int) {
+        setInteger(UInt32(writerIndex - lengthIndex - 4), at: lengthIndex)
+    }
+
+    /// Writes a u16-length-prefixed UTF-8 string.
+    @inlinable
+    public mutating func writeShortString(_ string: String) {
+        let lengthIndex = writerIndex
+        writeInteger(UInt16(0))
+        let written = writeString(string)
+        setInteger(UInt16(truncatingIfNeeded: written), at: lengthIndex)
+    }
+
+    /// Reads a u16-length-prefixed UTF-8 string.
+    @inlinable
+    public mutating func readShortString() -> String? {
+        guard let length: UInt16 = readInteger() else { return nil }
+        return readString(length: Int(length))
+    }
+}

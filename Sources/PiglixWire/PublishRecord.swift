@@ -1,0 +1,200 @@
+import NIOCore
+
+/// One message a client asks to publish, from either input format.
+public struct PublishRecord: Sendable {
+    public var topic: String
+    public var payload: ByteBuffer
+    public var delivery: DeliveryLevel
+    public var headers: [MessageHeader]
+
+    public init(topic: String, payload: ByteBuffer, delivery: DeliveryLevel = .fifo, headers: [MessageHeader] = []) {
+        self.topic = topic
+        self.payload = payload
+        self.delivery = delivery
+        self.headers = headers
+    }
+}
+
+/// Why a publish record was rejected; the text goes into its error ack.
+public struct RecordError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var reason: String
+    public init(status: Int = 400, _ reason: String) {
+        self.status = status
+        self.reason = reason
+    }
+    public var description: String { reason }
+}
+
+/// Bounds on user headers, shared by both input formats.
+public struct HeaderLimits: Sendable, Hashable {
+    public var countMax: Int
+    public var nameBytesMax: Int
+    public var valueBytesMax: Int
+    public init(countMax: Int = 32, nameBytesMax: Int = 64, valueBytesMax: Int = 1024) {
+        self.countMax = countMax
+        self.nameBytesMax = nameBytesMax
+        self.valueBytesMax = valueBytesMax
+    }
+    public static let `default` = HeaderLimits()
+
+    func check(_ headers: [MessageHeader]) throws(RecordError) {
+        if headers.count > countMax { throw RecordError("\(headers.count) headers, the limit is \(countMax)") }
+        for header in headers {
+            if header.name.isEmpty || header.name.utf8.count > nameBytesMax {
+                throw RecordError("header name \"\(header.name.prefix(80))\" must be 1 to \(nameBytesMax) bytes")
+            }
+            if header.value.utf8.count > valueBytesMax {
+                throw RecordError("header \"\(header.name)\" has a value over \(valueBytesMax) bytes")
+            }
+        }
+    }
+}
+
+extension PublishRecord {
+    /// Parses one NDJSON publish line:
+    /// `{"topic":"a.b","data":"text"|"data_b64":"…","delivery":"fifo","headers":{"k":"v"}}`.
+    public static func decodeJSON(_ line: ByteBuffer, headerLimits: HeaderLimits = .default) throws(RecordError) -> PublishRecord {
+        let parsed: JSONValue
+        do {
+            parsed = try line.withUnsafeReadableBytes { bytes throws(JSONError) in try JSONParser.parse(bytes) }
+        } catch {
+            throw RecordError(error.description)
+        }
+        guard case .object(let members) = parsed else {
+            throw RecordError("a publish record is a JSON object, not \(parsed.typeName)")
+        }
+        var topic: String?
+        var payload: ByteBuffer?
+        var delivery = DeliveryLevel.fifo
+        var headers: [MessageHeader] = []
+        for (name, value) in members {
+            switch name {
+            case "topic":
+                guard case .string(let text) = value else { throw RecordError("\"topic\" must be a string, not \(value.typeName)") }
+                topic = text
+            case "data":
+                guard payload == nil else { throw RecordError("give one of \"data\" and \"data_b64\", not both") }
+                guard case .string(let text) = value else { throw RecordError("\"data\" must be a string, not \(value.typeName)") }
+                payload = ByteBuffer(string: text)
+            case "data_b64":
+                guard payload == nil else { throw RecordError("give one of \"data\" and \"data_b64\", not both") }
+                guard case .string(let text) = value else { throw RecordError("\"data_b64\" must be a string, not \(value.typeName)") }
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(text.utf8.count / 4 * 3 + 3)
+                guard Base64.decode(text.utf8, into: &buffer) else { throw RecordError("\"data_b64\" is not valid base64") }
+                payload = buffer
+            case "delivery":
+                guard case .string(let text) = value, let level = DeliveryLevel(name: text) else {
+                    throw RecordError("\"delivery\" must be \"fifo\", \"total\" or \"safe\"")
+                }
+                delivery = level
+            case "headers":
+                guard case .object(let pairs) = value else { throw RecordError("\"headers\" must be an object of strings") }
+                for (headerName, headerValue) in pairs {
+                    guard case .string(let text) = headerValue else {
+                        throw RecordError("header \"\(headerName)\" must be a string, not \(headerValue.typeName)")
+                    }
+                    headers.append(MessageHeader(name: headerName, value: text))
+                }
+            default:
+                throw RecordError("unknown field \"\(name)\"; a record has topic, data or data_b64, delivery, headers")
+            }
+        }
+        guard let topic else { throw RecordError("the record has no \"topic\"") }
+        guard let payload else { throw RecordError("the record has neither \"data\" nor \"data_b64\"") }
+        try headerLimits.check(headers)
+        return PublishRecord(topic: topic, payload: payload, delivery: delivery, headers: headers)
+    }
+
+    /// Parses the body of a `publish` frame.
+    public static func decodeFrame(_ body: ByteBuffer, headerLimits: HeaderLimits = .default) throws(RecordError) -> PublishRecord {
+        var body = body
+        guard let rawLevel: UInt8 = body.readInteger() else { throw RecordError("short publish frame") }
+        guard let delivery = DeliveryLevel(rawValue: rawLevel) else {
+            throw RecordError("publish frame has unknown delivery level \(rawLevel)")
+        }
+        guard let topic = body.readShortString() else { throw RecordError("publish frame ends inside the topic") }
+        guard let headerCount: UInt8 = body.readInteger() else { throw RecordError("publish frame ends before the header count") }
+        var headers: [MessageHeader] = []
+        if headerCount > 0 {
+            headers.reserveCapacity(Int(headerCount))
+            for _ in 0..<headerCount {
+                guard let name = body.readShortString(), let value = body.readShortString() else {
+                    throw RecordError("publish frame ends inside a header")
+                }
+                headers.append(MessageHeader(name: name, value: value))
+            }
+            try headerLimits.check(headers)
+        }
+        return PublishRecord(topic: topic, payload: body, delivery: delivery, headers: headers)
+    }
+
+    /// Appends this record as a `publish` frame.
+    public func encodeFrame(into out: inout ByteBuffer) {
+        let lengthIndex = out.beginFrame(.publish)
+        out.writeInteger(delivery.rawValue)
+        out.writeShortString(topic)
+        out.writeInteger(UInt8(truncatingIfNeeded: headers.count))
+        for header in headers {
+            out.writeShortString(header.name)
+            out.writeShortString(header.value)
+        }
+        var payload = payload
+        out.writeBuffer(&payload)
+        out.endFrame(at: lengthIndex)
+    }
+
+    /// Appends this record as an NDJSON line (text payloads as `data`, others as `data_b64`).
+    public func encodeJSON(into out: inout ByteBuffer) {
+        out.writeStaticString("{\"topic\":")
+        out.writeJSONString(topic)
+        if delivery != .fifo {
+            out.writeStaticString(",\"delivery\":\"")
+            out.writeString(delivery.name)
+            out.writeInteger(UInt8(ascii: "\""))
+        }
+        if !headers.isEmpty {
+            out.writeStaticString(",\"headers\":{")
+            for (index, header) in headers.enumerated() {
+                if index > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                out.writeJSONString(header.name)
+                out.writeInteger(UInt8(ascii: ":"))
+                out.writeJSONString(header.value)
+            }
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+        payload.withUnsafeReadableBytes { bytes in
+            if UTF8Check.isValid(bytes) {
+                out.writeStaticString(",\"data\":")
+                out.writeJSONString(utf8: bytes)
+            } else {
+                out.writeStaticString(",\"data_b64\":\"")
+                Base64.encode(bytes, into: &out)
+                out.writeInteger(UInt8(ascii: "\""))
+            }
+        }
+        out.writeStaticString("}\n")
+    }
+}
+
+/// UTF-8 validation of payloads, to choose `data` or `data_b64`.
+public enum UTF8Check {
+    @inlinable
+    public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        // ASCII fast path, 8 bytes at a time.
+        var index = 0
+        let count = bytes.count
+        while index + 8 <= count {
+            if bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { break }
+            index += 8
+        }
+        while index < count, bytes[index] < 0x80 { index += 1 }
+        if index == count { return true }
+        return String(validating: UnsafeRawBufferPointer(rebasing: bytes[index...]), as: UTF8.self) != nil
+    }
+
+    public static func isValid(_ buffer: ByteBuffer) -> Bool {
+        buffer.withUnsafeReadableBytes { isValid($0) }
+    }
+}
