@@ -1,6 +1,5 @@
 import DequeModule
 import Logging
-import Metrics
 import NIOCore
 import PiglixTopics
 import PiglixWire
@@ -93,6 +92,9 @@ public struct BrokerStats: Sendable {
 /// matches topics to subscriptions with the pattern trie and fills each
 /// subscriber's bounded queue. Publishing never waits for a subscriber.
 ///
+/// Its counters are kept under the same lock and read by `/metrics` at
+/// scrape time, so the hot path pays no separate atomic per message.
+///
 /// All state sits behind one mutex: a publish holds it for one trie lookup
 /// and one append per matching subscriber, a writer for one queue swap per batch.
 public final class Broker: Sendable {
@@ -121,10 +123,6 @@ public final class Broker: Sendable {
     }
 
     private let state: Mutex<State>
-    private let publishedCounter: Counter
-    private let deliveredCounter: Counter
-    private let droppedCounter: Counter
-    private let subscriptionsGauge: Gauge
 
     public init(settings: BrokerSettings, epoch: UInt32? = nil) throws(BrokerSettings.Invalid) {
         try settings.validate()
@@ -132,10 +130,6 @@ public final class Broker: Sendable {
         self.epoch = epoch ?? UInt32.random(in: 1...UInt32.max)
         self.state = Mutex(
             State(trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings)))
-        publishedCounter = Counter(label: "piglix_messages_published_total")
-        deliveredCounter = Counter(label: "piglix_messages_delivered_total")
-        droppedCounter = Counter(label: "piglix_messages_dropped_total")
-        subscriptionsGauge = Gauge(label: "piglix_subscriptions")
     }
 
     // MARK: Publish
@@ -169,7 +163,6 @@ public final class Broker: Sendable {
             return PublishReceipt(id: message.id, delivery: record.delivery)
         }
         for continuation in wake { continuation.resume() }
-        publishedCounter.increment()
         return receipt
     }
 
@@ -265,7 +258,6 @@ public final class Broker: Sendable {
             }
             return (id, replay.newest)
         }
-        subscriptionsGauge.record(subscriptionCount)
         return Subscription(id: id, patterns: patterns, newestRetained: newest, broker: self)
     }
 
@@ -282,7 +274,6 @@ public final class Broker: Sendable {
             return waiter
         }
         waiter?.resume()
-        subscriptionsGauge.record(subscriptionCount)
     }
 
     func waitReady(_ id: SubscriptionID) async {
@@ -346,8 +337,6 @@ public final class Broker: Sendable {
             state.queues[id] = queue
             return batch
         }
-        if !batch.messages.isEmpty { deliveredCounter.increment(by: batch.messages.count) }
-        if batch.lost > 0 { droppedCounter.increment(by: Int(batch.lost)) }
         return batch
     }
 

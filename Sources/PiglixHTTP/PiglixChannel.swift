@@ -1,0 +1,172 @@
+import HummingbirdCore
+import HummingbirdHTTP2
+import Logging
+import NIOCore
+
+/// One plaintext listener for HTTP/2 with prior knowledge (h2c) and HTTP/1.1.
+///
+/// Hummingbird's `.plaintextHTTP2()` speaks only h2c and `HTTP2UpgradeChannel`
+/// picks by TLS ALPN; without TLS we pick by the first bytes instead: a
+/// connection that starts with the HTTP/2 connection preface (RFC 9113 §3.4)
+/// gets Hummingbird's HTTP/2 pipeline, anything else its HTTP/1.1 pipeline.
+/// Both hand requests to the same responder, as `HTTP2UpgradeChannel` does.
+public struct PiglixChannel: HTTPChannelHandler {
+    public enum Negotiated: Sendable {
+        case http1(HTTP1Channel.Value)
+        case http2(HTTP2Channel.Value)
+    }
+
+    public struct Value: ServerChildChannelValue {
+        let negotiated: EventLoopFuture<Negotiated>
+        public let channel: any Channel
+    }
+
+    private let http1: HTTP1Channel
+    private let http2: HTTP2Channel
+    /// A connection that has not sent enough bytes to choose within this time is closed.
+    let prefaceTimeout: TimeAmount
+
+    public var responder: Responder { http1.responder }
+
+    public init(
+        responder: @escaping HTTPChannelHandler.Responder,
+        configuration: HTTP2ChannelConfiguration = .init(),
+        prefaceTimeout: TimeAmount = .seconds(30)
+    ) {
+        self.http1 = HTTP1Channel(responder: responder, configuration: configuration.streamConfiguration)
+        self.http2 = HTTP2Channel(responder: responder, configuration: configuration)
+        self.prefaceTimeout = prefaceTimeout
+    }
+
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let promise = channel.eventLoop.makePromise(of: Negotiated.self)
+        let http1 = self.http1
+        let http2 = self.http2
+        let sniffer = PrefaceSniffer(
+            promise: promise,
+            timeout: prefaceTimeout,
+            configureHTTP1: { channel in http1.setup(channel: channel, logger: logger).map { .http1($0) } },
+            configureHTTP2: { channel in http2.setup(channel: channel, logger: logger).map { .http2($0) } }
+        )
+        return channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(sniffer)
+            return Value(negotiated: promise.futureResult, channel: channel)
+        }
+    }
+
+    public func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.negotiated.get() {
+            case .http1(let http1Value):
+                await http1.handle(value: http1Value, logger: logger)
+            case .http2(let http2Value):
+                await http2.handle(value: http2Value, logger: logger)
+            }
+        } catch {
+            logger.debug("connection closed before its protocol was known: \(error)")
+        }
+    }
+}
+
+/// Reads the first bytes of a connection, compares them with the HTTP/2
+/// preface, sets up the matching pipeline behind itself, replays the bytes
+/// into it and leaves the pipeline.
+final class PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    static let preface: [UInt8] = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    private let promise: EventLoopPromise<PiglixChannel.Negotiated>
+    private let timeout: TimeAmount
+    private let configureHTTP1: (any Channel) -> EventLoopFuture<PiglixChannel.Negotiated>
+    private let configureHTTP2: (any Channel) -> EventLoopFuture<PiglixChannel.Negotiated>
+    private var buffered: ByteBuffer?
+    private var decided = false
+    private var timer: Scheduled<Void>?
+
+    init(
+        promise: EventLoopPromise<PiglixChannel.Negotiated>,
+        timeout: TimeAmount,
+        configureHTTP1: @escaping (any Channel) -> EventLoopFuture<PiglixChannel.Negotiated>,
+        configureHTTP2: @escaping (any Channel) -> EventLoopFuture<PiglixChannel.Negotiated>
+    ) {
+        self.promise = promise
+        self.timeout = timeout
+        self.configureHTTP1 = configureHTTP1
+        self.configureHTTP2 = configureHTTP2
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        let promise = self.promise
+        timer = context.eventLoop.scheduleTask(in: timeout) {
+            promise.fail(ChannelError.inputClosed)
+            channel.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        if !decided {
+            decided = true
+            promise.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !decided {
+            decided = true
+            timer?.cancel()
+            promise.fail(ChannelError.inputClosed)
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !decided else {
+            context.fireChannelRead(data)
+            return
+        }
+        var bytes = unwrapInboundIn(data)
+        if buffered == nil {
+            buffered = bytes
+        } else {
+            buffered!.writeBuffer(&bytes)
+        }
+        let seen = buffered!.readableBytesView
+        let compared = min(seen.count, Self.preface.count)
+        let matchesSoFar = seen.prefix(compared).elementsEqual(Self.preface.prefix(compared))
+        if matchesSoFar && compared < Self.preface.count { return }
+        decide(context: context, http2: matchesSoFar)
+    }
+
+    private func decide(context: ChannelHandlerContext, http2: Bool) {
+        decided = true
+        timer?.cancel()
+        let configure = http2 ? configureHTTP2 : configureHTTP1
+        let promise = self.promise
+        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let loopBoundSelf = NIOLoopBound(self, eventLoop: context.eventLoop)
+        configure(context.channel).whenComplete { result in
+            let context = loopBoundContext.value
+            let handler = loopBoundSelf.value
+            switch result {
+            case .success(let negotiated):
+                promise.succeed(negotiated)
+                if let bytes = handler.buffered {
+                    handler.buffered = nil
+                    context.fireChannelRead(handler.wrapInboundOut(bytes))
+                    context.fireChannelReadComplete()
+                }
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            case .failure(let error):
+                promise.fail(error)
+                context.close(promise: nil)
+            }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension PrefaceSniffer: Sendable {}

@@ -1,0 +1,90 @@
+import Hummingbird
+import HummingbirdCore
+import HummingbirdHTTP2
+import Logging
+import NIOCore
+import PiglixBroker
+import Prometheus
+import ServiceLifecycle
+
+/// Builds and runs one Piglix node's HTTP front end over a broker.
+public struct PiglixServer: Sendable {
+    public let settings: ServerSettings
+    public let broker: Broker
+    public let registry: PrometheusCollectorRegistry
+    let logger: Logger
+
+    public init(settings: ServerSettings, registry: PrometheusCollectorRegistry = .init(), logger: Logger) throws {
+        try settings.validate()
+        self.settings = settings
+        self.broker = try Broker(settings: settings.broker)
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// The router with every route of DESIGN.md §3.
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.middlewares.add(ProblemMiddleware())
+        router.middlewares.add(MetricsMiddleware())
+        let publish = PublishRoute(broker: broker, settings: settings)
+        let subscribe = SubscribeRoute(broker: broker, settings: settings)
+        let status = StatusRoutes(broker: broker, registry: registry)
+        router.post("/v1/topics/:topic", use: publish.publishOne)
+        router.post("/v1/publish", use: publish.publishMany)
+        router.get("/v1/subscribe", use: subscribe.handle)
+        router.get("/v1/cluster", use: status.cluster)
+        router.get("/v1/groups", use: status.groups)
+        router.get("/healthz", use: status.healthz)
+        router.get("/readyz", use: status.readyz)
+        router.get("/metrics", use: status.metrics)
+        return router
+    }
+
+    /// The Hummingbird application on one plaintext port for h2c and HTTP/1.1.
+    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+        let prefaceTimeout = TimeAmount.nanoseconds(
+            settings.prefaceTimeout.components.seconds * 1_000_000_000 + settings.prefaceTimeout.components.attoseconds / 1_000_000_000)
+        return Application(
+            router: makeRouter(),
+            server: HTTPServerBuilder { responder in
+                PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout)
+            },
+            configuration: ApplicationConfiguration(
+                address: .hostname(settings.host, port: settings.port), serverName: "piglix", reuseAddress: true),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
+    /// Runs the node until SIGTERM or SIGINT, then ends every subscriber
+    /// stream with an `end` record before the listener stops.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                // Shut down in reverse order: the broker first ends the
+                // long-lived streams, then the server drains and closes.
+                services: [makeApplication(onServerRunning: onServerRunning), brokerService],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    /// Heartbeats while running; on graceful shutdown ends all streams.
+    public var brokerService: BrokerService { BrokerService(broker: broker, heartbeatInterval: settings.heartbeatInterval) }
+}
+
+/// The broker's part of the node's lifecycle.
+public struct BrokerService: Service {
+    let broker: Broker
+    let heartbeatInterval: Duration
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while true {
+                try await Task.sleep(for: heartbeatInterval)
+                broker.heartbeatTick()
+            }
+        }
+        broker.shutdown()
+    }
+}

@@ -1,0 +1,66 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PiglixWire
+
+/// An error answered as `application/problem+json` (RFC 9457) with a precise
+/// `detail`: every 4xx and 5xx of the front end.
+public struct Problem: Error, HTTPResponseError, Sendable {
+    public var status: HTTPResponse.Status
+    public var detail: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ detail: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.detail = detail
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        response()
+    }
+
+    public func response() -> Response {
+        var body = ByteBuffer()
+        body.writeStaticString("{\"type\":\"about:blank\",\"title\":")
+        body.writeJSONString(status.reasonPhrase)
+        body.writeStaticString(",\"status\":")
+        body.writeDecimal(UInt64(status.code))
+        body.writeStaticString(",\"detail\":")
+        body.writeJSONString(detail)
+        body.writeStaticString("}\n")
+        var fields = headers
+        fields[.contentType] = "application/problem+json"
+        fields[.contentLength] = String(body.readableBytes)
+        return Response(status: status, headers: fields, body: .init(byteBuffer: body))
+    }
+
+    static func status(_ code: Int) -> HTTPResponse.Status {
+        HTTPResponse.Status(code: code)
+    }
+}
+
+/// Turns every error a route throws, Hummingbird's own (404, 405, 413) included,
+/// into problem+json.
+struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            return problem.response()
+        } catch let error as HTTPError {
+            let detail: String
+            switch error.status {
+            case .notFound: detail = "no route for \(request.method) \(request.uri.path); see GET / for the API"
+            case .contentTooLarge: detail = error.body ?? "request body is too large"
+            default: detail = error.body ?? error.status.reasonPhrase
+            }
+            return Problem(error.status, detail, headers: error.headers).response()
+        } catch let error as any HTTPResponseError {
+            return Problem(error.status, "\(error)").response()
+        } catch {
+            context.logger.error("unexpected error on \(request.method) \(request.uri.path): \(error)")
+            return Problem(.internalServerError, "internal error: \(error)").response()
+        }
+    }
+}

@@ -1,0 +1,220 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import PiglixBroker
+import PiglixWire
+
+/// `POST /v1/topics/{topic}` (one message) and `POST /v1/publish` (batch
+/// and streaming publish with one ack per record).
+struct PublishRoute: Sendable {
+    let broker: Broker
+    let settings: ServerSettings
+
+    // MARK: Single publish
+
+    func publishOne(_ request: Request, context: some RequestContext) async throws -> Response {
+        guard let rawTopic = context.parameters.get("topic") else { throw Problem(.badRequest, "missing topic") }
+        let topic = RequestParsing.percentDecoded(Substring(rawTopic))
+        let delivery = try RequestParsing.deliveryLevel(request)
+        let coding = try RequestParsing.contentCoding(request)
+        let limit = settings.broker.messageBytesMax
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), coding == nil, length > limit {
+            throw Problem(.contentTooLarge, "message of \(length) bytes is over the limit of \(limit) bytes")
+        }
+        // Check the topic before reading the body, so a bad topic costs no upload.
+        do { _ = try broker.check(topic: topic, payloadBytes: 0) } catch { throw Self.problem(error) }
+
+        var request = request
+        var payload: ByteBuffer
+        do {
+            payload = try await request.collectBody(upTo: coding == nil ? limit : settings.batchRequestBytesMax)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw Problem(.contentTooLarge, "message is over the limit of \(limit) bytes")
+        }
+        if let coding { payload = try Self.decompress(payload, coding: coding, limit: limit, what: "message") }
+
+        var headers: [MessageHeader] = []
+        for field in request.headers where field.name.canonicalName.hasPrefix(userHeaderPrefix) {
+            headers.append(MessageHeader(name: String(field.name.canonicalName.dropFirst(userHeaderPrefix.count)), value: field.value))
+        }
+        let record = PublishRecord(topic: topic, payload: payload, delivery: delivery, headers: headers)
+        let receipt: PublishReceipt
+        do { receipt = try broker.publish(record) } catch { throw Self.problem(error) }
+
+        var body = ByteBuffer()
+        AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: false, into: &body)
+        return Response(
+            status: HTTPResponse.Status(code: receipt.status),
+            headers: [.contentType: "application/json", .piglixMessageID: receipt.id.description, .contentLength: String(body.readableBytes)],
+            body: .init(byteBuffer: body))
+    }
+
+    // MARK: Batch and streaming publish
+
+    func publishMany(_ request: Request, context: some RequestContext) async throws -> Response {
+        let coding = try RequestParsing.contentCoding(request)
+        let binary = request.headers[.contentType].map { $0.lowercased().hasPrefix(binaryFramesMediaType) } ?? false
+        let ackType = binary ? binaryFramesMediaType : "application/x-ndjson"
+        if broker.isShuttingDown {
+            throw Problem(.serviceUnavailable, "the broker is shutting down", headers: [.retryAfter: "1"])
+        }
+
+        if request.headers[.contentLength] != nil {
+            // A batch: read it whole (bounded), so a bomb or an oversize body
+            // is a 413 before anything is published.
+            var request = request
+            var body: ByteBuffer
+            do {
+                body = try await request.collectBody(upTo: settings.batchRequestBytesMax)
+            } catch let error as HTTPError where error.status == .contentTooLarge {
+                throw Problem(.contentTooLarge, "batch body is over the limit of \(settings.batchRequestBytesMax) bytes; stream it without Content-Length instead")
+            }
+            if let coding {
+                body = try Self.decompress(body, coding: coding, limit: settings.decompressedBytesMax, what: "batch body")
+            }
+            var session = PublishSession(broker: broker, settings: settings, binary: binary)
+            var acks = ByteBuffer()
+            session.consume(body, acks: &acks)
+            session.finish(acks: &acks)
+            return Response(
+                status: .ok, headers: [.contentType: ackType, .contentLength: String(acks.readableBytes)],
+                body: .init(byteBuffer: acks))
+        }
+
+        // A stream: acks go back while the body is still being read.
+        let broker = self.broker
+        let settings = self.settings
+        return Response(
+            status: .ok, headers: [.contentType: ackType, .cacheControl: "no-cache"],
+            body: ResponseBody { writer in
+                var session = PublishSession(broker: broker, settings: settings, binary: binary)
+                var acks = ByteBuffer()
+                // Records are bounded one by one (LineSplitter, FrameDecoder), so
+                // a stream's total decompressed size needs no bound of its own.
+                let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
+                do {
+                    for try await chunk in request.body {
+                        if let decompressor {
+                            try decompressor.decompress(chunk) { session.consume($0, acks: &acks) }
+                        } else {
+                            session.consume(chunk, acks: &acks)
+                        }
+                        if session.fatal { break }
+                        if acks.readableBytes > 0 {
+                            try await writer.write(acks)
+                            acks = ByteBuffer()
+                        }
+                    }
+                    session.finish(acks: &acks)
+                } catch let error as CorruptCompressedData {
+                    AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
+                }
+                if acks.readableBytes > 0 { try await writer.write(acks) }
+                try await writer.finish(nil)
+            })
+    }
+
+    static func decompress(_ body: ByteBuffer, coding: ContentCoding, limit: Int, what: String) throws -> ByteBuffer {
+        do {
+            let decompressor = try BoundedDecompressor(coding, outputBytesMax: limit)
+            var output = ByteBuffer()
+            try decompressor.decompress(body) { chunk in
+                var chunk = chunk
+                output.writeBuffer(&chunk)
+            }
+            return output
+        } catch let error as DecompressedTooLarge {
+            throw Problem(.contentTooLarge, "\(what) decompresses to over the limit of \(error.limit) bytes")
+        } catch let error as CorruptCompressedData {
+            throw Problem(.badRequest, error.description)
+        }
+    }
+
+    static func problem(_ error: PublishError) -> Problem {
+        var headers: HTTPFields = [:]
+        if error.status == 503 { headers[.retryAfter] = "1" }
+        return Problem(Problem.status(error.status), error.description, headers: headers)
+    }
+}
+
+/// Decodes records from a publish body as bytes arrive and publishes each,
+/// writing one ack per record in input order. Memory is bounded by one record.
+struct PublishSession {
+    let broker: Broker
+    let binary: Bool
+    var lines: LineSplitter
+    var frames: FrameDecoder
+    let headerLimits: HeaderLimits
+    /// A binary stream that lost its framing cannot go on.
+    private(set) var fatal = false
+
+    init(broker: Broker, settings: ServerSettings, binary: Bool) {
+        self.broker = broker
+        self.binary = binary
+        self.lines = LineSplitter(lineBytesMax: settings.recordBytesMax)
+        self.frames = FrameDecoder(bodyBytesMax: settings.recordBytesMax)
+        self.headerLimits = settings.broker.headerLimits
+    }
+
+    mutating func consume(_ bytes: ByteBuffer, acks: inout ByteBuffer) {
+        guard !fatal else { return }
+        if binary {
+            frames.append(bytes)
+            while true {
+                do {
+                    guard let frame = try frames.next() else { return }
+                    guard frame.type == .publish else {
+                        AckCodec.writeError(status: 400, error: "expected a publish frame, got \(frame.type)", binary: true, into: &acks)
+                        continue
+                    }
+                    do {
+                        publish(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits), acks: &acks)
+                    } catch {
+                        AckCodec.writeError(status: error.status, error: error.reason, binary: true, into: &acks)
+                    }
+                } catch {
+                    let status = if case .tooLarge = error { 413 } else { 400 }
+                    AckCodec.writeError(status: status, error: error.description + "; the stream ends here", binary: true, into: &acks)
+                    fatal = true
+                    return
+                }
+            }
+        } else {
+            lines.append(bytes)
+            while let item = lines.next() { handle(item, acks: &acks) }
+        }
+    }
+
+    mutating func finish(acks: inout ByteBuffer) {
+        if binary {
+            if !fatal && frames.bufferedBytes > 0 {
+                AckCodec.writeError(status: 400, error: "the body ends inside a frame", binary: true, into: &acks)
+            }
+        } else if let item = lines.finish() {
+            handle(item, acks: &acks)
+        }
+    }
+
+    private mutating func handle(_ item: LineSplitter.Item, acks: inout ByteBuffer) {
+        switch item {
+        case .line(let line):
+            do {
+                publish(try PublishRecord.decodeJSON(line, headerLimits: headerLimits), acks: &acks)
+            } catch {
+                AckCodec.writeError(status: error.status, error: error.reason, binary: false, into: &acks)
+            }
+        case .tooLong(let bytes):
+            AckCodec.writeError(
+                status: 413, error: "record of \(bytes) bytes is over the limit of \(lines.lineBytesMax) bytes", binary: false, into: &acks)
+        }
+    }
+
+    private func publish(_ record: PublishRecord, acks: inout ByteBuffer) {
+        do {
+            let receipt = try broker.publish(record)
+            AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: binary, into: &acks)
+        } catch {
+            AckCodec.writeError(status: error.status, error: error.description, binary: binary, into: &acks)
+        }
+    }
+}

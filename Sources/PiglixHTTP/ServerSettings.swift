@@ -1,0 +1,49 @@
+import PiglixBroker
+
+/// Every bound of the HTTP front end, with the broker's, in one value built
+/// once (from flags and `PIGLIX_*` variables) and validated.
+public struct ServerSettings: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests); `onServerRunning` reports it.
+    public var port = 8080
+    public var broker = BrokerSettings()
+    /// An idle subscribe stream gets a `heartbeat` record this often.
+    public var heartbeatInterval = Duration.seconds(15)
+    /// Batching of subscribe streams: the default and the most a subscriber
+    /// may ask for with `?batch_bytes=` / `?linger_ms=`.
+    public var batchBytesDefault = 64 * 1024
+    public var batchBytesMin = 1024
+    public var batchBytesMax = 1024 * 1024
+    public var lingerDefault = Duration.zero
+    public var lingerMax = Duration.milliseconds(1000)
+    /// A `/v1/publish` request with a `Content-Length` is a batch, read whole:
+    /// most bytes on the wire, and most bytes once decompressed.
+    public var batchRequestBytesMax = 16 << 20
+    public var decompressedBytesMax = 64 << 20
+    public var prefaceTimeout = Duration.seconds(30)
+
+    public init() {}
+
+    /// The largest NDJSON line or publish frame body a stream may carry: a
+    /// payload at the limit, base64-encoded, plus room for topic and headers.
+    public var recordBytesMax: Int { broker.messageBytesMax / 3 * 4 + 64 * 1024 }
+
+    public struct Invalid: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    public func validate() throws {
+        try broker.validate()
+        if port < 0 || port > 65535 { throw Invalid(description: "port \(port) is not 0 to 65535") }
+        if heartbeatInterval <= .zero { throw Invalid(description: "heartbeat interval must be positive") }
+        if batchBytesMin <= 0 || batchBytesDefault < batchBytesMin || batchBytesDefault > batchBytesMax {
+            throw Invalid(description: "batch bytes default \(batchBytesDefault) must lie in \(batchBytesMin)...\(batchBytesMax)")
+        }
+        if lingerDefault < .zero || lingerDefault > lingerMax {
+            throw Invalid(description: "linger default must lie in 0...\(lingerMax)")
+        }
+        if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {
+            throw Invalid(description: "request size limits must be positive")
+        }
+    }
+}

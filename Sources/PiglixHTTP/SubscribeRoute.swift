@@ -1,0 +1,150 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import PiglixBroker
+import PiglixTopics
+import PiglixWire
+
+/// `GET /v1/subscribe?topic=P[&topic=P2…]`: a long-lived stream of the
+/// messages matching any pattern, in batches, optionally compressed.
+struct SubscribeRoute: Sendable {
+    let broker: Broker
+    let settings: ServerSettings
+
+    func handle(_ request: Request, context: some RequestContext) async throws -> Response {
+        let query = request.uri.queryParameters
+        let names = query.getAll("topic").map { String($0) }
+        let patterns: [TopicPattern]
+        do { patterns = try broker.parsePatterns(names) } catch { throw Problem(Problem.status(error.status), error.description) }
+        let format = try RequestParsing.streamFormat(request)
+
+        let overflow: OverflowPolicy
+        if let text = query.get("overflow") {
+            guard let policy = OverflowPolicy(rawValue: text) else {
+                throw Problem(.badRequest, "overflow=\(text) is not one of drop-oldest, disconnect")
+            }
+            overflow = policy
+        } else {
+            overflow = settings.broker.defaultOverflow
+        }
+        let batchBytes = try RequestParsing.intParameter(
+            request, "batch_bytes", default: settings.batchBytesDefault, range: settings.batchBytesMin...settings.batchBytesMax)
+        let lingerMs = try RequestParsing.intParameter(
+            request, "linger_ms", default: Int(settings.lingerDefault.milliseconds),
+            range: 0...Int(settings.lingerMax.milliseconds))
+        let start = try Self.startPosition(request)
+        let coding = request.headers[.acceptEncoding].flatMap { ContentCoding.negotiate(acceptEncoding: $0) }
+
+        let subscription: Subscription
+        do {
+            subscription = try broker.subscribe(patterns: patterns, options: SubscriptionOptions(overflow: overflow, start: start))
+        } catch {
+            var headers: HTTPFields = [:]
+            if error.status == 429 || error.status == 503 { headers[.retryAfter] = "1" }
+            throw Problem(Problem.status(error.status), error.description, headers: headers)
+        }
+
+        var headers: HTTPFields = [
+            .contentType: format == .sse ? "text/event-stream; charset=utf-8" : format.contentType,
+            .cacheControl: "no-cache",
+            .xAccelBuffering: "no",
+            .vary: "Accept, Accept-Encoding",
+        ]
+        if let coding { headers[.contentEncoding] = coding.rawValue }
+        if let newest = subscription.newestRetained { headers[.lastEventID] = newest.description }
+
+        let views: [ControlRecord] = patterns.map {
+            .view(group: $0.name, view: broker.viewID, members: [settings.broker.nodeID], primary: true)
+        }
+        let writerSettings = StreamWriter.Settings(
+            format: format, coding: coding, batchBytes: batchBytes, linger: .milliseconds(lingerMs))
+        let logger = context.logger
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                try await StreamWriter(subscription: subscription, settings: writerSettings, logger: logger)
+                    .run(initial: views, writer: &writer)
+            })
+    }
+
+    /// `Last-Event-ID` header, else `lastEventID` query parameter: an id this
+    /// broker issued, or `earliest`.
+    static func startPosition(_ request: Request) throws -> StartPosition {
+        let query = request.uri.queryParameters.get("lastEventID").map { String($0) }
+        guard let text = request.headers[.lastEventID] ?? query else { return .live }
+        let value = text.trimmingCharacters(in: " \t")
+        if value.isEmpty { return .live }
+        if value == "earliest" { return .earliest }
+        guard let id = MessageID(value) else {
+            throw Problem(.badRequest, "Last-Event-ID \(value) is neither earliest nor a message id this broker issued (like 5f3a09c1-1042)")
+        }
+        return .after(id)
+    }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// Drains one subscription into one response stream: a batch of records per
+/// write, compressed by one compressor per stream with a sync flush per batch.
+struct StreamWriter {
+    struct Settings: Sendable {
+        var format: StreamFormat
+        var coding: ContentCoding?
+        var batchBytes: Int
+        var linger: Duration
+    }
+
+    let subscription: Subscription
+    let settings: Settings
+    let logger: Logger
+
+    func run(initial: [ControlRecord], writer: inout any ResponseBodyWriter) async throws {
+        let compressor = try settings.coding.map { try StreamCompressor($0) }
+        defer { subscription.cancel(reason: "stream closed") }
+        var out = ByteBuffer()
+        out.reserveCapacity(settings.batchBytes + 4096)
+        for record in initial { RecordEncoder.writeControl(record, format: settings.format, into: &out) }
+        try await send(&out, compressor: compressor, writer: &writer)
+        while true {
+            let batch = await subscription.next(maxBytes: settings.batchBytes, linger: settings.linger)
+            if batch.lost > 0 {
+                RecordEncoder.writeControl(.gap(lost: batch.lost, reason: "slow consumer"), format: settings.format, into: &out)
+            }
+            for message in batch.messages {
+                RecordEncoder.writeMessage(
+                    format: settings.format, topic: message.topic, id: message.id, delivery: message.delivery,
+                    headers: message.headers, payload: message.payload, payloadIsText: message.payloadIsText, into: &out)
+            }
+            if batch.heartbeat { RecordEncoder.writeControl(.heartbeat, format: settings.format, into: &out) }
+            if let reason = batch.end {
+                RecordEncoder.writeControl(.end(reason: reason), format: settings.format, into: &out)
+                try await send(&out, compressor: compressor, writer: &writer)
+                if let compressor { try await writer.write(compressor.finish()) }
+                try await writer.finish(nil)
+                return
+            }
+            if out.readableBytes > 0 { try await send(&out, compressor: compressor, writer: &writer) }
+        }
+    }
+
+    private func send(_ out: inout ByteBuffer, compressor: StreamCompressor?, writer: inout any ResponseBodyWriter) async throws {
+        guard out.readableBytes > 0 else { return }
+        if let compressor {
+            let compressed = try compressor.compress(out)
+            out.clear()
+            try await writer.write(compressed)
+        } else {
+            let batch = out
+            // A fresh buffer per batch: the written one is owned by the channel until flushed.
+            out = ByteBuffer()
+            out.reserveCapacity(min(settings.batchBytes + 4096, max(batch.readableBytes, 1024)))
+            try await writer.write(batch)
+        }
+    }
+}

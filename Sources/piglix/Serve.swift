@@ -1,0 +1,132 @@
+import ArgumentParser
+import Logging
+import Metrics
+import PiglixBroker
+import PiglixHTTP
+import PiglixTopics
+import Prometheus
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a Piglix node.",
+        discussion: """
+            With no flags: one node, HTTP/2 (prior knowledge) and HTTP/1.1 on 127.0.0.1:8080, no cluster.
+            Each flag falls back to the environment variable named in its help, then to its default.
+            Sizes are in bytes. Stop with SIGTERM or SIGINT: subscribers get an `end` record.
+            """)
+
+    @Option(help: "This node's id in views and /v1/cluster. [env PIGLIX_NODE_ID, default n1]")
+    var nodeId: String?
+    @Option(help: "HTTP listen address host:port. [env PIGLIX_LISTEN, default 127.0.0.1:8080]")
+    var listen: String?
+    @Option(help: "Cluster listen address host:port (cluster mode; not in this build yet). [env PIGLIX_CLUSTER_LISTEN]")
+    var clusterListen: String?
+    @Option(help: "Comma-separated seed addresses host:port (cluster mode; not in this build yet). [env PIGLIX_SEEDS]")
+    var seeds: String?
+
+    @Option(help: "Largest message payload. [env PIGLIX_MAX_MESSAGE_BYTES, default 1048576]")
+    var maxMessageBytes: Int?
+    @Option(help: "Most tokens in a topic or pattern. [env PIGLIX_MAX_TOPIC_TOKENS, default 16]")
+    var maxTopicTokens: Int?
+    @Option(help: "Most bytes in a topic or pattern. [env PIGLIX_MAX_TOPIC_BYTES, default 255]")
+    var maxTopicBytes: Int?
+    @Option(help: "Retained messages per topic, for resume. [env PIGLIX_RETAIN_MESSAGES_PER_TOPIC, default 1000]")
+    var retainMessagesPerTopic: Int?
+    @Option(help: "Retained bytes per topic. [env PIGLIX_RETAIN_BYTES_PER_TOPIC, default 4194304]")
+    var retainBytesPerTopic: Int?
+    @Option(help: "Retained messages over all topics. [env PIGLIX_RETAIN_MESSAGES, default 1000000]")
+    var retainMessages: Int?
+    @Option(help: "Retained bytes over all topics. [env PIGLIX_RETAIN_BYTES, default 268435456]")
+    var retainBytes: Int?
+    @Option(help: "Messages one subscriber may have queued. [env PIGLIX_QUEUE_MESSAGES, default 10000]")
+    var queueMessages: Int?
+    @Option(help: "Bytes one subscriber may have queued. [env PIGLIX_QUEUE_BYTES, default 16777216]")
+    var queueBytes: Int?
+    @Option(help: "Default slow-consumer policy, drop-oldest or disconnect; a subscriber picks with ?overflow=. [env PIGLIX_OVERFLOW, default drop-oldest]")
+    var overflow: String?
+    @Option(help: "Most open subscriptions on this node (more get 429). [env PIGLIX_MAX_SUBSCRIPTIONS, default 10000]")
+    var maxSubscriptions: Int?
+    @Option(help: "Most patterns in one subscription (more get 400). [env PIGLIX_MAX_PATTERNS, default 16]")
+    var maxPatterns: Int?
+    @Option(help: "Heartbeat interval of idle subscribe streams, ms. [env PIGLIX_HEARTBEAT_MS, default 15000]")
+    var heartbeatMs: Int?
+    @Option(help: "Default batch size of subscribe streams; ?batch_bytes= may ask for 1024 to 1048576. [env PIGLIX_BATCH_BYTES, default 65536]")
+    var batchBytes: Int?
+    @Option(help: "Default linger of subscribe streams, ms; ?linger_ms= may ask for 0 to 1000. [env PIGLIX_LINGER_MS, default 0]")
+    var lingerMs: Int?
+    @Option(help: "Largest /v1/publish batch body (with Content-Length) on the wire. [env PIGLIX_MAX_BATCH_BYTES, default 16777216]")
+    var maxBatchBytes: Int?
+    @Option(help: "Largest batch body once decompressed; more is a 413. [env PIGLIX_MAX_DECOMPRESSED_BYTES, default 67108864]")
+    var maxDecompressedBytes: Int?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env PIGLIX_LOG_LEVEL, default info]")
+    var logLevel: String?
+
+    func settings() throws -> ServerSettings {
+        var settings = ServerSettings()
+        func int(_ flag: Int?, _ name: String, _ apply: (Int) -> Void) throws {
+            if let flag { apply(flag); return }
+            guard let text = Environment.get(name) else { return }
+            guard let value = Int(text) else { throw ValidationError("\(name)=\(text) is not an integer") }
+            apply(value)
+        }
+        func string(_ flag: String?, _ name: String) -> String? { flag ?? Environment.get(name) }
+
+        settings.broker.nodeID = string(nodeId, "PIGLIX_NODE_ID") ?? "n1"
+        let listenText = string(listen, "PIGLIX_LISTEN") ?? "127.0.0.1:8080"
+        guard let address = ListenAddress(listenText) else {
+            throw ValidationError("--listen \(listenText) is not host:port (for example 127.0.0.1:8080 or [::1]:8080)")
+        }
+        settings.host = address.host
+        settings.port = address.port
+        if string(clusterListen, "PIGLIX_CLUSTER_LISTEN") != nil || string(seeds, "PIGLIX_SEEDS") != nil {
+            throw ValidationError("--cluster-listen and --seeds: cluster mode is not in this build yet; run without them for a single node")
+        }
+        try int(maxMessageBytes, "PIGLIX_MAX_MESSAGE_BYTES") { settings.broker.messageBytesMax = $0 }
+        try int(maxTopicTokens, "PIGLIX_MAX_TOPIC_TOKENS") { settings.broker.topicLimits.tokensMax = $0 }
+        try int(maxTopicBytes, "PIGLIX_MAX_TOPIC_BYTES") { settings.broker.topicLimits.bytesMax = $0 }
+        try int(retainMessagesPerTopic, "PIGLIX_RETAIN_MESSAGES_PER_TOPIC") { settings.broker.retainedMessagesPerTopicMax = $0 }
+        try int(retainBytesPerTopic, "PIGLIX_RETAIN_BYTES_PER_TOPIC") { settings.broker.retainedBytesPerTopicMax = $0 }
+        try int(retainMessages, "PIGLIX_RETAIN_MESSAGES") { settings.broker.retainedMessagesMax = $0 }
+        try int(retainBytes, "PIGLIX_RETAIN_BYTES") { settings.broker.retainedBytesMax = $0 }
+        try int(queueMessages, "PIGLIX_QUEUE_MESSAGES") { settings.broker.subscriberQueueMessagesMax = $0 }
+        try int(queueBytes, "PIGLIX_QUEUE_BYTES") { settings.broker.subscriberQueueBytesMax = $0 }
+        if let text = string(overflow, "PIGLIX_OVERFLOW") {
+            guard let policy = OverflowPolicy(rawValue: text) else {
+                throw ValidationError("overflow \(text) is not one of drop-oldest, disconnect")
+            }
+            settings.broker.defaultOverflow = policy
+        }
+        try int(maxSubscriptions, "PIGLIX_MAX_SUBSCRIPTIONS") { settings.broker.subscriptionsMax = $0 }
+        try int(maxPatterns, "PIGLIX_MAX_PATTERNS") { settings.broker.patternsPerSubscriptionMax = $0 }
+        try int(heartbeatMs, "PIGLIX_HEARTBEAT_MS") { settings.heartbeatInterval = .milliseconds($0) }
+        try int(batchBytes, "PIGLIX_BATCH_BYTES") { settings.batchBytesDefault = $0 }
+        try int(lingerMs, "PIGLIX_LINGER_MS") { settings.lingerDefault = .milliseconds($0) }
+        try int(maxBatchBytes, "PIGLIX_MAX_BATCH_BYTES") { settings.batchRequestBytesMax = $0 }
+        try int(maxDecompressedBytes, "PIGLIX_MAX_DECOMPRESSED_BYTES") { settings.decompressedBytesMax = $0 }
+        do { try settings.validate() } catch { throw ValidationError("\(error)") }
+        return settings
+    }
+
+    func run() async throws {
+        let settings = try settings()
+        let levelText = string(logLevel, "PIGLIX_LOG_LEVEL") ?? "info"
+        guard let level = Logger.Level(rawValue: levelText) else {
+            throw ValidationError("log level \(levelText) is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "piglix")
+        let server = try PiglixServer(settings: settings, registry: registry, logger: logger)
+        let nodeID = settings.broker.nodeID
+        try await server.run { port in
+            logger.info("piglix node \(nodeID) listening on \(settings.host):\(port) (HTTP/2 prior knowledge and HTTP/1.1)")
+        }
+    }
+
+    private func string(_ flag: String?, _ name: String) -> String? { flag ?? Environment.get(name) }
+}
