@@ -33,7 +33,10 @@ public struct PiglixChannel: HTTPChannelHandler {
         configuration: HTTP2ChannelConfiguration = .init(),
         prefaceTimeout: TimeAmount = .seconds(30)
     ) {
-        self.http1 = HTTP1Channel(responder: responder, configuration: configuration.streamConfiguration)
+        var http1Configuration = configuration.streamConfiguration
+        let extraHandlers = http1Configuration.additionalChannelHandlers
+        http1Configuration.additionalChannelHandlers = { extraHandlers() + [CloseOnClientEOF()] }
+        self.http1 = HTTP1Channel(responder: responder, configuration: http1Configuration)
         self.http2 = HTTP2Channel(responder: responder, configuration: configuration)
         self.prefaceTimeout = prefaceTimeout
     }
@@ -170,3 +173,20 @@ final class PrefaceSniffer: ChannelInboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension PrefaceSniffer: Sendable {}
+
+/// HTTP/1.1 only: a client that closes its side has gone (HTTP/1.1 clients do
+/// not half-close), so close the connection and let a parked subscribe
+/// stream end now rather than at its next heartbeat.
+final class CloseOnClientEOF: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+@available(*, unavailable)
+extension CloseOnClientEOF: Sendable {}

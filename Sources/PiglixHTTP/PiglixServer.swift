@@ -7,6 +7,18 @@ import PiglixBroker
 import Prometheus
 import ServiceLifecycle
 
+/// The request context of every route: Hummingbird's core context plus the
+/// channel, so a subscribe stream notices at once when its client goes away.
+public struct PiglixRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
 /// Builds and runs one Piglix node's HTTP front end over a broker.
 public struct PiglixServer: Sendable {
     public let settings: ServerSettings
@@ -23,8 +35,8 @@ public struct PiglixServer: Sendable {
     }
 
     /// The router with every route of DESIGN.md §3.
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router(context: BasicRequestContext.self)
+    public func makeRouter() -> Router<PiglixRequestContext> {
+        let router = Router(context: PiglixRequestContext.self)
         router.middlewares.add(ProblemMiddleware())
         router.middlewares.add(MetricsMiddleware())
         let publish = PublishRoute(broker: broker, settings: settings)

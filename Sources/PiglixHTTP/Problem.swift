@@ -23,7 +23,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     public func response() -> Response {
         var body = ByteBuffer()
         body.writeStaticString("{\"type\":\"about:blank\",\"title\":")
-        body.writeJSONString(status.reasonPhrase)
+        body.writeJSONString(status.reasonPhrase.isEmpty ? Self.status(status.code).reasonPhrase : status.reasonPhrase)
         body.writeStaticString(",\"status\":")
         body.writeDecimal(UInt64(status.code))
         body.writeStaticString(",\"detail\":")
@@ -35,8 +35,18 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         return Response(status: status, headers: fields, body: .init(byteBuffer: body))
     }
 
+    /// The status for a code, with its standard reason phrase for the title.
     static func status(_ code: Int) -> HTTPResponse.Status {
-        HTTPResponse.Status(code: code)
+        switch code {
+        case 400: return .badRequest
+        case 404: return .notFound
+        case 406: return .notAcceptable
+        case 413: return .contentTooLarge
+        case 415: return .unsupportedMediaType
+        case 429: return .tooManyRequests
+        case 503: return .serviceUnavailable
+        default: return HTTPResponse.Status(code: code)
+        }
     }
 }
 
@@ -51,7 +61,7 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             let detail: String
             switch error.status {
-            case .notFound: detail = "no route for \(request.method) \(request.uri.path); see GET / for the API"
+            case .notFound: detail = "no route for \(request.method) \(request.uri.path); the API is in docs/protocol.md"
             case .contentTooLarge: detail = error.body ?? "request body is too large"
             default: detail = error.body ?? error.status.reasonPhrase
             }

@@ -12,7 +12,7 @@ struct SubscribeRoute: Sendable {
     let broker: Broker
     let settings: ServerSettings
 
-    func handle(_ request: Request, context: some RequestContext) async throws -> Response {
+    func handle(_ request: Request, context: PiglixRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
         let names = query.getAll("topic").map { String($0) }
         let patterns: [TopicPattern]
@@ -44,6 +44,10 @@ struct SubscribeRoute: Sendable {
             if error.status == 429 || error.status == 503 { headers[.retryAfter] = "1" }
             throw Problem(Problem.status(error.status), error.description, headers: headers)
         }
+
+        // The writer may be parked waiting for messages: end it when the
+        // client resets the stream or drops the connection.
+        context.channel.closeFuture.whenComplete { _ in subscription.cancel(reason: "client went away") }
 
         var headers: HTTPFields = [
             .contentType: format == .sse ? "text/event-stream; charset=utf-8" : format.contentType,
