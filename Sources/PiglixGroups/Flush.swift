@@ -1,0 +1,286 @@
+import PiglixTopics
+
+/// The view change with flush (Birman, "Reliable Distributed Systems"
+/// §16.3; Horus's flush with a coordinator-collected union):
+///
+/// 1. The acting coordinator (oldest unsuspected member) picks a ballot
+///    (epoch above any seen, its own id) and proposes the survivors plus the
+///    joiners: `flushStart` to each survivor.
+/// 2. A survivor that accepts the ballot (not below one it promised) stops
+///    sending and delivering in the old view and reports its digest, what it
+///    delivered and every message and order entry it still holds.
+/// 3. With every survivor's report the coordinator computes one cut: per
+///    origin the longest prefix some survivor received, shortened before the
+///    first message no survivor may deliver (a `total` message the sequencer
+///    never ordered, a `safe` message not known stable) and the total order
+///    up to the first entry beyond the cut. It sends the same `install` to
+///    every member of the new view.
+/// 4. Each survivor adds the messages it lacks, delivers exactly to the cut
+///    (so all survivors deliver the same set: P3), puts its own messages
+///    beyond the cut back in front of its pending queue (they are sent again
+///    in the new view: P4, P6), then installs the new view.
+///
+/// Deviations: one union round instead of Isis's forwarding by each member;
+/// `safe` messages not yet stable are re-sent in the next view rather than
+/// delivered in a transitional view (Extended Virtual Synchrony), keeping P8
+/// strict; the install is not a second consensus phase, so a coordinator
+/// failure after a partial install can leave a short-lived second "primary"
+/// that cannot grow (it lacks a majority of its own view) and is dissolved
+/// when it hears of the newer view.
+struct CoordinatorFlush: Sendable {
+    var previous: ViewID
+    var proposal: ClusterView
+    var survivors: [ProcessID]
+    var reports: [ProcessID: FlushReport] = [:]
+    var sentAt: Tick
+}
+
+extension GroupNode {
+    mutating func startFlush() {
+        guard let log else { return }
+        let survivors = log.view.members.filter { !suspects.contains($0) }
+        var members = survivors
+        for j in joiners where !members.contains(where: { $0.node == j.node }) { members.append(j) }
+        epochSeen = max(epochSeen, log.view.id.epoch, promised?.epoch ?? 0) + 1
+        let proposal = ClusterView(id: ViewID(epoch: epochSeen, coordinator: me), members: members)
+        coordinating = CoordinatorFlush(previous: log.view.id, proposal: proposal, survivors: survivors, sentAt: now)
+        for s in survivors where s != me {
+            send(s.node, .flushStart(previous: log.view.id, proposal: proposal))
+        }
+        acceptFlush(from: me, previous: log.view.id, proposal: proposal)
+    }
+
+    mutating func acceptFlush(from: ProcessID, previous: ViewID, proposal: ClusterView) {
+        guard phase == .member, let log else { return }
+        if previous != log.view.id {
+            if let li = lastInstall, li.previous == previous, li.view.contains(from) { send(from.node, .install(li)) }
+            return
+        }
+        epochSeen = max(epochSeen, proposal.id.epoch)
+        if let p = promised, proposal.id < p { return }
+        guard proposal.contains(me), proposal.id.coordinator == from else { return }
+        if let c = coordinating, c.proposal.id < proposal.id { coordinating = nil }
+        promised = proposal.id
+        flushing = true
+        // Entries sequenced in this handler must reach members before the
+        // report freezes them; the batch is sent at the end of the handler.
+        let report = FlushReport(
+            previous: log.view.id, ballot: proposal.id, digest: log.digest, knownStable: log.stable,
+            messages: log.heldMessages, ordersFirst: log.ordersFloor + 1, orders: log.heldOrders,
+            delivered: log.streams.map(\.delivered), floors: log.streams.map(\.floor), totalDelivered: log.totalDelivered)
+        if from == me {
+            receiveReport(from: me, report)
+        } else {
+            send(from.node, .flushReport(report))
+        }
+    }
+
+    mutating func receiveReport(from: ProcessID, _ report: FlushReport) {
+        guard var c = coordinating, report.ballot == c.proposal.id, c.survivors.contains(from) else { return }
+        c.reports[from] = report
+        coordinating = c
+        if c.reports.count == c.survivors.count { completeFlush(c) }
+    }
+
+    mutating func completeFlush(_ c: CoordinatorFlush) {
+        var inst = Self.computeInstall(c, view: log!.view)
+        deliverToCut(inst)
+        inst.groups = groups.records
+        installView(inst, announce: true)
+    }
+
+    /// Step 3: the cut every survivor delivers to.
+    static func computeInstall(_ c: CoordinatorFlush, view: ClusterView) -> Install {
+        let n = view.members.count
+        let reports = c.survivors.map { c.reports[$0]! }
+        var maxRecv = [UInt64](repeating: 0, count: n)
+        var minRecv = [UInt64](repeating: .max, count: n)
+        var maxDel = [UInt64](repeating: 0, count: n)
+        var minFloor = [UInt64](repeating: .max, count: n)
+        var cutStable = [UInt64](repeating: 0, count: n)
+        var msgs = [[UInt64: DataMessage]](repeating: [:], count: n)
+        var entries: [UInt64: OrderEntry] = [:]
+        var entryIndex: [OrderEntry: UInt64] = [:]
+        var maxOrders: UInt64 = 0
+        var minOrders: UInt64 = .max
+        var minOrdersFloor: UInt64 = .max
+        var maxTotalDelivered: UInt64 = 0
+        for rep in reports {
+            for r in 0..<n {
+                maxRecv[r] = max(maxRecv[r], rep.digest.received[r])
+                minRecv[r] = min(minRecv[r], rep.digest.received[r])
+                maxDel[r] = max(maxDel[r], rep.delivered[r])
+                minFloor[r] = min(minFloor[r], rep.floors[r])
+                cutStable[r] = max(cutStable[r], rep.knownStable.received[r])
+            }
+            for m in rep.messages { msgs[Int(m.id.origin)][m.id.seq] = m }
+            for (i, e) in rep.orders.enumerated() {
+                let g = rep.ordersFirst + UInt64(i)
+                entries[g] = e
+                entryIndex[e] = g
+            }
+            maxOrders = max(maxOrders, rep.digest.ordersKnown)
+            minOrders = min(minOrders, rep.digest.ordersKnown)
+            minOrdersFloor = min(minOrdersFloor, rep.ordersFirst - 1)
+            maxTotalDelivered = max(maxTotalDelivered, rep.totalDelivered)
+        }
+        var cut = maxRecv
+        var ordersCut = maxOrders
+        var changed = true
+        while changed {
+            changed = false
+            var g = minOrdersFloor + 1
+            while g <= ordersCut {
+                guard let e = entries[g], e.seq <= cut[Int(e.origin)] else {
+                    ordersCut = g - 1
+                    changed = true
+                    break
+                }
+                g += 1
+            }
+            for r in 0..<n {
+                var s = minFloor[r] + 1
+                while s <= cut[r] {
+                    guard let m = msgs[r][s] else {
+                        cut[r] = s - 1
+                        changed = true
+                        break
+                    }
+                    if m.level != .fifo && s > maxDel[r] {
+                        var ok = false
+                        if let g = entryIndex[OrderEntry(origin: UInt32(r), seq: s)], g <= ordersCut { ok = true }
+                        if m.level == .safe && s > cutStable[r] { ok = false }
+                        if !ok {
+                            cut[r] = s - 1
+                            changed = true
+                            break
+                        }
+                    }
+                    s += 1
+                }
+            }
+        }
+        for r in 0..<n where cut[r] < maxDel[r] {
+            preconditionFailure("flush cut \(cut) below a delivery \(maxDel) in \(view)")
+        }
+        precondition(ordersCut >= maxTotalDelivered, "flush orders cut \(ordersCut) below \(maxTotalDelivered) in \(view)")
+        var messages: [DataMessage] = []
+        for r in 0..<n {
+            var s = minRecv[r] + 1
+            while s <= cut[r] {
+                messages.append(msgs[r][s]!)
+                s += 1
+            }
+        }
+        var orders: [OrderEntry] = []
+        var g = minOrders + 1
+        while g <= ordersCut {
+            orders.append(entries[g]!)
+            g += 1
+        }
+        return Install(
+            previous: view.id, view: c.proposal, cut: cut, ordersCut: ordersCut, messages: messages,
+            ordersFirst: minOrders + 1, orders: orders, groups: [])
+    }
+
+    mutating func receiveInstall(_ inst: Install) {
+        switch phase {
+        case .joining:
+            if inst.view.contains(me) { adoptAsJoiner(inst) }
+        case .member:
+            guard let view = log?.view, inst.view.id > view.id else { return }
+            guard inst.previous == view.id, inst.view.contains(me), flushing else {
+                // Excluded, or too far behind to apply it: start over.
+                if !inst.view.contains(me) || inst.previous != view.id { rejoin() }
+                return
+            }
+            if let p = promised, inst.view.id < p { return }
+            deliverToCut(inst)
+            installView(inst, announce: false)
+        case .idle, .left:
+            return
+        }
+    }
+
+    /// Step 4: complete the old view exactly to the cut.
+    mutating func deliverToCut(_ inst: Install) {
+        for m in inst.messages {
+            let r = Int(m.id.origin)
+            if m.id.seq == log!.streams[r].received + 1 { log!.streams[r].append(m) }
+        }
+        for (i, e) in inst.orders.enumerated() where inst.ordersFirst + UInt64(i) == log!.ordersKnown + 1 {
+            log!.appendEntry(e)
+        }
+        for r in inst.cut.indices {
+            precondition(
+                log!.streams[r].received >= inst.cut[r] && log!.streams[r].delivered <= inst.cut[r],
+                "\(me) cannot reach cut \(inst.cut) of \(inst.view): origin \(r) received \(log!.streams[r].received) delivered \(log!.streams[r].delivered)")
+        }
+        precondition(log!.ordersKnown >= inst.ordersCut && log!.totalDelivered <= inst.ordersCut, "\(me) cannot reach orders cut \(inst.ordersCut): known \(log!.ordersKnown) delivered \(log!.totalDelivered)")
+        log!.limit = (inst.cut, inst.ordersCut)
+        flushing = false
+        deliver(hint: nil)
+        for r in inst.cut.indices {
+            precondition(log!.streams[r].delivered == inst.cut[r], "\(me) stopped short of cut \(inst.cut): \(log!.streams.map(\.delivered)) orders \(log!.totalDelivered)/\(inst.ordersCut)")
+        }
+        precondition(log!.totalDelivered == inst.ordersCut, "\(me) stopped short of orders cut \(inst.ordersCut): \(log!.totalDelivered)")
+        // Own messages beyond the cut are sent again in the next view.
+        let rank = log!.myRank
+        var resend: [PendingPublish] = []
+        var s = inst.cut[rank] + 1
+        while s <= log!.streams[rank].received {
+            let m = log!.streams[rank].message(s)!
+            let f = inflight.removeFirst()
+            precondition(f.seq == s, "inflight \(f.seq) does not match own message \(s)")
+            resend.append(PendingPublish(token: f.token, id: m.publish, session: m.session, level: m.level, kind: m.kind, payload: m.payload))
+            pendingBytes += m.payload.count
+            s += 1
+        }
+        precondition(inflight.isEmpty, "inflight left after the cut: \(inflight.count)")
+        if !resend.isEmpty { pending.prepend(contentsOf: resend) }
+    }
+
+    mutating func adoptAsJoiner(_ inst: Install) {
+        groups = GroupTable(records: inst.groups)
+        local = [:]
+        trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+        transferring = []
+        installView(inst, announce: inst.previous != nil && inst.view.coordinator == me)
+    }
+
+    mutating func installView(_ inst: Install, announce: Bool) {
+        log = ViewLog(view: inst.view, me: me)
+        phase = .member
+        lastInstall = inst
+        promised = nil
+        flushing = false
+        coordinating = nil
+        blocked = false
+        suspects = []
+        joiners.removeAll { j in inst.view.members.contains { $0.node == j.node } }
+        lastHeard = [:]
+        for p in inst.view.members { lastHeard[p] = now }
+        epochSeen = max(epochSeen, inst.view.id.epoch)
+        nextHeartbeatAt = now
+        newEntries.removeAll()
+        ackDirty = false
+        stableDirty = false
+        if announce {
+            for p in inst.view.members where p != me { send(p.node, .install(inst)) }
+        }
+        out.append(.installClusterView(inst.view))
+        let changed = groups.removeDeparted(keeping: inst.view)
+        _ = changed
+        for p in local.keys.sorted(by: { $0.name < $1.name }) { announceGroup(p) }
+        for p in wanted.sorted(by: { $0.name < $1.name }) where local[p] == nil { joinGroup(p) }
+        for p in transferring { evaluateTransfer(p, force: true) }
+        deferred.removeAll { !inst.view.contains($0.joiner) }
+        if !future.isEmpty {
+            let kept = Array(future.elements)
+            future.removeAll()
+            for (from, msg) in kept { receive(from: from, msg) }
+        }
+        drainPending()
+        evaluateMembership()
+    }
+}

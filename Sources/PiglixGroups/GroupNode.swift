@@ -1,0 +1,210 @@
+import PiglixTopics
+
+/// The virtual synchrony core of one node: a value type with no I/O, no
+/// clock and no randomness (apple/swift-cluster-membership's `SWIM.Instance`,
+/// etcd's `RawNode`). Each input is a handler returning the effects the shell
+/// must carry out, in order. Not thread-safe; drive it from one loop.
+///
+/// Technique: Isis/Horus virtual synchrony (Birman & Joseph 1987; Birman,
+/// "Reliable Distributed Systems" ch. 16; van Renesse et al., Horus 1996)
+/// with a coordinator-driven flush, a fixed sequencer per view for `total`
+/// and `safe` (Défago et al. 2004), stability gathered at the coordinator,
+/// lightweight groups ordered in the cluster stream (Glade et al. 1993) and
+/// the primary-component rule of Isis (Ricciardi & Birman 1991).
+/// Deviations are listed in docs/virtual-synchrony.md.
+public struct GroupNode: Sendable {
+    public let settings: GroupSettings
+    /// This process. Its incarnation grows when it is excluded and rejoins.
+    public internal(set) var me: ProcessID
+
+    enum Phase: Hashable, Sendable {
+        case idle, joining, member, left
+    }
+    var phase: Phase = .idle
+    var seeds: [NodeID] = []
+    var now: Tick = 0
+    var out: [GroupEffect] = []
+
+    // Membership (Membership.swift, Flush.swift)
+    var log: ViewLog?
+    var lastInstall: Install?
+    var lastHeard: [ProcessID: Tick] = [:]
+    var suspects: Set<ProcessID> = []
+    var joiners: [ProcessID] = []
+    var promised: ViewID?
+    var epochSeen: UInt64 = 0
+    var coordinating: CoordinatorFlush?
+    /// Reported to a flush: no sending, no delivering in the current view.
+    var flushing = false
+    var blocked = false
+    var nextHeartbeatAt: Tick = 0
+    var nextJoinAt: Tick = 0
+    var noticeSentAt: [NodeID: Tick] = [:]
+    var future = Ring<(ProcessID, ProtocolMessage)>()
+
+    // Publishing (Publish.swift)
+    var publishSeq: UInt64 = 0
+    var pending = Ring<PendingPublish>()
+    var pendingBytes = 0
+    /// Own messages sent in the current view, not yet delivered here.
+    var inflight = Ring<InflightPublish>()
+
+    // Sequencer and stability batching (finished at the end of a handler)
+    var newEntriesFirst: UInt64 = 0
+    var newEntries: [OrderEntry] = []
+    var ackDirty = false
+    var stableDirty = false
+
+    // Groups and state transfer (Groups.swift, StateTransfer.swift)
+    var groups = GroupTable()
+    var local: [TopicPattern: LocalGroup] = [:]
+    var trie: PatternTrie<TopicPattern>
+    var wanted: Set<TopicPattern> = []
+    /// Local patterns joining or awaiting a checkpoint.
+    var transferring: [TopicPattern] = []
+    var tickets: [UInt64: Ticket] = [:]
+    var nextTicket: UInt64 = 0
+    var deferred: [(joiner: ProcessID, pattern: TopicPattern, after: StreamPosition)] = []
+
+    var scratch: [DataMessage] = []
+
+    public init(settings: GroupSettings = GroupSettings(), me: ProcessID) throws(GroupSettings.Invalid) {
+        try settings.validate()
+        self.settings = settings
+        self.me = me
+        self.trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+    }
+
+    // MARK: Inputs
+
+    /// Start: join the primary view through `seeds`, or, with `bootstrap`,
+    /// form the first view alone (only the very first node of a cluster).
+    public mutating func onStart(seeds: [NodeID], bootstrap: Bool, now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        onStart(seeds: seeds, bootstrap: bootstrap, now: now, into: &e)
+        return e
+    }
+    public mutating func onStart(seeds: [NodeID], bootstrap: Bool, now: Tick, into effects: inout [GroupEffect]) {
+        run(now, &effects) { n in n.start(seeds: seeds, bootstrap: bootstrap) }
+    }
+
+    public mutating func onMessage(from: ProcessID, _ message: ProtocolMessage, now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        onMessage(from: from, message, now: now, into: &e)
+        return e
+    }
+    public mutating func onMessage(from: ProcessID, _ message: ProtocolMessage, now: Tick, into effects: inout [GroupEffect]) {
+        run(now, &effects) { n in n.receive(from: from, message) }
+    }
+
+    public mutating func onTick(now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        onTick(now: now, into: &e)
+        return e
+    }
+    public mutating func onTick(now: Tick, into effects: inout [GroupEffect]) {
+        run(now, &effects) { n in n.tick() }
+    }
+
+    public mutating func onPublish(_ request: PublishRequest, now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        onPublish(request, now: now, into: &e)
+        return e
+    }
+    public mutating func onPublish(_ request: PublishRequest, now: Tick, into effects: inout [GroupEffect]) {
+        run(now, &effects) { n in n.publish(request) }
+    }
+
+    /// A pattern got its first local subscriber: join its group.
+    public mutating func onJoin(_ pattern: TopicPattern, now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        run(now, &e) { n in n.joinGroup(pattern) }
+        return e
+    }
+
+    /// A pattern lost its last local subscriber: leave its group.
+    public mutating func onLeave(_ pattern: TopicPattern, now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        run(now, &e) { n in n.leaveGroup(pattern) }
+        return e
+    }
+
+    /// The application's answer to `.requestCheckpoint`.
+    public mutating func onCheckpoint(ticket: UInt64, state: [UInt8], now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        run(now, &e) { n in n.supplyCheckpoint(ticket: ticket, state: state) }
+        return e
+    }
+
+    /// Leave the cluster for good. Peers notice the silence and exclude
+    /// this process; publishes in flight end as `.publishFailed`.
+    public mutating func onLeaveCluster(now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        run(now, &e) { n in
+            n.failAllPublishes(.leftCluster)
+            n.phase = .left
+            n.log = nil
+        }
+        return e
+    }
+
+    // MARK: Queries (for the shell, tests and the simulator)
+
+    public var currentView: ClusterView? { phase == .member ? log?.view : nil }
+    public var isMember: Bool { phase == .member }
+    public var isInPrimary: Bool { phase == .member && !blocked }
+    public var isFlushing: Bool { flushing }
+    /// Whether this process holds message `id` (received, possibly already
+    /// garbage-collected): used by the simulator to check P8.
+    public func holds(_ id: MessageID) -> Bool { log?.holds(id) ?? false }
+    public func groupView(_ pattern: TopicPattern) -> GroupView? {
+        guard let log, let members = groups.members(pattern) else { return nil }
+        return GroupView(pattern: pattern, clusterView: log.view.id, members: members)
+    }
+    public var groupCount: Int { groups.count }
+    /// Messages buffered in the current view (unstable or undelivered).
+    public var bufferedMessageCount: Int { log.map { $0.streams.reduce(0) { $0 + $1.buffer.count } } ?? 0 }
+    public var pendingPublishCount: Int { pending.count }
+    public var position: StreamPosition? { log?.position }
+
+    // MARK: Handler frame
+
+    @inline(__always)
+    mutating func run(_ now: Tick, _ effects: inout [GroupEffect], _ body: (inout GroupNode) -> Void) {
+        if now > self.now { self.now = now }
+        swap(&out, &effects)
+        body(&self)
+        finish()
+        swap(&out, &effects)
+    }
+
+    /// Sends what the handler batched: new order entries, an eager ack, a
+    /// stable digest; serves deferred checkpoint requests.
+    mutating func finish() {
+        guard phase == .member, let log else { return }
+        if !newEntries.isEmpty {
+            let msg = ProtocolMessage.order(view: log.view.id, first: newEntriesFirst, entries: newEntries)
+            broadcast(msg)
+            newEntries.removeAll(keepingCapacity: true)
+        }
+        if ackDirty {
+            ackDirty = false
+            if !log.isSequencer { send(log.view.coordinator.node, .ack(view: log.view.id, digest: log.digest)) }
+        }
+        if stableDirty {
+            stableDirty = false
+            broadcast(.stable(view: log.view.id, digest: log.stable))
+        }
+        if !deferred.isEmpty { serveDeferred() }
+    }
+
+    @inline(__always)
+    mutating func send(_ to: NodeID, _ m: ProtocolMessage) {
+        out.append(.send(to: to, m))
+    }
+
+    mutating func broadcast(_ m: ProtocolMessage) {
+        guard let log else { return }
+        for p in log.view.members where p != me { out.append(.send(to: p.node, m)) }
+    }
+}

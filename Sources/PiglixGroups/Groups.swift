@@ -1,0 +1,142 @@
+import PiglixTopics
+
+/// The lightweight group table every member derives from the total order:
+/// pattern → members in join order, each with its state-transfer readiness.
+/// Joins, leaves and readiness are `total` control messages, so every node
+/// applies them at the same point; departures from the cluster view are
+/// applied at install. Costs memory per group, no protocol round per group.
+struct GroupTable: Sendable {
+    private(set) var table: [TopicPattern: GroupRecord] = [:]
+    var count: Int { table.count }
+
+    init() {}
+    init(records: [GroupRecord]) {
+        for r in records { table[r.pattern] = r }
+    }
+
+    func members(_ p: TopicPattern) -> [ProcessID]? { table[p]?.members }
+    func record(_ p: TopicPattern) -> GroupRecord? { table[p] }
+
+    mutating func join(_ p: TopicPattern, _ who: ProcessID) {
+        var r = table[p] ?? GroupRecord(pattern: p, members: [], ready: [])
+        guard !r.members.contains(who) else { return }
+        r.members.append(who)
+        r.ready.append(false)
+        table[p] = r
+    }
+    mutating func leave(_ p: TopicPattern, _ who: ProcessID) {
+        guard var r = table[p], let i = r.members.firstIndex(of: who) else { return }
+        r.members.remove(at: i)
+        r.ready.remove(at: i)
+        table[p] = r.members.isEmpty ? nil : r
+    }
+    mutating func setReady(_ p: TopicPattern, _ who: ProcessID) {
+        guard var r = table[p], let i = r.members.firstIndex(of: who) else { return }
+        r.ready[i] = true
+        table[p] = r
+    }
+    /// Removes members not in `view`; returns the patterns that changed, sorted.
+    mutating func removeDeparted(keeping view: ClusterView) -> [TopicPattern] {
+        let keep = Set(view.members)
+        var changed: [TopicPattern] = []
+        for p in table.keys.sorted(by: { $0.name < $1.name }) {
+            var r = table[p]!
+            var i = 0
+            var touched = false
+            while i < r.members.count {
+                if keep.contains(r.members[i]) {
+                    i += 1
+                } else {
+                    r.members.remove(at: i)
+                    r.ready.remove(at: i)
+                    touched = true
+                }
+            }
+            if touched {
+                changed.append(p)
+                table[p] = r.members.isEmpty ? nil : r
+            }
+        }
+        return changed
+    }
+    /// Sorted by pattern name so every node encodes the same install.
+    var records: [GroupRecord] { table.values.sorted { $0.pattern.name < $1.pattern.name } }
+}
+
+/// This node's side of a group it subscribes to.
+enum LocalGroup: Sendable {
+    /// Join sent or pending; deliveries for the pattern are buffered.
+    case joining(Transfer)
+    /// Join delivered; waiting for a checkpoint.
+    case awaiting(Transfer)
+    /// State received; deliveries go to subscribers.
+    case active
+
+    var isActive: Bool {
+        if case .active = self { return true }
+        return false
+    }
+}
+
+extension GroupNode {
+    mutating func joinGroup(_ p: TopicPattern) {
+        wanted.insert(p)
+        guard phase == .member, local[p] == nil else { return }
+        local[p] = .joining(Transfer())
+        transferring.append(p)
+        publishControl(.groupJoin(p))
+    }
+
+    mutating func leaveGroup(_ p: TopicPattern) {
+        wanted.remove(p)
+        guard let state = local[p] else { return }
+        if state.isActive { trie.remove(p, p) }
+        local[p] = nil
+        transferring.removeAll { $0 == p }
+        if phase == .member { publishControl(.groupLeave(p)) }
+    }
+
+    static func matches(_ dest: Destination, _ p: TopicPattern) -> Bool {
+        switch dest {
+        case .topic(let t): p.matches(t)
+        case .group(let q): q == p
+        }
+    }
+
+    mutating func deliverPublish(_ m: DataMessage, _ dest: Destination, view: ViewID) {
+        let targets: [TopicPattern]
+        switch dest {
+        case .topic(let t): targets = trie.isEmpty ? [] : trie.match(t)
+        case .group(let p): targets = (local[p]?.isActive ?? false) ? [p] : []
+        }
+        if !transferring.isEmpty { bufferForTransfers(m, dest) }
+        if !targets.isEmpty || settings.deliverUnmatched {
+            out.append(.deliver(Delivery(message: m, view: view, groups: targets, afterCheckpoint: false)))
+        }
+    }
+
+    mutating func groupJoined(_ p: TopicPattern, by who: ProcessID) {
+        groups.join(p, who)
+        if who == me, case .joining(let t) = local[p] {
+            local[p] = .awaiting(t)
+            evaluateTransfer(p, force: true)
+        }
+        announceGroup(p)
+    }
+
+    mutating func groupLeft(_ p: TopicPattern, by who: ProcessID) {
+        groups.leave(p, who)
+        announceGroup(p)
+        if case .awaiting = local[p] { evaluateTransfer(p, force: false) }
+    }
+
+    mutating func groupReadied(_ p: TopicPattern, by who: ProcessID) {
+        groups.setReady(p, who)
+        if case .awaiting = local[p] { evaluateTransfer(p, force: false) }
+    }
+
+    mutating func announceGroup(_ p: TopicPattern) {
+        guard local[p] != nil, let log, let members = groups.members(p), members.contains(me) else { return }
+        out.append(.installGroupView(GroupView(pattern: p, clusterView: log.view.id, members: members)))
+    }
+}

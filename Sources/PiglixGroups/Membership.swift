@@ -1,0 +1,312 @@
+import PiglixTopics
+
+/// Membership: joining through seeds, heartbeats, suspicion, routing of the
+/// protocol messages, stale and future views, and rejoining as a new
+/// incarnation (Isis: a process declared failed never returns under its old
+/// name). Heartbeats go to every member (simple and fast to detect; the
+/// per-multicast cost stays linear because acks and stability go through the
+/// coordinator). Deviation from SWIM-style probing: no indirect probes.
+extension GroupNode {
+    mutating func start(seeds: [NodeID], bootstrap: Bool) {
+        self.seeds = seeds.filter { $0 != me.node }
+        if bootstrap {
+            let v = ClusterView(id: ViewID(epoch: 1, coordinator: me), members: [me])
+            let inst = Install(previous: nil, view: v, cut: [], ordersCut: 0, messages: [], ordersFirst: 1, orders: [], groups: [])
+            adoptAsJoiner(inst)
+        } else {
+            phase = .joining
+            nextJoinAt = now
+            tick()
+        }
+    }
+
+    mutating func tick() {
+        switch phase {
+        case .joining:
+            if now >= nextJoinAt {
+                nextJoinAt = now + settings.joinRetryTicks
+                for s in seeds { send(s, .joinRequest(me)) }
+            }
+        case .member:
+            memberTick()
+        case .idle, .left:
+            return
+        }
+        out.append(.setTimer(at: now + settings.heartbeatIntervalTicks))
+    }
+
+    mutating func memberTick() {
+        guard let view = log?.view else { return }
+        if log!.isSequencer && log!.recomputeStable() {
+            deliver(hint: nil)
+        }
+        if now >= nextHeartbeatAt {
+            nextHeartbeatAt = now + settings.heartbeatIntervalTicks
+            let hb = ProtocolMessage.heartbeat(view: view.id, digest: log!.digest, stable: log!.isSequencer ? log!.stable : nil)
+            broadcast(hb)
+        }
+        for p in view.members where p != me && !suspects.contains(p) {
+            if now > (lastHeard[p] ?? 0) + settings.suspicionTimeoutTicks { suspects.insert(p) }
+        }
+        evaluateMembership()
+        if var c = coordinating, now >= c.sentAt + settings.flushRetryTicks {
+            c.sentAt = now
+            coordinating = c
+            for s in c.survivors where s != me && c.reports[s] == nil {
+                send(s.node, .flushStart(previous: c.previous, proposal: c.proposal))
+            }
+        }
+        for p in transferring { evaluateTransfer(p, force: false) }
+        drainPending()
+    }
+
+    /// The oldest member not suspected here.
+    var actingCoordinator: ProcessID? { log?.view.members.first { !suspects.contains($0) } }
+
+    /// Primary-component rule, then: the acting coordinator starts a view
+    /// change when a member is suspected or a process asks to join.
+    mutating func evaluateMembership() {
+        guard phase == .member, let view = log?.view else { return }
+        let alive = view.members.filter { !suspects.contains($0) }
+        if !view.isMajority(alive) {
+            if !blocked {
+                blocked = true
+                out.append(.primaryLost(lastView: view.id))
+            }
+            return
+        }
+        blocked = false
+        guard alive.first == me else { return }
+        if let c = coordinating {
+            if c.survivors.contains(where: { suspects.contains($0) }) { startFlush() }
+            return
+        }
+        if !suspects.isEmpty || !joiners.isEmpty { startFlush() }
+    }
+
+    // MARK: Message routing
+
+    mutating func receive(from: ProcessID, _ msg: ProtocolMessage) {
+        switch msg {
+        case .data(let m):
+            guard current(m.id.view, from, msg) else { return }
+            receiveData(from: from, m)
+        case .order(let v, let first, let entries):
+            guard current(v, from, msg), from == log!.view.coordinator else { return }
+            receiveOrders(first: first, entries)
+        case .ack(let v, let d):
+            guard current(v, from, msg), log!.isSequencer, let r = log!.view.rank(of: from) else { return }
+            if log!.recordDigest(d, of: r) {
+                stableDirty = true
+                deliver(hint: nil)
+                drainPending()
+            }
+        case .stable(let v, let d):
+            guard current(v, from, msg), from == log!.view.coordinator else { return }
+            if log!.adoptStable(d) {
+                deliver(hint: nil)
+                drainPending()
+            }
+        case .heartbeat(let v, let d, let st):
+            guard current(v, from, msg) else { return }
+            receiveHeartbeat(from: from, d, st)
+        case .nak(let v, let first):
+            guard current(v, from, msg) else { return }
+            let own = log!.streams[log!.myRank]
+            var s = max(first, own.floor + 1)
+            while s <= own.received {
+                if let m = own.message(s) { send(from.node, .data(m)) }
+                s += 1
+            }
+        case .orderNak(let v, let first):
+            guard current(v, from, msg), log!.isSequencer else { return }
+            var entries: [OrderEntry] = []
+            let start = max(first, log!.ordersFloor + 1)
+            var g = start
+            while g <= log!.ordersKnown {
+                entries.append(log!.entry(g)!)
+                g += 1
+            }
+            if !entries.isEmpty { send(from.node, .order(view: v, first: start, entries: entries)) }
+        case .joinRequest(let p):
+            receiveJoinRequest(p)
+        case .flushStart(let previous, let proposal):
+            acceptFlush(from: from, previous: previous, proposal: proposal)
+        case .flushReport(let r):
+            receiveReport(from: from, r)
+        case .install(let inst):
+            receiveInstall(inst)
+        case .installRequest(let v):
+            if let li = lastInstall, li.previous == v, li.view.contains(from) {
+                send(from.node, .install(li))
+            } else if let view = currentView, v < view.id {
+                send(from.node, .viewNotice(view))
+            }
+        case .viewNotice(let v):
+            guard phase == .member, let mine = log?.view else { return }
+            if v.id > mine.id && !v.contains(me) { rejoin() }
+        case .checkpointRequest(let p, let after):
+            checkpointRequested(from: from, pattern: p, after: after)
+        case .checkpoint(let p, let cut, let state):
+            checkpointReceived(p, cut: cut, state: state)
+        }
+    }
+
+    /// True when `v` is the current view and `from` is in it. Messages of a
+    /// later view are kept for after its install (bounded); a sender in an
+    /// older view is told about the current one.
+    mutating func current(_ v: ViewID, _ from: ProcessID, _ msg: ProtocolMessage) -> Bool {
+        switch phase {
+        case .member:
+            let view = log!.view
+            if v == view.id {
+                guard view.contains(from) else { return false }
+                lastHeard[from] = now
+                suspects.remove(from)
+                return true
+            }
+            if v < view.id {
+                staleSender(from, v)
+                return false
+            }
+            if case .heartbeat = msg {
+                // A member of a newer view: ask it for the install I missed.
+                if now >= (noticeSentAt[from.node] ?? 0) {
+                    noticeSentAt[from.node] = now + settings.heartbeatIntervalTicks
+                    send(from.node, .installRequest(view: view.id))
+                }
+                return false
+            }
+            keepForLater(from, msg)
+            return false
+        case .joining:
+            if case .heartbeat = msg { return false }
+            keepForLater(from, msg)
+            return false
+        case .idle, .left:
+            return false
+        }
+    }
+
+    mutating func keepForLater(_ from: ProcessID, _ msg: ProtocolMessage) {
+        if future.count < settings.futureMessagesMax { future.append((from, msg)) }
+    }
+
+    mutating func staleSender(_ from: ProcessID, _ v: ViewID) {
+        guard let view = log?.view, now >= (noticeSentAt[from.node] ?? 0) else { return }
+        noticeSentAt[from.node] = now + settings.heartbeatIntervalTicks
+        if let li = lastInstall, li.previous == v, li.view.contains(from) {
+            send(from.node, .install(li))
+        } else {
+            send(from.node, .viewNotice(view))
+        }
+    }
+
+    mutating func receiveData(from: ProcessID, _ m: DataMessage) {
+        let r = Int(m.id.origin)
+        guard r < log!.streams.count, log!.view.members[r] == from else { return }
+        let received = log!.streams[r].received
+        if m.id.seq == received + 1 {
+            log!.streams[r].append(m)
+            if m.level != .fifo {
+                if log!.isSequencer && !flushing { sequence(origin: r, seq: m.id.seq) }
+                if m.level == .safe { ackDirty = true }
+            }
+            deliver(hint: r)
+        } else if m.id.seq > received + 1 {
+            nak(r)
+        }
+    }
+
+    mutating func receiveOrders(first: UInt64, _ entries: [OrderEntry]) {
+        if first > log!.ordersKnown + 1 {
+            orderNak()
+            return
+        }
+        for (i, e) in entries.enumerated() where first + UInt64(i) == log!.ordersKnown + 1 {
+            log!.appendEntry(e)
+        }
+        deliver(hint: nil)
+    }
+
+    mutating func receiveHeartbeat(from: ProcessID, _ d: Digest, _ st: Digest?) {
+        guard let r = log!.view.rank(of: from), d.received.count == log!.streams.count else { return }
+        if log!.isSequencer && log!.recordDigest(d, of: r) {
+            deliver(hint: nil)
+        }
+        if let st, r == 0, log!.adoptStable(st) {
+            deliver(hint: nil)
+        }
+        if d.received[r] > log!.streams[r].received { nak(r) }
+        if r == 0 && d.ordersKnown > log!.ordersKnown { orderNak() }
+        drainPending()
+    }
+
+    /// Asks origin `r` to resend its stream from the first missing message
+    /// (its link was cut and restored without a view change).
+    mutating func nak(_ r: Int) {
+        guard !log!.hasNakked[r] || now >= log!.nakAt[r] + settings.nakRetryTicks else { return }
+        log!.hasNakked[r] = true
+        log!.nakAt[r] = now
+        send(log!.view.members[r].node, .nak(view: log!.view.id, from: log!.streams[r].received + 1))
+    }
+
+    mutating func orderNak() {
+        guard !log!.hasOrderNakked || now >= log!.orderNakAt + settings.nakRetryTicks else { return }
+        log!.hasOrderNakked = true
+        log!.orderNakAt = now
+        send(log!.view.coordinator.node, .orderNak(view: log!.view.id, from: log!.ordersKnown + 1))
+    }
+
+    mutating func receiveJoinRequest(_ p: ProcessID) {
+        guard phase == .member, let view = log?.view else { return }
+        if view.contains(p) {
+            if let li = lastInstall { send(p.node, .install(li)) }
+            return
+        }
+        if view.members.contains(where: { $0.node == p.node && $0.incarnation > p.incarnation }) { return }
+        guard let acting = actingCoordinator else { return }
+        if acting != me {
+            send(acting.node, .joinRequest(p))
+            return
+        }
+        // An older incarnation of the same node has crashed: drop it.
+        for m in view.members where m.node == p.node { suspects.insert(m) }
+        if !joiners.contains(p) {
+            joiners.removeAll { $0.node == p.node }
+            joiners.append(p)
+        }
+        evaluateMembership()
+    }
+
+    /// Excluded from the primary view: start over as a new incarnation.
+    mutating func rejoin() {
+        failAllPublishes(.lostPrimary)
+        let lastMembers = log?.view.members.map(\.node) ?? []
+        me = ProcessID(node: me.node, incarnation: me.incarnation + 1)
+        out.append(.rejoining(as: me))
+        phase = .joining
+        log = nil
+        lastInstall = nil
+        promised = nil
+        flushing = false
+        coordinating = nil
+        blocked = false
+        suspects = []
+        joiners = []
+        future.removeAll()
+        groups = GroupTable()
+        local = [:]
+        trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+        transferring = []
+        tickets = [:]
+        deferred = []
+        lastHeard = [:]
+        newEntries.removeAll()
+        ackDirty = false
+        stableDirty = false
+        for n in lastMembers where n != me.node && !seeds.contains(n) { seeds.append(n) }
+        nextJoinAt = now
+        tick()
+    }
+}

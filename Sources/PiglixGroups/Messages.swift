@@ -1,0 +1,177 @@
+import PiglixTopics
+
+/// What a data message carries: an application publish, or a lightweight
+/// group join or leave (ordered like a `total` message, so every node applies
+/// group membership changes at the same point of the stream).
+public enum DataKind: Hashable, Sendable {
+    case publish(Destination)
+    case groupJoin(TopicPattern)
+    case groupLeave(TopicPattern)
+    /// The sender finished the state transfer of the group: it may now
+    /// serve checkpoints to later joiners.
+    case groupReady(TopicPattern)
+}
+
+/// A lightweight group in the install's group table: members in join order
+/// and whether each has completed its state transfer.
+public struct GroupRecord: Hashable, Sendable {
+    public var pattern: TopicPattern
+    public var members: [ProcessID]
+    public var ready: [Bool]
+    public init(pattern: TopicPattern, members: [ProcessID], ready: [Bool]) {
+        self.pattern = pattern
+        self.members = members
+        self.ready = ready
+    }
+}
+
+/// A multicast. Sent by its origin directly to every member of the view
+/// (Spread-style: every node of the view receives every message and filters
+/// by its local groups at delivery; deviation from Isis, which sends to the
+/// group's members only, traded for a flush that needs no per-group state).
+public struct DataMessage: Hashable, Sendable {
+    public var id: MessageID
+    public var publish: PublishID
+    public var session: UInt64
+    public var level: DeliveryLevel
+    public var kind: DataKind
+    public var payload: [UInt8]
+    public init(id: MessageID, publish: PublishID, session: UInt64, level: DeliveryLevel, kind: DataKind, payload: [UInt8]) {
+        self.id = id
+        self.publish = publish
+        self.session = session
+        self.level = level
+        self.kind = kind
+        self.payload = payload
+    }
+}
+
+/// One slot of the total order: the sequencer's `index`-th ordered message
+/// is `origin`'s message `seq`.
+public struct OrderEntry: Hashable, Sendable {
+    public var origin: UInt32
+    public var seq: UInt64
+    public init(origin: UInt32, seq: UInt64) {
+        self.origin = origin
+        self.seq = seq
+    }
+}
+
+/// What a member holds in a view: per origin rank, the length of the
+/// contiguous prefix of that origin's stream it has received, and how many
+/// total-order entries it knows. Piggybacked on heartbeats and acks.
+public struct Digest: Hashable, Sendable {
+    public var received: [UInt64]
+    public var ordersKnown: UInt64
+    public init(received: [UInt64], ordersKnown: UInt64) {
+        self.received = received
+        self.ordersKnown = ordersKnown
+    }
+}
+
+/// The protocol's messages between nodes. Plain value types so a transport
+/// can encode them; every message names the view it belongs to.
+public enum ProtocolMessage: Hashable, Sendable {
+    /// A multicast, origin to every member.
+    case data(DataMessage)
+    /// Sequencer to every member: entries `first`, `first+1`, … of the total
+    /// order of `view` (fixed-sequencer "UB" variant: Kaashoek's Amoeba
+    /// broadcast, Défago et al. 2004 §4.1).
+    case order(view: ViewID, first: UInt64, entries: [OrderEntry])
+    /// Member to coordinator: what it holds (eager, after a `safe` message).
+    case ack(view: ViewID, digest: Digest)
+    /// Coordinator to every member: the minimum over all members of what
+    /// they hold. Messages covered are stable: delivered `safe` ones may be
+    /// acknowledged and any delivered one garbage-collected.
+    case stable(view: ViewID, digest: Digest)
+    /// Liveness plus the sender's digest; the coordinator's also carries the
+    /// stable digest. `sent` is the sender's own stream length, so a
+    /// receiver notices a lost tail and asks again.
+    case heartbeat(view: ViewID, digest: Digest, stable: Digest?)
+    /// Receiver to origin: resend your stream from `from` (a link was cut).
+    case nak(view: ViewID, from: UInt64)
+    /// Receiver to sequencer: resend order entries from `from`.
+    case orderNak(view: ViewID, from: UInt64)
+    /// A joining process asks to be added to the primary view.
+    case joinRequest(ProcessID)
+    /// Coordinator to survivors: stop sending in `previous`, report what you
+    /// hold. `proposal.id` is the ballot.
+    case flushStart(previous: ViewID, proposal: ClusterView)
+    /// Survivor to coordinator.
+    case flushReport(FlushReport)
+    /// Coordinator to every member of the new view: deliver up to the cut,
+    /// then install the view.
+    case install(Install)
+    /// A member that heard of a newer view asks a member of it for it.
+    case installRequest(view: ViewID)
+    /// "Your view is stale; mine is this." A process not in it rejoins.
+    case viewNotice(ClusterView)
+    /// Joiner to provider: send me a checkpoint of `pattern` at a position
+    /// at or after `after`.
+    case checkpointRequest(pattern: TopicPattern, after: StreamPosition)
+    /// Provider to joiner: the application state of `pattern` at `cut`.
+    case checkpoint(pattern: TopicPattern, cut: StreamPosition, state: [UInt8])
+}
+
+/// A survivor's answer to a flush start (the "what I hold" step of the
+/// Isis/Horus flush). Carries every message and order entry it holds that is
+/// not known stable, so the coordinator can hand each survivor what it lacks
+/// without a further round.
+public struct FlushReport: Hashable, Sendable {
+    public var previous: ViewID
+    public var ballot: ViewID
+    public var digest: Digest
+    /// The stable digest this member knows (a `safe` message it delivered is
+    /// covered by it).
+    public var knownStable: Digest
+    public var messages: [DataMessage]
+    /// Order entries from index `ordersFirst` on.
+    public var ordersFirst: UInt64
+    public var orders: [OrderEntry]
+    /// Per origin: how many messages this member delivered, and below which
+    /// it garbage-collected.
+    public var delivered: [UInt64]
+    public var floors: [UInt64]
+    public var totalDelivered: UInt64
+    public init(previous: ViewID, ballot: ViewID, digest: Digest, knownStable: Digest, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], delivered: [UInt64], floors: [UInt64], totalDelivered: UInt64) {
+        self.previous = previous
+        self.ballot = ballot
+        self.digest = digest
+        self.knownStable = knownStable
+        self.messages = messages
+        self.ordersFirst = ordersFirst
+        self.orders = orders
+        self.delivered = delivered
+        self.floors = floors
+        self.totalDelivered = totalDelivered
+    }
+}
+
+/// The end of a flush: the same value goes to every member of the new view,
+/// so any member can forward it to one that missed it.
+public struct Install: Hashable, Sendable {
+    /// The view being closed (nil when a node bootstraps the first view).
+    public var previous: ViewID?
+    public var view: ClusterView
+    /// Per origin rank of `previous`: deliver exactly this prefix.
+    public var cut: [UInt64]
+    /// Deliver the total order up to this entry.
+    public var ordersCut: UInt64
+    /// Messages above the lowest survivor's holdings, up to the cut.
+    public var messages: [DataMessage]
+    public var ordersFirst: UInt64
+    public var orders: [OrderEntry]
+    /// Group table after the cut, before the membership change is applied;
+    /// a joining process adopts it.
+    public var groups: [GroupRecord]
+    public init(previous: ViewID?, view: ClusterView, cut: [UInt64], ordersCut: UInt64, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], groups: [GroupRecord]) {
+        self.previous = previous
+        self.view = view
+        self.cut = cut
+        self.ordersCut = ordersCut
+        self.messages = messages
+        self.ordersFirst = ordersFirst
+        self.orders = orders
+        self.groups = groups
+    }
+}

@@ -1,0 +1,139 @@
+import PiglixTopics
+
+/// State transfer on group join (P10), after Isis's `join with state
+/// transfer` (Birman & Joseph 1987 §5) with a consistent cut:
+///
+/// 1. The joiner J records its delivery position `after` when its join is
+///    sent and from then on buffers every delivery for the pattern.
+/// 2. When the join is delivered (total order), J asks the oldest member
+///    that is *ready* (has completed its own transfer) for a checkpoint
+///    at or after `after`.
+/// 3. The provider waits until its own position covers `after`, then asks
+///    its application to snapshot the group state right away; the position
+///    at that moment is the cut.
+/// 4. J applies the checkpoint, then delivers its buffered messages the cut
+///    does not cover, then goes live and multicasts `groupReady`.
+///
+/// Checkpoint + later deliveries = the provider's state, because J buffered
+/// from a position at or before the cut. If no member is ready (the group is
+/// new, or every member holding its history is gone), the oldest awaiting
+/// member starts from an empty state and the others wait for it.
+/// Deviation: positions are per view, so a cut in an older view than a
+/// buffered message always excludes it; this relies on P3.
+struct Transfer: Sendable {
+    var after: StreamPosition?
+    var buffer: [DataMessage] = []
+    var provider: ProcessID?
+    var requestedAt: Tick = 0
+}
+
+struct Ticket: Sendable {
+    var joiner: ProcessID
+    var pattern: TopicPattern
+    var cut: StreamPosition
+}
+
+extension GroupNode {
+    mutating func markJoinSent(_ p: TopicPattern) {
+        guard case .joining(var t) = local[p], t.after == nil, let log else { return }
+        t.after = log.position
+        local[p] = .joining(t)
+    }
+
+    mutating func bufferForTransfers(_ m: DataMessage, _ dest: Destination) {
+        for p in transferring where Self.matches(dest, p) {
+            switch local[p] {
+            case .joining(var t):
+                t.buffer.append(m)
+                local[p] = .joining(t)
+            case .awaiting(var t):
+                if t.buffer.count >= settings.transferBufferMax {
+                    // Too far behind: start the transfer over from here.
+                    t.buffer.removeAll()
+                    t.after = log?.position
+                    t.provider = nil
+                }
+                t.buffer.append(m)
+                local[p] = .awaiting(t)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Picks a provider and (re)sends the request, or starts empty when the
+    /// group has no ready member and this node is its oldest member.
+    mutating func evaluateTransfer(_ p: TopicPattern, force: Bool) {
+        guard case .awaiting(var t) = local[p], let after = t.after, let record = groups.record(p) else { return }
+        var provider: ProcessID?
+        for (i, m) in record.members.enumerated() where m != me && record.ready[i] {
+            provider = m
+            break
+        }
+        if let provider {
+            if force || t.provider != provider || now >= t.requestedAt + settings.transferRetryTicks {
+                t.provider = provider
+                t.requestedAt = now
+                local[p] = .awaiting(t)
+                send(provider.node, .checkpointRequest(pattern: p, after: after))
+            }
+        } else if record.members.first(where: { m in !record.ready[record.members.firstIndex(of: m)!] }) == me {
+            completeTransfer(p, state: [], cut: nil)
+        }
+    }
+
+    mutating func completeTransfer(_ p: TopicPattern, state: [UInt8], cut: StreamPosition?) {
+        guard case .awaiting(let t) = local[p] else { return }
+        out.append(.applyCheckpoint(pattern: p, state: state))
+        for m in t.buffer where !(cut?.covers(m.id) ?? false) {
+            out.append(.deliver(Delivery(message: m, view: m.id.view, groups: [p], afterCheckpoint: true)))
+        }
+        local[p] = .active
+        trie.insert(p, p)
+        transferring.removeAll { $0 == p }
+        publishControl(.groupReady(p))
+    }
+
+    mutating func checkpointRequested(from joiner: ProcessID, pattern: TopicPattern, after: StreamPosition) {
+        guard phase == .member else { return }
+        deferred.removeAll { $0.joiner == joiner && $0.pattern == pattern }
+        deferred.append((joiner, pattern, after))
+        if deferred.count > 1024 { deferred.removeFirst() }
+        serveDeferred()
+    }
+
+    mutating func serveDeferred() {
+        guard let log else { return }
+        var pos: StreamPosition?
+        var i = 0
+        while i < deferred.count {
+            let d = deferred[i]
+            guard log.view.contains(d.joiner) else {
+                deferred.remove(at: i)
+                continue
+            }
+            if local[d.pattern]?.isActive ?? false {
+                let here = pos ?? log.position
+                pos = here
+                if here.isAtOrAfter(d.after) {
+                    nextTicket += 1
+                    tickets[nextTicket] = Ticket(joiner: d.joiner, pattern: d.pattern, cut: here)
+                    out.append(.requestCheckpoint(CheckpointRequest(ticket: nextTicket, pattern: d.pattern, joiner: d.joiner, cut: here)))
+                    deferred.remove(at: i)
+                    continue
+                }
+            }
+            i += 1
+        }
+    }
+
+    mutating func supplyCheckpoint(ticket: UInt64, state: [UInt8]) {
+        guard let t = tickets.removeValue(forKey: ticket), let log, log.view.contains(t.joiner) else { return }
+        send(t.joiner.node, .checkpoint(pattern: t.pattern, cut: t.cut, state: state))
+    }
+
+    mutating func checkpointReceived(_ p: TopicPattern, cut: StreamPosition, state: [UInt8]) {
+        guard case .awaiting(let t) = local[p], let after = t.after, cut.isAtOrAfter(after) else { return }
+        completeTransfer(p, state: state, cut: cut)
+    }
+}
