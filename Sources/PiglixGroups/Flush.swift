@@ -161,7 +161,11 @@ extension GroupNode {
             }
         }
         for r in 0..<n where cut[r] < maxDel[r] {
-            preconditionFailure("flush cut \(cut) below a delivery \(maxDel) in \(view)")
+            let detail = c.survivors.map { p in
+                let r = c.reports[p]!
+                return "\(p): recv \(r.digest.received) del \(r.delivered) floors \(r.floors) orders \(r.ordersFirst)+\(r.orders.count)/\(r.digest.ordersKnown) tdel \(r.totalDelivered) stable \(r.knownStable.received) msgs \(r.messages.map { "\($0.id.origin).\($0.id.seq)\($0.level)" })"
+            }.joined(separator: "\n")
+            preconditionFailure("flush cut \(cut) below a delivery \(maxDel) in \(view) cutStable \(cutStable) ordersCut \(ordersCut)\n\(detail)")
         }
         precondition(ordersCut >= maxTotalDelivered, "flush orders cut \(ordersCut) below \(maxTotalDelivered) in \(view)")
         var messages: [DataMessage] = []

@@ -16,8 +16,8 @@ extension GroupNode {
         } else {
             phase = .joining
             nextJoinAt = now
-            tick()
         }
+        tick()
     }
 
     mutating func tick() {

@@ -1,0 +1,486 @@
+import PiglixGroups
+import PiglixTopics
+
+/// Which faults a run injects.
+public struct FaultSet: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let crash = FaultSet(rawValue: 1)
+    public static let pause = FaultSet(rawValue: 2)
+    public static let partition = FaultSet(rawValue: 4)
+    public static let churn = FaultSet(rawValue: 8)
+    public static let all: FaultSet = [.crash, .pause, .partition, .churn]
+    public static let none: FaultSet = []
+}
+
+/// The knobs of one simulated run.
+public struct SimulationConfig: Hashable, Sendable {
+    public var seed: UInt64
+    public var nodes: Int
+    public var faults: FaultSet = .all
+    /// Simulated ticks with faults and traffic, before the quiet phase.
+    public var durationTicks: UInt64 = 2_500
+    public var publishesPerNode: Int = 25
+    public var latencyTicks: ClosedRange<Int> = 1...4
+    public var jitterTicks: ClosedRange<Int> = 0...3
+    public var faultCount: ClosedRange<Int> = 2...5
+    public var settings: GroupSettings = {
+        var s = GroupSettings()
+        s.heartbeatIntervalTicks = 10
+        s.suspicionTimeoutTicks = 60
+        s.deliverUnmatched = true
+        s.unstableMessagesMax = 64
+        s.pendingPublishesMax = 256
+        return s
+    }()
+    public init(seed: UInt64, nodes: Int, faults: FaultSet = .all) {
+        self.seed = seed
+        self.nodes = nodes
+        self.faults = faults
+    }
+}
+
+public struct SimulationResult: Sendable {
+    public var seed: UInt64
+    public var trace: [TraceEvent]
+    public var final: FinalState
+    public var violations: [Violation]
+    public var deliveries: Int
+    public var messagesSent: Int
+}
+
+/// A deterministic discrete-event simulation of a Piglix cluster running
+/// the real `GroupNode` core: a simulated clock, per-link latency and jitter,
+/// FIFO links (as TCP), loss only on cut links, crashes, restarts as new
+/// incarnations, pauses beyond the suspicion timeout, partitions and heals,
+/// and a publish/subscribe workload on wildcard groups at all three levels.
+public struct Simulator {
+    enum Event {
+        case message(from: Int, fromProcess: ProcessID, to: Int, ProtocolMessage)
+        case tick(node: Int, generation: UInt64)
+        case checkpoint(node: Int, generation: UInt64, ticket: UInt64, state: [UInt8])
+        case publish(node: Int)
+        case subscribe(node: Int)
+        case crash(node: Int)
+        case restart(node: Int)
+        case pause(node: Int, ticks: UInt64)
+        case resume(node: Int)
+        case partition
+        case heal
+    }
+
+    enum Status { case up, paused, down }
+
+    struct SimNode {
+        var core: GroupNode
+        var status: Status = .up
+        /// Bumped at every crash/restart, so stale timers and answers are dropped.
+        var generation: UInt64 = 0
+        var timerAt: UInt64 = .max
+        var view: ClusterView?
+        var backlog: [Event] = []
+        var states: [TopicPattern: Set<UInt64>] = [:]
+        var subscribed: Set<TopicPattern> = []
+        var sessions: UInt64 = 0
+    }
+
+    public let config: SimulationConfig
+    var rng: SimRandom
+    var queue = EventQueue<Event>()
+    var now: UInt64 = 0
+    var nodes: [SimNode] = []
+    var linkLast: [[UInt64]]
+    var side: [Int]
+    var trace: [TraceEvent] = []
+    var nextNumber: UInt64 = 0
+    var maxIncarnation: [UInt64]
+    var effects: [GroupEffect] = []
+    var probes: [UInt64: Set<ProcessID>] = [:]
+    var probing = false
+    var deliveries = 0
+    var messagesSent = 0
+    public var recordTrace = true
+    /// Counts of `send` effects per message kind (for the scale table).
+    public var sentByKind: [String: Int] = [:]
+    var flushStartedAt: UInt64?
+    var lastInstallAt: UInt64?
+
+    static let patterns: [TopicPattern] = ["s.*.t", "s.>", "s.a.t", "x.>", "s.b.*", "s.*.*"].map { try! TopicPattern($0) }
+    static let topics: [Topic] = ["s.a.t", "s.b.t", "s.b.u", "x.y", "s.c.t", "x.y.z"].map { try! Topic($0) }
+    static let probeTopic = try! Topic("probe.all")
+
+    public init(config: SimulationConfig) {
+        self.config = config
+        self.rng = SimRandom(seed: config.seed)
+        let n = config.nodes
+        self.linkLast = Array(repeating: Array(repeating: 0, count: n), count: n)
+        self.side = Array(repeating: 0, count: n)
+        self.maxIncarnation = Array(repeating: 1, count: n)
+        for i in 0..<n {
+            let core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: 1))
+            nodes.append(SimNode(core: core))
+        }
+    }
+
+    public static func run(_ config: SimulationConfig) -> SimulationResult {
+        var sim = Simulator(config: config)
+        return sim.run()
+    }
+
+    public mutating func run() -> SimulationResult {
+        let n = config.nodes
+        let seeds = (1...n).map { NodeID(UInt64($0)) }
+        for i in 0..<n {
+            let startAt = i == 0 ? 0 : UInt64(rng.int(0...200))
+            queue.push(startAt, .restart(node: i))
+            nodes[i].status = .down
+            for _ in 0..<rng.int(1...3) { queue.push(startAt + UInt64(rng.int(0...400)), .subscribe(node: i)) }
+        }
+        _ = seeds
+        // Workload.
+        let end = config.durationTicks
+        for i in 0..<n {
+            for _ in 0..<config.publishesPerNode { queue.push(UInt64(rng.int(250...Int(end))), .publish(node: i)) }
+        }
+        // Faults.
+        if !config.faults.isEmpty {
+            for _ in 0..<rng.int(config.faultCount) {
+                let at = UInt64(rng.int(400...Int(end - 300)))
+                var kinds: [Int] = []
+                if config.faults.contains(.crash) { kinds.append(0) }
+                if config.faults.contains(.pause) { kinds.append(1) }
+                if config.faults.contains(.partition) { kinds.append(2) }
+                if config.faults.contains(.churn) { kinds.append(3) }
+                let node = rng.int(0...(n - 1))
+                switch kinds[rng.int(0...(kinds.count - 1))] {
+                case 0:
+                    queue.push(at, .crash(node: node))
+                    queue.push(at + UInt64(rng.int(40...400)), .restart(node: node))
+                case 1:
+                    queue.push(at, .pause(node: node, ticks: UInt64(rng.int(20...250))))
+                case 2:
+                    queue.push(at, .partition)
+                    queue.push(at + UInt64(rng.int(50...400)), .heal)
+                default:
+                    // A crash and an immediate restart: the rejoin lands in
+                    // the view change the crash causes.
+                    queue.push(at, .crash(node: node))
+                    queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
+                    queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
+                }
+            }
+        }
+        runUntil(end)
+        // Faults stop: heal, resume, restart; then a quiet phase (P9).
+        heal()
+        for i in 0..<n {
+            switch nodes[i].status {
+            case .paused: resume(i)
+            case .down: restart(i)
+            case .up: break
+            }
+        }
+        let quiet = config.settings.suspicionTimeoutTicks * 15
+        runUntil(now + quiet)
+        probing = true
+        for i in 0..<n where nodes[i].core.isInPrimary {
+            for level in DeliveryLevel.allCases { publish(i, destination: .topic(Self.probeTopic), level: level) }
+        }
+        runUntil(now + quiet)
+        var final = FinalState()
+        for node in nodes where node.status == .up {
+            final.views[node.core.me] = node.core.currentView
+            var states: [String: Set<UInt64>] = [:]
+            for (p, s) in node.states { states[p.name] = s }
+            final.states[node.core.me] = states
+        }
+        final.probes = probes
+        let violations = Checker().check(trace, final: final)
+        return SimulationResult(seed: config.seed, trace: trace, final: final, violations: violations, deliveries: deliveries, messagesSent: messagesSent)
+    }
+
+    mutating func runUntil(_ t: UInt64) {
+        while let next = queue.nextTime, next <= t {
+            let (time, event) = queue.pop()!
+            now = time
+            dispatch(event)
+        }
+        now = max(now, t)
+    }
+
+    mutating func record(_ e: TraceEvent) {
+        if recordTrace { trace.append(e) }
+    }
+
+    mutating func dispatch(_ event: Event) {
+        switch event {
+        case .message(let from, let fromProcess, let to, let msg):
+            guard side[from] == side[to] else { return }
+            switch nodes[to].status {
+            case .down: return
+            case .paused: nodes[to].backlog.append(event)
+            case .up:
+                let t = now
+                var buf: [GroupEffect] = []
+                swap(&buf, &effects)
+                nodes[to].core.onMessage(from: fromProcess, msg, now: t, into: &buf)
+                effects = buf
+                apply(to)
+            }
+        case .tick(let i, let generation):
+            guard nodes[i].generation == generation else { return }
+            switch nodes[i].status {
+            case .down: return
+            case .paused: nodes[i].backlog.append(event)
+            case .up:
+                guard nodes[i].timerAt == now else { return }
+                nodes[i].timerAt = .max
+                let t = now
+                var buf: [GroupEffect] = []
+                swap(&buf, &effects)
+                nodes[i].core.onTick(now: t, into: &buf)
+                effects = buf
+                apply(i)
+            }
+        case .checkpoint(let i, let generation, let ticket, let state):
+            guard nodes[i].generation == generation else { return }
+            switch nodes[i].status {
+            case .down: return
+            case .paused: nodes[i].backlog.append(event)
+            case .up:
+                effects = nodes[i].core.onCheckpoint(ticket: ticket, state: state, now: now)
+                apply(i)
+            }
+        case .publish(let i):
+            guard nodes[i].status == .up, nodes[i].core.isInPrimary else { return }
+            let topic = Self.topics[rng.int(0...(Self.topics.count - 1))]
+            let dest: Destination = rng.chance(0.15) ? .group(Self.patterns[rng.int(0...(Self.patterns.count - 1))]) : .topic(topic)
+            let level = DeliveryLevel.allCases[rng.int(0...2)]
+            publish(i, destination: dest, level: level)
+        case .subscribe(let i):
+            guard nodes[i].status == .up else { return }
+            let p = Self.patterns[rng.int(0...(Self.patterns.count - 1))]
+            if nodes[i].subscribed.contains(p) {
+                if config.faults.contains(.churn) && rng.chance(0.5) {
+                    nodes[i].subscribed.remove(p)
+                    nodes[i].states[p] = nil
+                    record(.groupLeft(at: now, process: nodes[i].core.me, pattern: p.name))
+                    effects = nodes[i].core.onLeave(p, now: now)
+                    apply(i)
+                }
+            } else {
+                nodes[i].subscribed.insert(p)
+                effects = nodes[i].core.onJoin(p, now: now)
+                apply(i)
+            }
+        case .crash(let i):
+            guard nodes[i].status != .down, crashAllowed(i) else { return }
+            record(.fault(at: now, "crash \(nodes[i].core.me)"))
+            nodes[i].status = .down
+            nodes[i].generation += 1
+            nodes[i].backlog = []
+        case .restart(let i):
+            guard nodes[i].status == .down else { return }
+            restart(i)
+        case .pause(let i, let ticks):
+            guard nodes[i].status == .up else { return }
+            record(.fault(at: now, "pause \(nodes[i].core.me) for \(ticks)"))
+            nodes[i].status = .paused
+            queue.push(now + ticks, .resume(node: i))
+        case .resume(let i):
+            guard nodes[i].status == .paused else { return }
+            resume(i)
+        case .partition:
+            let n = config.nodes
+            var s = (0..<n).map { _ in rng.int(0...1) }
+            if Set(s).count == 1 { s[rng.int(0...(n - 1))] ^= 1 }
+            side = s
+            record(.fault(at: now, "partition \(s)"))
+        case .heal:
+            heal()
+        }
+    }
+
+    mutating func heal() {
+        if side.contains(where: { $0 != 0 }) { record(.fault(at: now, "heal")) }
+        side = Array(repeating: 0, count: config.nodes)
+    }
+
+    mutating func resume(_ i: Int) {
+        record(.fault(at: now, "resume \(nodes[i].core.me)"))
+        nodes[i].status = .up
+        let backlog = nodes[i].backlog
+        nodes[i].backlog = []
+        for e in backlog { dispatch(e) }
+        if nodes[i].timerAt <= now || nodes[i].timerAt == .max {
+            nodes[i].timerAt = now
+            queue.push(now, .tick(node: i, generation: nodes[i].generation))
+        }
+    }
+
+    /// Crashes are permanent losses for the primary-component rule, so the
+    /// simulator keeps a majority of the newest view alive (a real cluster
+    /// that loses its majority needs an operator). Pauses and partitions are
+    /// not restricted.
+    func crashAllowed(_ i: Int) -> Bool {
+        var newest: ClusterView?
+        for node in nodes where node.status != .down {
+            if let v = node.view, newest == nil || v.id > newest!.id { newest = v }
+        }
+        guard let v = newest else { return true }
+        let alive = v.members.filter { m in
+            nodes.enumerated().contains { $0.offset != i && $0.element.status != .down && $0.element.core.me == m }
+        }
+        return alive.count * 2 > v.members.count + 1
+    }
+
+    mutating func restart(_ i: Int) {
+        let first = maxIncarnation[i] == 1 && i == 0 && nodes[i].generation == 0 && trace.isEmpty
+        let inc = first ? 1 : maxIncarnation[i] + 1
+        maxIncarnation[i] = inc
+        nodes[i].core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: inc))
+        nodes[i].status = .up
+        nodes[i].generation += 1
+        nodes[i].view = nil
+        nodes[i].states = [:]
+        nodes[i].backlog = []
+        nodes[i].timerAt = .max
+        if !first { record(.fault(at: now, "restart \(nodes[i].core.me)")) }
+        let seeds = (1...config.nodes).map { NodeID(UInt64($0)) }
+        effects = nodes[i].core.onStart(seeds: seeds, bootstrap: first, now: now)
+        apply(i)
+        for p in nodes[i].subscribed.sorted(by: { $0.name < $1.name }) {
+            effects = nodes[i].core.onJoin(p, now: now)
+            apply(i)
+        }
+    }
+
+    mutating func publish(_ i: Int, destination: Destination, level: DeliveryLevel) {
+        nextNumber += 1
+        let number = nextNumber
+        let session = UInt64(rng.int(0...1))
+        var payload = [UInt8](repeating: 0, count: 8)
+        for b in 0..<8 { payload[b] = UInt8(truncatingIfNeeded: number >> (8 * UInt64(b))) }
+        record(.publish(at: now, process: nodes[i].core.me, session: session, number: number, level: level, destination: destination.description))
+        if probing { probes[number] = [] }
+        let req = PublishRequest(token: number, session: session, destination: destination, level: level, payload: payload)
+        var buf: [GroupEffect] = []
+        swap(&buf, &effects)
+        nodes[i].core.onPublish(req, now: now, into: &buf)
+        effects = buf
+        apply(i)
+    }
+
+    static func number(_ payload: [UInt8]) -> UInt64 {
+        var n: UInt64 = 0
+        for b in 0..<min(8, payload.count) { n |= UInt64(payload[b]) << (8 * UInt64(b)) }
+        return n
+    }
+
+    /// Interprets the effects of node `i`, in order (the shell's duties).
+    mutating func apply(_ i: Int) {
+        var batch: [GroupEffect] = []
+        swap(&batch, &effects)
+        let me = nodes[i].core.me
+        for effect in batch {
+            switch effect {
+            case .send(let to, let msg):
+                let j = Int(to.rawValue) - 1
+                guard j >= 0, j < config.nodes, j != i else { continue }
+                messagesSent += 1
+                if !recordTrace {
+                    sentByKind[Self.kind(msg), default: 0] += 1
+                    if case .flushStart = msg, flushStartedAt == nil { flushStartedAt = now }
+                }
+                guard side[i] == side[j] else { continue }
+                let latency = UInt64(rng.int(config.latencyTicks) + rng.int(config.jitterTicks))
+                let at = max(now + latency, linkLast[i][j])
+                linkLast[i][j] = at
+                queue.push(at, .message(from: i, fromProcess: me, to: j, msg))
+            case .deliver(let d):
+                deliveries += 1
+                guard case .publish = d.message.kind else { continue }
+                let n = Self.number(d.message.payload)
+                record(.deliver(at: now, process: me, view: nodes[i].view?.id, id: d.message.id, publish: d.message.publish, session: d.message.session, number: n, level: d.message.level, groups: d.groups.map(\.name), afterCheckpoint: d.afterCheckpoint))
+                for g in d.groups { nodes[i].states[g, default: []].insert(n) }
+                if probes[n] != nil && !d.afterCheckpoint { probes[n]!.insert(me) }
+                if d.message.level == .safe && !d.afterCheckpoint { safeCheck(i, d.message.id) }
+            case .installClusterView(let v):
+                nodes[i].view = v
+                lastInstallAt = now
+                record(.install(at: now, process: me, view: v))
+            case .installGroupView, .primaryLost:
+                break
+            case .rejoining(let new):
+                record(.rejoined(at: now, old: me, new: new))
+                nodes[i].states = [:]
+                nodes[i].view = nil
+                maxIncarnation[i] = max(maxIncarnation[i], new.incarnation)
+            case .requestCheckpoint(let req):
+                let state = Self.encode(nodes[i].states[req.pattern] ?? [])
+                queue.push(now + UInt64(rng.int(0...5)), .checkpoint(node: i, generation: nodes[i].generation, ticket: req.ticket, state: state))
+            case .applyCheckpoint(let p, let state):
+                let set = Self.decode(state)
+                nodes[i].states[p] = set
+                record(.checkpoint(at: now, process: me, pattern: p.name, numbers: set.sorted()))
+            case .publishAcked(let token, let id, let level):
+                record(.ack(at: now, process: me, number: token, level: level))
+                if level == .safe, let view = nodes[i].core.currentView {
+                    _ = id
+                    // The ack follows the local delivery of the same message.
+                    _ = view
+                }
+            case .publishRefused, .publishFailed:
+                break
+            case .setTimer(let at):
+                if at < nodes[i].timerAt {
+                    nodes[i].timerAt = at
+                    queue.push(at, .tick(node: i, generation: nodes[i].generation))
+                }
+            }
+        }
+        batch.removeAll(keepingCapacity: true)
+        if effects.isEmpty { swap(&batch, &effects) }
+    }
+
+    /// P8: at a safe delivery, every member of the view still in it holds it.
+    mutating func safeCheck(_ i: Int, _ id: MessageID) {
+        guard recordTrace, let view = nodes[i].view, view.id == id.view else { return }
+        var missing: [ProcessID] = []
+        for m in view.members {
+            guard let j = nodes.firstIndex(where: { $0.core.me == m }), nodes[j].status != .down else { continue }
+            if nodes[j].core.currentView?.id == view.id && !nodes[j].core.holds(id) { missing.append(m) }
+        }
+        record(.safeCheck(at: now, process: nodes[i].core.me, id: id, missing: missing))
+    }
+
+    static func encode(_ s: Set<UInt64>) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(s.count * 8)
+        for n in s.sorted() { for b in 0..<8 { out.append(UInt8(truncatingIfNeeded: n >> (8 * UInt64(b)))) } }
+        return out
+    }
+    static func decode(_ bytes: [UInt8]) -> Set<UInt64> {
+        var s: Set<UInt64> = []
+        var i = 0
+        while i + 8 <= bytes.count {
+            s.insert(number(Array(bytes[i..<(i + 8)])))
+            i += 8
+        }
+        return s
+    }
+
+    static func kind(_ m: ProtocolMessage) -> String {
+        switch m {
+        case .data: "data"
+        case .order: "order"
+        case .ack: "ack"
+        case .stable: "stable"
+        case .heartbeat: "heartbeat"
+        case .nak, .orderNak: "nak"
+        case .joinRequest: "join"
+        case .flushStart, .flushReport, .install, .installRequest, .viewNotice: "viewchange"
+        case .checkpointRequest, .checkpoint: "transfer"
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import PiglixGroups
+import PiglixTopics
+
+/// One recorded event of a simulation run. Application payloads carry a
+/// unique number (`number`), so the checker can tell what was published.
+public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
+    case publish(at: UInt64, process: ProcessID, session: UInt64, number: UInt64, level: DeliveryLevel, destination: String)
+    /// A delivery. `view` is the view the simulator saw the process install
+    /// last; `groups` the local patterns.
+    case deliver(at: UInt64, process: ProcessID, view: ViewID?, id: MessageID, publish: PublishID, session: UInt64, number: UInt64, level: DeliveryLevel, groups: [String], afterCheckpoint: Bool)
+    case install(at: UInt64, process: ProcessID, view: ClusterView)
+    case ack(at: UInt64, process: ProcessID, number: UInt64, level: DeliveryLevel)
+    /// At a `safe` delivery or ack: the members of the view that did not
+    /// hold the message at that moment (must be empty: P8).
+    case safeCheck(at: UInt64, process: ProcessID, id: MessageID, missing: [ProcessID])
+    case checkpoint(at: UInt64, process: ProcessID, pattern: String, numbers: [UInt64])
+    case groupLeft(at: UInt64, process: ProcessID, pattern: String)
+    case rejoined(at: UInt64, old: ProcessID, new: ProcessID)
+    case fault(at: UInt64, String)
+
+    public var description: String {
+        switch self {
+        case .publish(let t, let p, let s, let n, let l, let d): "t=\(t) publish \(p) session \(s) #\(n) \(l) \(d)"
+        case .deliver(let t, let p, let v, let id, let pub, _, let n, let l, let g, let a):
+            "t=\(t) deliver \(p) in \(v.map(\.description) ?? "-") \(id) \(pub) #\(n) \(l) groups \(g)\(a ? " after-checkpoint" : "")"
+        case .install(let t, let p, let v): "t=\(t) install \(p) \(v)"
+        case .ack(let t, let p, let n, let l): "t=\(t) ack \(p) #\(n) \(l)"
+        case .safeCheck(let t, let p, let id, let m): "t=\(t) safe-check \(p) \(id) missing \(m)"
+        case .checkpoint(let t, let p, let pat, let ns): "t=\(t) checkpoint \(p) \(pat) \(ns.count) messages"
+        case .groupLeft(let t, let p, let pat): "t=\(t) leave \(p) \(pat)"
+        case .rejoined(let t, let o, let n): "t=\(t) rejoin \(o) as \(n)"
+        case .fault(let t, let f): "t=\(t) fault \(f)"
+        }
+    }
+}
+
+/// What the simulator observed at the end of a run, for P9 and P10.
+public struct FinalState: Hashable, Sendable {
+    /// Live processes and the view each had installed (nil: none).
+    public var views: [ProcessID: ClusterView?] = [:]
+    /// Probe messages published after the faults stopped, and which live
+    /// processes delivered each.
+    public var probes: [UInt64: Set<ProcessID>] = [:]
+    /// Per live process, per active pattern, the application state.
+    public var states: [ProcessID: [String: Set<UInt64>]] = [:]
+    public init() {}
+}

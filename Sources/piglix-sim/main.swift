@@ -1,0 +1,112 @@
+import ArgumentParser
+import PiglixGroups
+import PiglixSimulation
+
+/// `piglix-sim`: runs the deterministic simulator over many seeds and checks
+/// P1–P10; `bench` measures the core without I/O; `scale` prints the
+/// view-change and per-multicast costs for growing clusters.
+@main
+struct PiglixSim: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "piglix-sim",
+        abstract: "Deterministic fault-injecting simulator for the Piglix virtual synchrony core.",
+        subcommands: [Check.self, Bench.self, Scale.self],
+        defaultSubcommand: Check.self)
+}
+
+struct NodeRange: ExpressibleByArgument {
+    var range: ClosedRange<Int>
+    init?(argument: String) {
+        let parts = argument.split(separator: ".", omittingEmptySubsequences: true)
+        if parts.count == 2, let a = Int(parts[0]), let b = Int(parts[1]), a >= 1, a <= b {
+            range = a...b
+        } else if let a = Int(argument), a >= 1 {
+            range = a...a
+        } else {
+            return nil
+        }
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Run seeds and check P1–P10.")
+    @Option(help: "Number of seeds to run.") var seeds: Int = 1000
+    @Option(help: "First seed.") var firstSeed: UInt64 = 1
+    @Option(help: "Cluster sizes, e.g. 3...7.") var nodes: NodeRange = NodeRange(argument: "3...7")!
+    @Option(help: "Faults: all, none, or a comma list of crash,pause,partition,churn.") var faults: String = "all"
+    @Flag(help: "Print the trace of the first failing seed.") var trace = false
+
+    func run() throws {
+        var set: FaultSet = []
+        for f in faults.split(separator: ",") {
+            switch f {
+            case "all": set.formUnion(.all)
+            case "none": break
+            case "crash": set.insert(.crash)
+            case "pause": set.insert(.pause)
+            case "partition": set.insert(.partition)
+            case "churn": set.insert(.churn)
+            default: throw ValidationError("unknown fault kind \(f)")
+            }
+        }
+        var failedBy: [Property: Int] = [:]
+        var firstFailure: [Property: UInt64] = [:]
+        var passed = 0
+        var failed = 0
+        var deliveries = 0
+        var printedTrace = false
+        let sizes = Array(nodes.range)
+        for k in 0..<UInt64(seeds) {
+            let seed = firstSeed + k
+            let n = sizes[Int(seed % UInt64(sizes.count))]
+            let result = Simulator.run(SimulationConfig(seed: seed, nodes: n, faults: set))
+            deliveries += result.deliveries
+            if result.violations.isEmpty {
+                passed += 1
+            } else {
+                failed += 1
+                for v in result.violations {
+                    failedBy[v.property, default: 0] += 1
+                    if firstFailure[v.property] == nil {
+                        firstFailure[v.property] = seed
+                        print("seed \(seed) (\(n) nodes) violates \(v)")
+                    }
+                }
+                if trace && !printedTrace {
+                    printedTrace = true
+                    for e in result.trace { print("  \(e)") }
+                }
+            }
+        }
+        for p in Property.allCases {
+            let f = failedBy[p] ?? 0
+            let first = firstFailure[p].map { ", first seed \($0)" } ?? ""
+            print("\(p.rawValue): \(seeds - f) passed, \(f) failed\(first)")
+        }
+        print("deliveries checked: \(deliveries)")
+        print("\(passed) passed, \(failed) failed")
+        if failed > 0 { throw ExitCode(1) }
+    }
+}
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Core throughput without I/O.")
+    @Option var nodes: Int = 3
+    @Option var messages: Int = 2_000_000
+    @Option var payload: Int = 128
+    @Option var level: String = "fifo"
+    func run() throws {
+        guard let l = DeliveryLevel.allCases.first(where: { $0.description == level }) else { throw ValidationError("level is fifo, total or safe") }
+        let r = CoreBenchmark.run(nodes: nodes, messages: messages, payloadBytes: payload, level: l)
+        print(r)
+    }
+}
+
+struct Scale: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "View-change time and messages per multicast by cluster size.")
+    @Option(parsing: .upToNextOption) var sizes: [Int] = [3, 10, 50, 100]
+    func run() throws {
+        print(ScaleReport.header)
+        for n in sizes { print(ScaleReport.measure(nodes: n).row) }
+    }
+}
