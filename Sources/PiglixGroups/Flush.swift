@@ -192,13 +192,17 @@ extension GroupNode {
         case .joining:
             if inst.view.contains(me) { adoptAsJoiner(inst) }
         case .member:
-            guard let view = log?.view, inst.view.id > view.id else { return }
-            guard inst.previous == view.id, inst.view.contains(me), flushing else {
-                // Excluded, or too far behind to apply it: start over.
-                if !inst.view.contains(me) || inst.previous != view.id { rejoin() }
+            guard let view = log?.view, inst.previous == view.id else { return }
+            guard inst.view.contains(me) else {
+                // The view was closed without this process: it was excluded.
+                rejoin()
                 return
             }
-            if let p = promised, inst.view.id < p { return }
+            // Listed as a survivor means this process reported to that
+            // ballot, so the cut accounts for everything it delivered; it is
+            // applied even if a higher ballot was promised since (see the
+            // deviations above).
+            guard flushing else { return }
             deliverToCut(inst)
             installView(inst, announce: false)
         case .idle, .left:
@@ -249,6 +253,7 @@ extension GroupNode {
         local = [:]
         trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
         transferring = []
+        cuts = [:]
         installView(inst, announce: inst.previous != nil && inst.view.coordinator == me)
     }
 
@@ -269,6 +274,7 @@ extension GroupNode {
         newEntries.removeAll()
         ackDirty = false
         stableDirty = false
+        cuts = cuts.filter { $0.value.view >= inst.view.id }
         if announce {
             for p in inst.view.members where p != me { send(p.node, .install(inst)) }
         }

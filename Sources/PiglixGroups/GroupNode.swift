@@ -62,11 +62,16 @@ public struct GroupNode: Sendable {
     var wanted: Set<TopicPattern> = []
     /// Local patterns joining or awaiting a checkpoint.
     var transferring: [TopicPattern] = []
+    /// Patterns whose checkpoint cut lies in the current view: live
+    /// messages the cut covers are already in the checkpoint.
+    var cuts: [TopicPattern: StreamPosition] = [:]
     var tickets: [UInt64: Ticket] = [:]
     var nextTicket: UInt64 = 0
     var deferred: [(joiner: ProcessID, pattern: TopicPattern, after: StreamPosition)] = []
 
     var scratch: [DataMessage] = []
+    var delivering = false
+    var redeliver = false
 
     public init(settings: GroupSettings = GroupSettings(), me: ProcessID) throws(GroupSettings.Invalid) {
         try settings.validate()
@@ -206,5 +211,19 @@ public struct GroupNode: Sendable {
     mutating func broadcast(_ m: ProtocolMessage) {
         guard let log else { return }
         for p in log.view.members where p != me { out.append(.send(to: p.node, m)) }
+    }
+}
+
+extension GroupNode: CustomStringConvertible {
+    /// The membership state in one line, for logs and failed checks.
+    public var description: String {
+        var s = "\(me) \(phase) view \(log?.view.description ?? "-")"
+        if flushing { s += " flushing promised \(promised.map(\.description) ?? "-")" }
+        if let c = coordinating { s += " coordinating \(c.proposal) reports \(c.reports.keys.sorted())" }
+        if blocked { s += " blocked" }
+        if !suspects.isEmpty { s += " suspects \(suspects.sorted())" }
+        if !joiners.isEmpty { s += " joiners \(joiners)" }
+        s += " pending \(pending.count) inflight \(inflight.count)"
+        return s
     }
 }

@@ -92,6 +92,7 @@ extension GroupNode {
         guard let state = local[p] else { return }
         if state.isActive { trie.remove(p, p) }
         local[p] = nil
+        cuts[p] = nil
         transferring.removeAll { $0 == p }
         if phase == .member { publishControl(.groupLeave(p)) }
     }
@@ -104,11 +105,12 @@ extension GroupNode {
     }
 
     mutating func deliverPublish(_ m: DataMessage, _ dest: Destination, view: ViewID) {
-        let targets: [TopicPattern]
+        var targets: [TopicPattern]
         switch dest {
         case .topic(let t): targets = trie.isEmpty ? [] : trie.match(t)
         case .group(let p): targets = (local[p]?.isActive ?? false) ? [p] : []
         }
+        if !cuts.isEmpty { targets.removeAll { cuts[$0]?.covers(m.id) ?? false } }
         if !transferring.isEmpty { bufferForTransfers(m, dest) }
         if !targets.isEmpty || settings.deliverUnmatched {
             out.append(.deliver(Delivery(message: m, view: view, groups: targets, afterCheckpoint: false)))

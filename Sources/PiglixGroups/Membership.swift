@@ -58,6 +58,13 @@ extension GroupNode {
         }
         for p in transferring { evaluateTransfer(p, force: false) }
         drainPending()
+        // Tell seeds outside the view which view this is, so two components
+        // that cannot otherwise hear of each other merge: the one with the
+        // older view rejoins the newer (liveness, P9).
+        if now >= nextJoinAt {
+            nextJoinAt = now + settings.joinRetryTicks
+            for s in seeds where !view.members.contains(where: { $0.node == s }) { send(s, .viewNotice(view)) }
+        }
     }
 
     /// The oldest member not suspected here.
@@ -144,7 +151,11 @@ extension GroupNode {
             }
         case .viewNotice(let v):
             guard phase == .member, let mine = log?.view else { return }
-            if v.id > mine.id && !v.contains(me) { rejoin() }
+            if v.id > mine.id && !v.contains(me) {
+                rejoin()
+            } else if v.id < mine.id && !mine.contains(from) {
+                staleSender(from, v.id)
+            }
         case .checkpointRequest(let p, let after):
             checkpointRequested(from: from, pattern: p, after: after)
         case .checkpoint(let p, let cut, let state):
@@ -299,6 +310,7 @@ extension GroupNode {
         local = [:]
         trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
         transferring = []
+        cuts = [:]
         tickets = [:]
         deferred = []
         lastHeard = [:]

@@ -96,14 +96,27 @@ extension GroupNode {
     }
 
     /// Runs the delivery rule and hands out what it releases.
+    /// Not reentrant: a delivery that causes a send (a group join completing
+    /// a transfer multicasts `groupReady`) asks for another pass instead.
     mutating func deliver(hint: Int?) {
         guard !flushing, log != nil else { return }
+        if delivering {
+            redeliver = true
+            return
+        }
+        delivering = true
         var batch: [DataMessage] = []
         swap(&batch, &scratch)
-        log!.deliverReady(hint: hint, into: &batch)
-        for m in batch { delivered(m) }
-        batch.removeAll(keepingCapacity: true)
+        var h = hint
+        repeat {
+            redeliver = false
+            log!.deliverReady(hint: h, into: &batch)
+            for m in batch { delivered(m) }
+            batch.removeAll(keepingCapacity: true)
+            h = nil
+        } while redeliver && log != nil && !flushing
         swap(&batch, &scratch)
+        delivering = false
     }
 
     mutating func delivered(_ m: DataMessage) {

@@ -89,6 +89,7 @@ extension GroupNode {
             out.append(.deliver(Delivery(message: m, view: m.id.view, groups: [p], afterCheckpoint: true)))
         }
         local[p] = .active
+        if let cut, let log, cut.view >= log.view.id { cuts[p] = cut }
         trie.insert(p, p)
         transferring.removeAll { $0 == p }
         publishControl(.groupReady(p))

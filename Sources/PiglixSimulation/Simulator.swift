@@ -196,6 +196,9 @@ public struct Simulator {
         }
         final.probes = probes
         let violations = Checker().check(trace, final: final)
+        if !violations.isEmpty {
+            for node in nodes { record(.fault(at: now, "end state \(node.status) \(node.core)")) }
+        }
         return SimulationResult(seed: config.seed, trace: trace, final: final, violations: violations, deliveries: deliveries, messagesSent: messagesSent)
     }
 
