@@ -1,0 +1,266 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import NIOCore
+import PiglixClient
+import PiglixWire
+import Synchronization
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure throughput and latency with PiglixClient.",
+        discussion: """
+            Scenario 1to1: one streaming publisher (binary frames on one POST /v1/publish
+            stream) sends SIZE-byte payloads to one topic; one subscriber (binary frames)
+            receives them. Each payload starts with the publisher's monotonic clock in
+            nanoseconds, so publish→deliver latency is measured per message, in one process.
+            Prints delivered msgs/s and MB/s (payload bytes), latency percentiles
+            (HdrHistogram), and wire bytes per message on each side (HTTP/2 framing and
+            acks included). Without --url it starts `piglix serve` (this executable) on a
+            free loopback port with --log-level warning, and prints its peak RSS.
+            Build with -c release for meaningful figures.
+            """)
+
+    @Argument(help: "Scenario: 1to1.")
+    var scenario: String = "1to1"
+    @Option(help: "Measured seconds of publishing.")
+    var seconds: Double = 5
+    @Option(help: "Unmeasured seconds of publishing before, to warm up.")
+    var warmup: Double = 1
+    @Option(help: "Publish rate in messages per second; as fast as possible when absent.")
+    var rate: Int?
+    @Option(help: "Payload bytes (at least 16).")
+    var size: Int = 128
+    @Option(help: "Most unacked records of the publisher.")
+    var inFlight: Int = 8192
+    @Option(help: "A running node's URL; without it the bench starts its own.")
+    var url: String?
+
+    func run() async throws {
+        guard scenario == "1to1" else { throw ValidationError("unknown scenario \(scenario); known: 1to1") }
+        guard size >= 16 else { throw ValidationError("--size must be at least 16") }
+        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+
+        var server: ServerProcess? = nil
+        let baseURL: String
+        if let url {
+            baseURL = url
+        } else {
+            let started = try await ServerProcess.start()
+            server = started
+            baseURL = "http://127.0.0.1:\(started.port)"
+        }
+        defer { server?.stop() }
+
+        let publisherClient = try PiglixClient(url: baseURL)
+        let subscriberClient = try PiglixClient(url: baseURL)
+        try await publisherClient.connect()
+        try await subscriberClient.connect()
+
+        let topic = "bench.1to1.\(UInt32.random(in: 0...UInt32.max))"
+        let shared = BenchShared()
+        let subscription = subscriberClient.subscribe(patterns: [topic], format: .binary)
+        let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
+
+        let consumer = Task { () -> ConsumerResult in
+            var result = ConsumerResult()
+            var signalled = false
+            for try await record in subscription {
+                guard case .message(let message) = record else {
+                    if !signalled {
+                        signalled = true
+                        readyContinuation.yield()
+                        readyContinuation.finish()
+                    }
+                    continue
+                }
+                let now = monotonicNanos()
+                let payload = message.payload
+                guard let sentAt: UInt64 = payload.getInteger(at: payload.readerIndex),
+                    let measured: UInt8 = payload.getInteger(at: payload.readerIndex + 8)
+                else { continue }
+                result.received += 1
+                if measured == 1 {
+                    result.measured += 1
+                    result.payloadBytes += payload.readableBytes
+                    _ = result.latency.record(now &- sentAt)
+                    result.lastMeasuredAt = now
+                }
+                if result.received == shared.target.load(ordering: .relaxed) { break }
+            }
+            return result
+        }
+        for await _ in ready { break }
+
+        // Publisher: warm-up, then the measured run.
+        var published = 0
+        var measuredSent = 0
+        let stream = try await publisherClient.publishStream(inFlightMax: inFlight)
+        var payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
+        var measureStart: UInt64 = 0
+        var measureStartWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
+        let warmupNanos = UInt64(warmup * 1e9)
+        let runNanos = UInt64(seconds * 1e9)
+        let begin = monotonicNanos()
+        let interval = rate.map { 1e9 / Double($0) }
+        let clock = ContinuousClock()
+        let beginInstant = clock.now
+        var measuring = false
+        while true {
+            let now = monotonicNanos()
+            let elapsed = now - begin
+            if !measuring && elapsed >= warmupNanos {
+                measuring = true
+                measureStart = now
+                measureStartWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
+            }
+            if measuring && now - measureStart >= runNanos { break }
+            if let interval {
+                let due = Double(published) * interval
+                if Double(elapsed) < due {
+                    try await Task.sleep(until: beginInstant + .nanoseconds(Int64(due)), clock: clock)
+                }
+            }
+            let sentAt = monotonicNanos()
+            payload.setInteger(sentAt, at: 0)
+            payload.setInteger(UInt8(measuring ? 1 : 0), at: 8)
+            try await stream.send(PublishRecord(topic: topic, payload: payload))
+            published += 1
+            if measuring { measuredSent += 1 }
+        }
+        let publishEnd = monotonicNanos()
+        try await stream.finish()
+        let rejected = stream.counts.rejected
+        shared.target.store(published - rejected, ordering: .relaxed)
+
+        // Wait for the subscriber to get everything (or give up after 10 s).
+        let result = try await withThrowingTaskGroup(of: ConsumerResult?.self) { group in
+            group.addTask { try await consumer.value }
+            group.addTask {
+                try await Task.sleep(for: .seconds(10))
+                return nil
+            }
+            let first = try await group.next()!
+            group.cancelAll()
+            return first
+        }
+        consumer.cancel()
+        let endWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
+        try? await publisherClient.close()
+        try? await subscriberClient.close()
+
+        guard let result else {
+            print("the subscriber did not receive all \(published - rejected) messages within 10 s")
+            throw ExitCode.failure
+        }
+        let lastDelivery = max(result.lastMeasuredAt, measureStart + 1)
+        let deliverSeconds = Double(lastDelivery - measureStart) / 1e9
+        let publishSeconds = Double(publishEnd - measureStart) / 1e9
+        let messagesPerSecond = Double(result.measured) / deliverSeconds
+        let megabytesPerSecond = Double(result.payloadBytes) / deliverSeconds / 1e6
+        let measuredCount = max(measuredSent, 1)
+        let sentPerMessage = Double(endWire.0.sent - measureStartWire.0.sent) / Double(measuredCount)
+        let receivedPerMessage = Double(endWire.1.received - measureStartWire.1.received) / Double(measuredCount)
+
+        func micros(_ percentile: Double) -> String {
+            String(format: "%.0f", Double(result.latency.valueAtPercentile(percentile)) / 1000)
+        }
+        print("scenario 1to1: \(size)-byte payloads, \(rate.map { "paced at \($0) msgs/s" } ?? "unpaced"), in-flight \(inFlight), \(baseURL)")
+        print(String(format: "published %d (%d measured over %.2f s), rejected %d, delivered %d measured", published, measuredSent, publishSeconds, rejected, result.measured))
+        print(String(format: "throughput: %.0f msgs/s delivered, %.1f MB/s payload", messagesPerSecond, megabytesPerSecond))
+        print(
+            "latency publish→deliver µs: p50 \(micros(50)) p90 \(micros(90)) p99 \(micros(99)) p99.9 \(micros(99.9)) max \(String(format: "%.0f", Double(result.latency.max) / 1000))"
+        )
+        print(String(format: "wire bytes per message: publisher sent %.1f, subscriber received %.1f (HTTP/2 framing included)", sentPerMessage, receivedPerMessage))
+        if let server {
+            print("server peak RSS (VmHWM): \(server.peakRSS() ?? "unknown")")
+        }
+    }
+}
+
+struct ConsumerResult: Sendable {
+    var received = 0
+    var measured = 0
+    var payloadBytes = 0
+    var lastMeasuredAt: UInt64 = 0
+    var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+}
+
+final class BenchShared: Sendable {
+    /// How many messages the consumer stops at; unknown (max) until the publisher is done.
+    let target = Atomic<Int>(.max)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the same clock in the publisher and subscriber.
+func monotonicNanos() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+/// A `piglix serve` child on a free loopback port.
+struct ServerProcess {
+    let process: Process
+    let port: Int
+
+    static func start() async throws -> ServerProcess {
+        let port = try freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
+        try process.run()
+        let server = ServerProcess(process: process, port: port)
+        // Poll until it accepts connections.
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else { throw ValidationError("piglix serve exited with status \(process.terminationStatus)") }
+            let probe = PiglixClient(host: "127.0.0.1", port: port)
+            do {
+                try await probe.connect()
+                try? await probe.close()
+                return server
+            } catch {
+                try? await probe.close()
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        server.stop()
+        throw ValidationError("piglix serve did not listen on port \(port) within 15 s")
+    }
+
+    /// VmHWM of the child, read before it exits.
+    func peakRSS() -> String? {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            return line.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        }
+        return nil
+    }
+
+    func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        for _ in 0..<100 where process.isRunning { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// A port the kernel picks for a socket bound to 127.0.0.1:0, then released.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ValidationError("socket() failed: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
+                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
+            }
+        }
+        guard bound else { throw ValidationError("bind() failed: errno \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import NIOCore
+import NIOPosix
+import PiglixClient
+import PiglixWire
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct Pub: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Publish messages: DATA, or one message per line of standard input.",
+        discussion: """
+            With DATA, publishes one message (POST /v1/topics/TOPIC) and prints its id.
+            Without, streams each line of standard input as one message over one
+            POST /v1/publish stream (binary frames) and prints each ack's id, or
+            `error STATUS: reason`, one line per input line, in order. Exits non-zero
+            if any record was rejected.
+            """)
+
+    @Argument(help: "The topic, such as sensors.paris.temp.")
+    var topic: String
+    @Argument(help: "The payload. When absent, each line of standard input is one message.")
+    var data: String?
+    @Option(help: "Delivery level: fifo, total or safe.")
+    var delivery: String = "fifo"
+    @Option(name: .customLong("header"), help: "A user header name=value; repeatable.")
+    var headers: [String] = []
+    @Option(help: "The node's URL. [env PIGLIX_URL, default http://127.0.0.1:8080]")
+    var url: String?
+
+    func run() async throws {
+        guard let level = DeliveryLevel(name: delivery) else {
+            throw ValidationError("--delivery \(delivery) is not one of fifo, total, safe")
+        }
+        var userHeaders: [MessageHeader] = []
+        for pair in headers {
+            guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+                throw ValidationError("--header \(pair) is not name=value")
+            }
+            userHeaders.append(MessageHeader(name: String(pair[..<equals]), value: String(pair[pair.index(after: equals)...])))
+        }
+        let client = try ClientURL.makeClient(url)
+        defer { Task { try? await client.close() } }
+
+        if let data {
+            do {
+                let ack = try await client.publish(topic: topic, payload: ByteBuffer(string: data), delivery: level, headers: userHeaders)
+                print(ack.id ?? "")
+            } catch {
+                printError("\(error)")
+                throw ExitCode.failure
+            }
+            return
+        }
+
+        let stream = try await client.publishStream(inFlightMax: 1024) { ack in
+            if ack.ok {
+                print(ack.id ?? "")
+            } else {
+                print("error \(ack.status): \(ack.error ?? "")")
+            }
+        }
+        var lines = LineSplitter(lineBytesMax: 64 << 20)
+        let topic = self.topic
+        while let chunk = try await StandardInput.read() {
+            lines.append(chunk)
+            while let item = lines.next() {
+                guard case .line(let line) = item else { continue }
+                try await stream.send(PublishRecord(topic: topic, payload: line, delivery: level, headers: userHeaders))
+            }
+        }
+        if case .line(let line)? = lines.finish() {
+            try await stream.send(PublishRecord(topic: topic, payload: line, delivery: level, headers: userHeaders))
+        }
+        let (_, rejected) = try await stream.finish()
+        try? await client.close()
+        if rejected > 0 { throw ExitCode.failure }
+    }
+}
+
+/// `--url` (or `PIGLIX_URL`) to a client.
+enum ClientURL {
+    static let defaultURL = "http://127.0.0.1:8080"
+
+    static func makeClient(_ flag: String?) throws -> PiglixClient {
+        let text = flag ?? Environment.get("PIGLIX_URL") ?? defaultURL
+        do {
+            return try PiglixClient(url: text)
+        } catch {
+            throw ValidationError("--url \(text): \(error)")
+        }
+    }
+}
+
+/// Reads standard input in chunks on NIO's blocking thread pool, so no
+/// cooperative thread blocks in `read(2)`.
+enum StandardInput {
+    static func read() async throws -> ByteBuffer? {
+        try await NIOThreadPool.singleton.runIfActive {
+            var buffer = ByteBuffer()
+            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 65536) { bytes in
+                while true {
+                    let result = Glibc.read(0, bytes.baseAddress, bytes.count)
+                    if result < 0 && errno == EINTR { continue }
+                    return max(result, 0)
+                }
+            }
+            return count == 0 ? nil : buffer
+        }
+    }
+}
+
+func printError(_ text: String) {
+    writeAll(fd: 2, ByteBuffer(string: text + "\n"))
+}
+
+/// Writes all of `bytes` to a file descriptor (stdout 1, stderr 2), unbuffered.
+func writeAll(fd: Int32, _ bytes: ByteBuffer) {
+    bytes.withUnsafeReadableBytes { bytes in
+        var offset = 0
+        while offset < bytes.count {
+            let written = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            offset += written
+        }
+    }
+}
