@@ -57,11 +57,15 @@ extension GroupNode {
             return
         }
         epochSeen = max(epochSeen, proposal.id.epoch)
-        if let p = promised, proposal.id < p { return }
+        if let p = promised, proposal.id < p {
+            send(from.node, .flushReject(previous: previous, promised: p))
+            return
+        }
         guard proposal.contains(me), proposal.id.coordinator == from else { return }
         if let c = coordinating, c.proposal.id < proposal.id { coordinating = nil }
         promised = proposal.id
         flushing = true
+        if frozenDigest == nil { frozenDigest = log.digest }
         // Entries sequenced in this handler must reach members before the
         // report freezes them; the batch is sent at the end of the handler.
         let report = FlushReport(
@@ -263,6 +267,7 @@ extension GroupNode {
         lastInstall = inst
         promised = nil
         flushing = false
+        frozenDigest = nil
         coordinating = nil
         blocked = false
         suspects = []

@@ -36,6 +36,12 @@ public struct GroupNode: Sendable {
     var coordinating: CoordinatorFlush?
     /// Reported to a flush: no sending, no delivering in the current view.
     var flushing = false
+    /// The digest at this process's first flush report in the view. While
+    /// flushing it claims no more than that to the stability computation:
+    /// reports are taken at different times, and a message must not become
+    /// stable (and be collected) on the strength of a receipt that no report
+    /// shows.
+    var frozenDigest: Digest?
     var blocked = false
     var nextHeartbeatAt: Tick = 0
     var nextJoinAt: Tick = 0
@@ -194,7 +200,7 @@ public struct GroupNode: Sendable {
         }
         if ackDirty {
             ackDirty = false
-            if !log.isSequencer { send(log.view.coordinator.node, .ack(view: log.view.id, digest: log.digest)) }
+            if !log.isSequencer { send(log.view.coordinator.node, .ack(view: log.view.id, digest: claimedDigest)) }
         }
         if stableDirty {
             stableDirty = false
@@ -202,6 +208,8 @@ public struct GroupNode: Sendable {
         }
         if !deferred.isEmpty { serveDeferred() }
     }
+
+    var claimedDigest: Digest { frozenDigest ?? log!.digest }
 
     @inline(__always)
     mutating func send(_ to: NodeID, _ m: ProtocolMessage) {
@@ -225,5 +233,14 @@ extension GroupNode: CustomStringConvertible {
         if !joiners.isEmpty { s += " joiners \(joiners)" }
         s += " pending \(pending.count) inflight \(inflight.count)"
         return s
+    }
+}
+
+extension GroupNode {
+    /// The stable digest this process knows and its own digest, for
+    /// invariant checks in tests and the simulator.
+    public var stabilityDebug: (view: ViewID, stable: Digest, held: Digest)? {
+        guard phase == .member, let log else { return nil }
+        return (log.view.id, log.stable, log.digest)
     }
 }

@@ -37,12 +37,12 @@ extension GroupNode {
 
     mutating func memberTick() {
         guard let view = log?.view else { return }
-        if log!.isSequencer && log!.recomputeStable() {
+        if log!.isSequencer && !flushing && log!.recomputeStable() {
             deliver(hint: nil)
         }
         if now >= nextHeartbeatAt {
             nextHeartbeatAt = now + settings.heartbeatIntervalTicks
-            let hb = ProtocolMessage.heartbeat(view: view.id, digest: log!.digest, stable: log!.isSequencer ? log!.stable : nil)
+            let hb = ProtocolMessage.heartbeat(view: view.id, digest: claimedDigest, stable: log!.isSequencer ? log!.stable : nil)
             broadcast(hb)
         }
         for p in view.members where p != me && !suspects.contains(p) {
@@ -102,7 +102,7 @@ extension GroupNode {
             guard current(v, from, msg), from == log!.view.coordinator else { return }
             receiveOrders(first: first, entries)
         case .ack(let v, let d):
-            guard current(v, from, msg), log!.isSequencer, let r = log!.view.rank(of: from) else { return }
+            guard current(v, from, msg), log!.isSequencer, !flushing, let r = log!.view.rank(of: from) else { return }
             if log!.recordDigest(d, of: r) {
                 stableDirty = true
                 deliver(hint: nil)
@@ -139,6 +139,10 @@ extension GroupNode {
             receiveJoinRequest(p)
         case .flushStart(let previous, let proposal):
             acceptFlush(from: from, previous: previous, proposal: proposal)
+        case .flushReject(let previous, let p):
+            guard let c = coordinating, c.previous == previous, c.proposal.id < p else { return }
+            epochSeen = max(epochSeen, p.epoch)
+            startFlush()
         case .flushReport(let r):
             receiveReport(from: from, r)
         case .install(let inst):
@@ -242,7 +246,7 @@ extension GroupNode {
 
     mutating func receiveHeartbeat(from: ProcessID, _ d: Digest, _ st: Digest?) {
         guard let r = log!.view.rank(of: from), d.received.count == log!.streams.count else { return }
-        if log!.isSequencer && log!.recordDigest(d, of: r) {
+        if log!.isSequencer && !flushing && log!.recordDigest(d, of: r) {
             deliver(hint: nil)
         }
         if let st, r == 0, log!.adoptStable(st) {
@@ -317,6 +321,7 @@ extension GroupNode {
         newEntries.removeAll()
         ackDirty = false
         stableDirty = false
+        frozenDigest = nil
         for n in lastMembers where n != me.node && !seeds.contains(n) { seeds.append(n) }
         nextJoinAt = now
         tick()

@@ -99,6 +99,9 @@ public enum ProtocolMessage: Hashable, Sendable {
     case flushStart(previous: ViewID, proposal: ClusterView)
     /// Survivor to coordinator.
     case flushReport(FlushReport)
+    /// Survivor to a coordinator whose ballot is below one it promised: try
+    /// again above `promised` (the promised coordinator may have failed).
+    case flushReject(previous: ViewID, promised: ViewID)
     /// Coordinator to every member of the new view: deliver up to the cut,
     /// then install the view.
     case install(Install)

@@ -102,6 +102,7 @@ public struct Simulator {
     public var recordTrace = true
     /// Counts of `send` effects per message kind (for the scale table).
     public var sentByKind: [String: Int] = [:]
+    public var debugInvariants = false
     var flushStartedAt: UInt64?
     var lastInstallAt: UInt64?
 
@@ -207,6 +208,7 @@ public struct Simulator {
             let (time, event) = queue.pop()!
             now = time
             dispatch(event)
+            if debugInvariants { checkStability(event) }
         }
         now = max(now, t)
     }
@@ -446,6 +448,18 @@ public struct Simulator {
         if effects.isEmpty { swap(&batch, &effects) }
     }
 
+    mutating func checkStability(_ event: Event) {
+        for a in nodes where a.status != .down {
+            guard let sa = a.core.stabilityDebug else { continue }
+            for b in nodes where b.status != .down {
+                guard let sb = b.core.stabilityDebug, sb.view == sa.view else { continue }
+                for r in sa.stable.received.indices where sa.stable.received[r] > sb.held.received[r] {
+                    fatalError("t=\(now) \(a.core.me) knows stable \(sa.stable.received) but \(b.core.me) holds \(sb.held.received) after \(event)")
+                }
+            }
+        }
+    }
+
     /// P8: at a safe delivery, every member of the view still in it holds it.
     mutating func safeCheck(_ i: Int, _ id: MessageID) {
         guard recordTrace, let view = nodes[i].view, view.id == id.view else { return }
@@ -482,7 +496,7 @@ public struct Simulator {
         case .heartbeat: "heartbeat"
         case .nak, .orderNak: "nak"
         case .joinRequest: "join"
-        case .flushStart, .flushReport, .install, .installRequest, .viewNotice: "viewchange"
+        case .flushStart, .flushReject, .flushReport, .install, .installRequest, .viewNotice: "viewchange"
         case .checkpointRequest, .checkpoint: "transfer"
         }
     }

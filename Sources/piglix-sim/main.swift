@@ -35,6 +35,7 @@ struct Check: ParsableCommand {
     @Option(help: "Cluster sizes, e.g. 3...7.") var nodes: NodeRange = NodeRange(argument: "3...7")!
     @Option(help: "Faults: all, none, or a comma list of crash,pause,partition,churn.") var faults: String = "all"
     @Flag(help: "Print the trace of the first failing seed.") var trace = false
+    @Flag(help: "Check internal invariants after every event (slow).") var invariants = false
 
     func run() throws {
         var set: FaultSet = []
@@ -59,7 +60,9 @@ struct Check: ParsableCommand {
         for k in 0..<UInt64(seeds) {
             let seed = firstSeed + k
             let n = sizes[Int(seed % UInt64(sizes.count))]
-            let result = Simulator.run(SimulationConfig(seed: seed, nodes: n, faults: set))
+            var sim = Simulator(config: SimulationConfig(seed: seed, nodes: n, faults: set))
+            sim.debugInvariants = invariants
+            let result = sim.run()
             deliveries += result.deliveries
             if result.violations.isEmpty {
                 passed += 1
