@@ -9,12 +9,14 @@ import PiglixTopics
 /// 2. A survivor that accepts the ballot (not below one it promised) stops
 ///    sending and delivering in the old view and reports its digest, what it
 ///    delivered and every message and order entry it still holds.
-/// 3. With every survivor's report the coordinator computes one cut: per
+/// 3. With every survivor's report the coordinator computes one cut (or
+///    re-proposes an install a survivor already accepted): per
 ///    origin the longest prefix some survivor received, shortened before the
 ///    first message no survivor may deliver (a `total` message the sequencer
 ///    never ordered, a `safe` message not known stable) and the total order
-///    up to the first entry beyond the cut. It sends the same `install` to
-///    every member of the new view.
+///    up to the first entry beyond the cut. It proposes it; once a majority
+///    of the old view accepted, it sends the same `install` to every member
+///    of the new view.
 /// 4. Each survivor adds the messages it lacks, delivers exactly to the cut
 ///    (so all survivors deliver the same set: P3), puts its own messages
 ///    beyond the cut back in front of its pending queue (they are sent again
@@ -23,16 +25,18 @@ import PiglixTopics
 /// Deviations: one union round instead of Isis's forwarding by each member;
 /// `safe` messages not yet stable are re-sent in the next view rather than
 /// delivered in a transitional view (Extended Virtual Synchrony), keeping P8
-/// strict; the install is not a second consensus phase, so a coordinator
-/// failure after a partial install can leave a short-lived second "primary"
-/// that cannot grow (it lacks a majority of its own view) and is dissolved
-/// when it hears of the newer view.
+/// strict. Between steps 3 and 4 the install is agreed like a Paxos value
+/// (propose, accepted by a majority of the old view, commit), so concurrent
+/// coordinators cannot install two different successors of one view.
 struct CoordinatorFlush: Sendable {
     var previous: ViewID
     var proposal: ClusterView
     var survivors: [ProcessID]
     var reports: [ProcessID: FlushReport] = [:]
     var sentAt: Tick
+    /// Phase 2: the install proposed and who accepted it.
+    var value: Install?
+    var accepts: Set<ProcessID> = []
 }
 
 extension GroupNode {
@@ -71,7 +75,8 @@ extension GroupNode {
         let report = FlushReport(
             previous: log.view.id, ballot: proposal.id, digest: log.digest, knownStable: log.stable,
             messages: log.heldMessages, ordersFirst: log.ordersFloor + 1, orders: log.heldOrders,
-            delivered: log.streams.map(\.delivered), floors: log.streams.map(\.floor), totalDelivered: log.totalDelivered)
+            delivered: log.streams.map(\.delivered), floors: log.streams.map(\.floor), totalDelivered: log.totalDelivered,
+            accepted: acceptedValue?.install, acceptedBallot: acceptedValue?.ballot)
         if from == me {
             receiveReport(from: me, report)
         } else {
@@ -80,17 +85,59 @@ extension GroupNode {
     }
 
     mutating func receiveReport(from: ProcessID, _ report: FlushReport) {
-        guard var c = coordinating, report.ballot == c.proposal.id, c.survivors.contains(from) else { return }
+        guard var c = coordinating, report.ballot == c.proposal.id, c.survivors.contains(from), c.value == nil else { return }
         c.reports[from] = report
         coordinating = c
-        if c.reports.count == c.survivors.count { completeFlush(c) }
+        if c.reports.count == c.survivors.count { propose(c) }
     }
 
-    mutating func completeFlush(_ c: CoordinatorFlush) {
-        var inst = Self.computeInstall(c, view: log!.view)
-        deliverToCut(inst)
-        inst.groups = groups.records
-        installView(inst, announce: true)
+    /// Phase 2 (Paxos, Lamport 2001, with the install as the value): a value
+    /// some survivor already accepted may have been committed by a failed
+    /// coordinator, so the one under the highest ballot is proposed again
+    /// unchanged; otherwise the cut computed from the reports.
+    mutating func propose(_ c: CoordinatorFlush) {
+        var c = c
+        var best: (ViewID, Install)?
+        for s in c.survivors {
+            if let r = c.reports[s], let a = r.accepted, let b = r.acceptedBallot, best == nil || b > best!.0 { best = (b, a) }
+        }
+        let value = best?.1 ?? Self.computeInstall(c, view: log!.view)
+        c.value = value
+        coordinating = c
+        for s in c.survivors where s != me { send(s.node, .propose(ballot: c.proposal.id, value)) }
+        receivePropose(from: me, ballot: c.proposal.id, value)
+    }
+
+    mutating func receivePropose(from: ProcessID, ballot: ViewID, _ value: Install) {
+        guard phase == .member, let log, value.previous == log.view.id, flushing else { return }
+        if let p = promised, ballot < p {
+            send(from.node, .flushReject(previous: log.view.id, promised: p))
+            return
+        }
+        promised = ballot
+        acceptedValue = (ballot, value)
+        if from == me {
+            receiveAccepted(from: me, ballot: ballot)
+        } else {
+            send(from.node, .accepted(ballot: ballot))
+        }
+    }
+
+    mutating func receiveAccepted(from: ProcessID, ballot: ViewID) {
+        guard var c = coordinating, c.proposal.id == ballot, let value = c.value, let log else { return }
+        c.accepts.insert(from)
+        coordinating = c
+        guard log.view.isMajority(Array(c.accepts)) else { return }
+        // Commit.
+        var inst = value
+        if inst.view.contains(me) {
+            deliverToCut(inst)
+            inst.groups = groups.records
+            installView(inst, announce: true)
+        } else {
+            for p in inst.view.members { send(p.node, .install(inst)) }
+            rejoin()
+        }
     }
 
     /// Step 3: the cut every survivor delivers to.
@@ -268,6 +315,7 @@ extension GroupNode {
         promised = nil
         flushing = false
         frozenDigest = nil
+        acceptedValue = nil
         coordinating = nil
         blocked = false
         suspects = []

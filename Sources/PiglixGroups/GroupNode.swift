@@ -42,6 +42,8 @@ public struct GroupNode: Sendable {
     /// stable (and be collected) on the strength of a receipt that no report
     /// shows.
     var frozenDigest: Digest?
+    /// Paxos acceptor state for the current view's change.
+    var acceptedValue: (ballot: ViewID, install: Install)?
     var blocked = false
     var nextHeartbeatAt: Tick = 0
     var nextJoinAt: Tick = 0

@@ -52,8 +52,12 @@ extension GroupNode {
         if var c = coordinating, now >= c.sentAt + settings.flushRetryTicks {
             c.sentAt = now
             coordinating = c
-            for s in c.survivors where s != me && c.reports[s] == nil {
-                send(s.node, .flushStart(previous: c.previous, proposal: c.proposal))
+            for s in c.survivors where s != me {
+                if let value = c.value {
+                    if !c.accepts.contains(s) { send(s.node, .propose(ballot: c.proposal.id, value)) }
+                } else if c.reports[s] == nil {
+                    send(s.node, .flushStart(previous: c.previous, proposal: c.proposal))
+                }
             }
         }
         for p in transferring { evaluateTransfer(p, force: false) }
@@ -143,6 +147,10 @@ extension GroupNode {
             guard let c = coordinating, c.previous == previous, c.proposal.id < p else { return }
             epochSeen = max(epochSeen, p.epoch)
             startFlush()
+        case .propose(let ballot, let value):
+            receivePropose(from: from, ballot: ballot, value)
+        case .accepted(let ballot):
+            receiveAccepted(from: from, ballot: ballot)
         case .flushReport(let r):
             receiveReport(from: from, r)
         case .install(let inst):
@@ -156,6 +164,10 @@ extension GroupNode {
         case .viewNotice(let v):
             guard phase == .member, let mine = log?.view else { return }
             if v.id > mine.id && !v.contains(me) {
+                rejoin()
+            } else if v.id > mine.id && !flushing {
+                // A newer view lists this process but it never took part in
+                // the change that made it (another lineage): start over.
                 rejoin()
             } else if v.id < mine.id && !mine.contains(from) {
                 staleSender(from, v.id)
@@ -322,6 +334,7 @@ extension GroupNode {
         ackDirty = false
         stableDirty = false
         frozenDigest = nil
+        acceptedValue = nil
         for n in lastMembers where n != me.node && !seeds.contains(n) { seeds.append(n) }
         nextJoinAt = now
         tick()

@@ -102,7 +102,13 @@ public enum ProtocolMessage: Hashable, Sendable {
     /// Survivor to a coordinator whose ballot is below one it promised: try
     /// again above `promised` (the promised coordinator may have failed).
     case flushReject(previous: ViewID, promised: ViewID)
-    /// Coordinator to every member of the new view: deliver up to the cut,
+    /// Coordinator to survivors, once all reported: accept this install
+    /// under `ballot` (Paxos phase 2; the install is the value).
+    case propose(ballot: ViewID, Install)
+    /// Survivor to coordinator: accepted the proposal of `ballot`.
+    case accepted(ballot: ViewID)
+    /// Coordinator to every member of the new view, once a majority of the
+    /// old view accepted (the commit): deliver up to the cut,
     /// then install the view.
     case install(Install)
     /// A member that heard of a newer view asks a member of it for it.
@@ -136,7 +142,13 @@ public struct FlushReport: Hashable, Sendable {
     public var delivered: [UInt64]
     public var floors: [UInt64]
     public var totalDelivered: UInt64
-    public init(previous: ViewID, ballot: ViewID, digest: Digest, knownStable: Digest, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], delivered: [UInt64], floors: [UInt64], totalDelivered: UInt64) {
+    /// The install this member accepted under the highest ballot, if any: a
+    /// new coordinator must propose it again (it may have been committed).
+    public var accepted: Install?
+    public var acceptedBallot: ViewID?
+    public init(previous: ViewID, ballot: ViewID, digest: Digest, knownStable: Digest, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], delivered: [UInt64], floors: [UInt64], totalDelivered: UInt64, accepted: Install?, acceptedBallot: ViewID?) {
+        self.accepted = accepted
+        self.acceptedBallot = acceptedBallot
         self.previous = previous
         self.ballot = ballot
         self.digest = digest

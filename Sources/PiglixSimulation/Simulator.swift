@@ -496,7 +496,7 @@ public struct Simulator {
         case .heartbeat: "heartbeat"
         case .nak, .orderNak: "nak"
         case .joinRequest: "join"
-        case .flushStart, .flushReject, .flushReport, .install, .installRequest, .viewNotice: "viewchange"
+        case .flushStart, .flushReject, .flushReport, .propose, .accepted, .install, .installRequest, .viewNotice: "viewchange"
         case .checkpointRequest, .checkpoint: "transfer"
         }
     }
