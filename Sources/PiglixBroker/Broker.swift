@@ -170,41 +170,20 @@ public final class Broker: Sendable {
         _ message: StoredMessage, for id: SubscriptionID, state: inout State, settings: BrokerSettings,
         wake: inout [CheckedContinuation<Void, Never>]
     ) {
-        guard var queue = state.queues.removeValue(forKey: id) else { return }
-        defer { state.queues[id] = queue }
-        guard queue.end == nil else { return }
-        let cost = message.costBytes
-        if queue.messages.count >= settings.subscriberQueueMessagesMax || queue.bytes + cost > settings.subscriberQueueBytesMax {
-            switch queue.overflow {
-            case .disconnect:
-                queue.end = "slow consumer: more than \(settings.subscriberQueueMessagesMax) messages or \(settings.subscriberQueueBytesMax) bytes were waiting; reconnect with Last-Event-ID to resume"
-                queue.droppedTotal += UInt64(queue.messages.count)
-                state.dropped += UInt64(queue.messages.count)
-                queue.messages.removeAll()
-                queue.bytes = 0
-                for pattern in queue.patterns { state.trie.remove(pattern, id) }
-                if let waiter = queue.waiter {
-                    wake.append(waiter)
-                    queue.waiter = nil
-                }
-                return
-            case .dropOldest:
-                while !queue.messages.isEmpty
-                    && (queue.messages.count >= settings.subscriberQueueMessagesMax || queue.bytes + cost > settings.subscriberQueueBytesMax)
-                {
-                    let dropped = queue.messages.removeFirst()
-                    queue.bytes -= dropped.costBytes
-                    queue.lost += 1
-                    queue.droppedTotal += 1
-                    state.dropped += 1
-                }
-            }
-        }
-        queue.messages.append(message)
-        queue.bytes += cost
-        if let waiter = queue.waiter {
-            wake.append(waiter)
-            queue.waiter = nil
+        // Optional chaining mutates the queue in place: no copy of its deque.
+        guard let outcome = state.queues[id]?.enqueue(message, settings: settings) else { return }
+        switch outcome {
+        case .queued(let waiter):
+            if let waiter { wake.append(waiter) }
+        case .dropped(let count, let waiter):
+            state.dropped += count
+            if let waiter { wake.append(waiter) }
+        case .disconnected(let count, let patterns, let waiter):
+            state.dropped += count
+            for pattern in patterns { state.trie.remove(pattern, id) }
+            if let waiter { wake.append(waiter) }
+        case .ended:
+            break
         }
     }
 
@@ -302,42 +281,17 @@ public final class Broker: Sendable {
     }
 
     func take(_ id: SubscriptionID, maxBytes: Int) -> SubscriptionBatch {
-        let batch = state.withLock { state -> SubscriptionBatch in
-            guard var queue = state.queues.removeValue(forKey: id) else {
+        state.withLock { state -> SubscriptionBatch in
+            guard let batch = state.queues[id]?.take(maxBytes: maxBytes) else {
                 return SubscriptionBatch(end: "unsubscribed")
             }
-            var batch = SubscriptionBatch()
-            batch.lost = queue.lost
-            queue.lost = 0
-            if queue.bytes <= maxBytes {
-                batch.messages = Array(queue.messages)
-                queue.messages.removeAll(keepingCapacity: true)
-                queue.bytes = 0
-            } else {
-                var taken = 0
-                while let first = queue.messages.first, batch.messages.isEmpty || taken + first.costBytes <= maxBytes {
-                    queue.messages.removeFirst()
-                    taken += first.costBytes
-                    queue.bytes -= first.costBytes
-                    batch.messages.append(first)
-                }
+            let count = UInt64(batch.messages.count)
+            if count > 0 {
+                state.delivered += count
+                for pattern in state.queues[id]!.patterns { state.groups[pattern.name]?.delivered += count }
             }
-            if batch.messages.isEmpty, batch.lost == 0, let end = queue.end {
-                batch.end = end
-            }
-            batch.heartbeat = queue.heartbeatDue && batch.messages.isEmpty && batch.lost == 0
-            queue.heartbeatDue = false
-            queue.delivered += UInt64(batch.messages.count)
-            state.delivered += UInt64(batch.messages.count)
-            if !batch.messages.isEmpty {
-                for pattern in queue.patterns {
-                    state.groups[pattern.name]?.delivered += UInt64(batch.messages.count)
-                }
-            }
-            state.queues[id] = queue
             return batch
         }
-        return batch
     }
 
     // MARK: Heartbeats and shutdown

@@ -8,6 +8,22 @@ struct Retention {
     struct History {
         var messages: Deque<StoredMessage> = []
         var bytes = 0
+
+        /// Appends and evicts this topic's oldest past its bounds; returns what it evicted.
+        mutating func append(_ message: StoredMessage, cost: Int, settings: BrokerSettings) -> (count: Int, bytes: Int) {
+            messages.append(message)
+            bytes += cost
+            var evicted = (count: 0, bytes: 0)
+            while messages.count > settings.retainedMessagesPerTopicMax
+                || (bytes > settings.retainedBytesPerTopicMax && messages.count > 1)
+            {
+                let oldest = messages.removeFirst()
+                bytes -= oldest.costBytes
+                evicted.count += 1
+                evicted.bytes += oldest.costBytes
+            }
+            return evicted
+        }
     }
 
     private(set) var topics: [String: History] = [:]
@@ -25,20 +41,10 @@ struct Retention {
 
     mutating func append(_ message: StoredMessage) {
         let cost = message.costBytes
-        var history = topics.removeValue(forKey: message.topic) ?? History()
-        history.messages.append(message)
-        history.bytes += cost
-        messageCount += 1
-        bytes += cost
-        while history.messages.count > settings.retainedMessagesPerTopicMax
-            || (history.bytes > settings.retainedBytesPerTopicMax && history.messages.count > 1)
-        {
-            let evicted = history.messages.removeFirst()
-            history.bytes -= evicted.costBytes
-            messageCount -= 1
-            bytes -= evicted.costBytes
-        }
-        topics[message.topic] = history
+        // The default subscript mutates the history in place: no deque copy.
+        let evicted = topics[message.topic, default: History()].append(message, cost: cost, settings: settings)
+        messageCount += 1 - evicted.count
+        bytes += cost - evicted.bytes
         order.append((message.topic, message.id.sequence))
         while messageCount > settings.retainedMessagesMax || bytes > settings.retainedBytesMax || order.count > settings.retainedMessagesMax {
             guard let oldest = order.popFirst() else { break }
@@ -47,12 +53,12 @@ struct Retention {
     }
 
     private mutating func evict(topic: String, sequence: UInt64) {
-        guard var history = topics[topic], let first = history.messages.first, first.id.sequence == sequence else { return }
-        history.messages.removeFirst()
-        history.bytes -= first.costBytes
+        guard let first = topics[topic]?.messages.first, first.id.sequence == sequence else { return }
+        topics[topic]!.messages.removeFirst()
+        topics[topic]!.bytes -= first.costBytes
         messageCount -= 1
         bytes -= first.costBytes
-        topics[topic] = history.messages.isEmpty ? nil : history
+        if topics[topic]!.messages.isEmpty { topics[topic] = nil }
     }
 
     /// Retained messages of topics matching any pattern with a sequence

@@ -55,6 +55,78 @@ struct SubscriberQueue {
     var droppedTotal: UInt64 = 0
 
     var isReady: Bool { !messages.isEmpty || lost > 0 || end != nil || heartbeatDue }
+
+    enum EnqueueOutcome {
+        case queued(wake: CheckedContinuation<Void, Never>?)
+        /// drop-oldest made room by dropping this many.
+        case dropped(UInt64, wake: CheckedContinuation<Void, Never>?)
+        /// disconnect: the queue is discarded and the stream ends.
+        case disconnected(dropped: UInt64, patterns: [TopicPattern], wake: CheckedContinuation<Void, Never>?)
+        /// The stream is already ending; nothing queued.
+        case ended
+    }
+
+    /// Appends `message`, applying the overflow policy when a bound is hit.
+    mutating func enqueue(_ message: StoredMessage, settings: BrokerSettings) -> EnqueueOutcome {
+        guard end == nil else { return .ended }
+        let cost = message.costBytes
+        var droppedNow: UInt64 = 0
+        if messages.count >= settings.subscriberQueueMessagesMax || bytes + cost > settings.subscriberQueueBytesMax {
+            switch overflow {
+            case .disconnect:
+                end = "slow consumer: more than \(settings.subscriberQueueMessagesMax) messages or \(settings.subscriberQueueBytesMax) bytes were waiting; reconnect with Last-Event-ID to resume"
+                let count = UInt64(messages.count)
+                droppedTotal += count
+                messages.removeAll()
+                bytes = 0
+                return .disconnected(dropped: count, patterns: patterns, wake: takeWaiter())
+            case .dropOldest:
+                while !messages.isEmpty
+                    && (messages.count >= settings.subscriberQueueMessagesMax || bytes + cost > settings.subscriberQueueBytesMax)
+                {
+                    let dropped = messages.removeFirst()
+                    bytes -= dropped.costBytes
+                    droppedNow += 1
+                }
+                lost += droppedNow
+                droppedTotal += droppedNow
+            }
+        }
+        messages.append(message)
+        bytes += cost
+        return droppedNow > 0 ? .dropped(droppedNow, wake: takeWaiter()) : .queued(wake: takeWaiter())
+    }
+
+    /// Takes what is ready: the gap count, messages up to `maxBytes` (at
+    /// least one), the end once nothing else is left, a due heartbeat.
+    mutating func take(maxBytes: Int) -> SubscriptionBatch {
+        var batch = SubscriptionBatch()
+        batch.lost = lost
+        lost = 0
+        if bytes <= maxBytes {
+            batch.messages = Array(messages)
+            messages.removeAll(keepingCapacity: true)
+            bytes = 0
+        } else {
+            var taken = 0
+            while let first = messages.first, batch.messages.isEmpty || taken + first.costBytes <= maxBytes {
+                messages.removeFirst()
+                taken += first.costBytes
+                bytes -= first.costBytes
+                batch.messages.append(first)
+            }
+        }
+        if batch.messages.isEmpty, batch.lost == 0, let end { batch.end = end }
+        batch.heartbeat = heartbeatDue && batch.messages.isEmpty && batch.lost == 0
+        heartbeatDue = false
+        delivered += UInt64(batch.messages.count)
+        return batch
+    }
+
+    private mutating func takeWaiter() -> CheckedContinuation<Void, Never>? {
+        defer { waiter = nil }
+        return waiter
+    }
 }
 
 /// A live subscription: the handle its stream writer pulls batches from.

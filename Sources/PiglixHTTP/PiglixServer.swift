@@ -6,6 +6,7 @@ import NIOCore
 import PiglixBroker
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// The request context of every route: Hummingbird's core context plus the
 /// channel, so a subscribe stream notices at once when its client goes away.
@@ -71,14 +72,22 @@ public struct PiglixServer: Sendable {
     /// Runs the node until SIGTERM or SIGINT, then ends every subscriber
     /// stream with an `end` record before the listener stops.
     public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let group = ServiceGroup(
-            configuration: .init(
-                // Shut down in reverse order: the broker first ends the
-                // long-lived streams, then the server drains and closes.
-                services: [makeApplication(onServerRunning: onServerRunning), brokerService],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        try await makeServiceGroup(gracefulShutdownSignals: [.sigterm, .sigint], onServerRunning: onServerRunning).run()
+    }
+
+    /// The node's services. Shut down in reverse order: the broker first ends
+    /// the long-lived streams, then the server drains and closes.
+    public func makeServiceGroup(
+        gracefulShutdownSignals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> ServiceGroup {
+        var configuration = ServiceGroupConfiguration(
+            services: [makeApplication(onServerRunning: onServerRunning), brokerService],
+            gracefulShutdownSignals: gracefulShutdownSignals,
+            logger: logger)
+        // A client that stopped reading cannot hold the node up: after the
+        // grace period its connection is cancelled.
+        configuration.maximumGracefulShutdownDuration = settings.shutdownGracePeriod
+        return ServiceGroup(configuration: configuration)
     }
 
     /// Heartbeats while running; on graceful shutdown ends all streams.

@@ -30,6 +30,8 @@ struct PublishRoute: Sendable {
             payload = try await request.collectBody(upTo: coding == nil ? limit : settings.batchRequestBytesMax)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw Problem(.contentTooLarge, "message is over the limit of \(limit) bytes")
+        } catch is NIOTooManyBytesError {
+            throw Problem(.contentTooLarge, "message is over the limit of \(limit) bytes")
         }
         if let coding { payload = try Self.decompress(payload, coding: coding, limit: limit, what: "message") }
 
@@ -67,6 +69,8 @@ struct PublishRoute: Sendable {
             do {
                 body = try await request.collectBody(upTo: settings.batchRequestBytesMax)
             } catch let error as HTTPError where error.status == .contentTooLarge {
+                throw Problem(.contentTooLarge, "batch body is over the limit of \(settings.batchRequestBytesMax) bytes; stream it without Content-Length instead")
+            } catch is NIOTooManyBytesError {
                 throw Problem(.contentTooLarge, "batch body is over the limit of \(settings.batchRequestBytesMax) bytes; stream it without Content-Length instead")
             }
             if let coding {

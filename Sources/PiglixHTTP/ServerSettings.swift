@@ -21,6 +21,8 @@ public struct ServerSettings: Sendable {
     public var batchRequestBytesMax = 16 << 20
     public var decompressedBytesMax = 64 << 20
     public var prefaceTimeout = Duration.seconds(30)
+    /// How long a graceful shutdown waits for streams to end before it cuts them.
+    public var shutdownGracePeriod = Duration.seconds(10)
 
     public init() {}
 
@@ -42,6 +44,7 @@ public struct ServerSettings: Sendable {
         if lingerDefault < .zero || lingerDefault > lingerMax {
             throw Invalid(description: "linger default must lie in 0...\(lingerMax)")
         }
+        if shutdownGracePeriod < .zero { throw Invalid(description: "shutdown grace period must not be negative") }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {
             throw Invalid(description: "request size limits must be positive")
         }

@@ -72,6 +72,9 @@ public struct PatternTrie<Value: Hashable & Sendable>: Sendable {
         return found
     }
 
+    /// Topics currently in the match cache (never more than `cacheCapacity`).
+    public var cachedTopicCount: Int { cache.count }
+
     /// True when no pattern is held.
     public var isEmpty: Bool { count == 0 }
 
