@@ -135,7 +135,10 @@ extension GroupNode {
             inst.groups = groups.records
             installView(inst, announce: true)
         } else {
-            for p in inst.view.members { send(p.node, .install(inst)) }
+            // Not in the value: it cannot know the group table at the cut,
+            // so only the survivors get the install; joiners get it from
+            // them (their join requests are answered with the last install).
+            for p in inst.view.members where log.view.contains(p) { send(p.node, .install(inst)) }
             rejoin()
         }
     }
@@ -254,7 +257,11 @@ extension GroupNode {
             // applied even if a higher ballot was promised since (see the
             // deviations above).
             guard flushing else { return }
+            var inst = inst
             deliverToCut(inst)
+            // Every survivor holds the same group table at the cut; keep it
+            // in the install it may forward to a joiner later.
+            inst.groups = groups.records
             installView(inst, announce: false)
         case .idle, .left:
             return
