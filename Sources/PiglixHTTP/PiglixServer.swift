@@ -40,6 +40,14 @@ public struct PiglixServer: Sendable {
         let router = Router(context: PiglixRequestContext.self)
         router.middlewares.add(ProblemMiddleware())
         router.middlewares.add(MetricsMiddleware())
+        // Browsers on other origins (EventSource, fetch) may read streams and
+        // publish; no credentials are involved, so any origin is allowed.
+        router.middlewares.add(
+            CORSMiddleware(
+                allowOrigin: .all,
+                allowHeaders: [.accept, .contentType, .contentEncoding, .lastEventID, .piglixDelivery, .cacheControl],
+                allowMethods: [.get, .post, .options],
+                exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
         let publish = PublishRoute(broker: broker, settings: settings)
         let subscribe = SubscribeRoute(broker: broker, settings: settings)
         let status = StatusRoutes(broker: broker, registry: registry)

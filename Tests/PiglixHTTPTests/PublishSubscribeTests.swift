@@ -172,6 +172,35 @@ final class PublishSubscribeTests: XCTestCase {
         await live.stop()
     }
 
+    func testBinaryFramePublishGetsBinaryAcksInOrder() async throws {
+        let live = try await LiveServer.start()
+        var body = ByteBuffer()
+        PublishRecord(topic: "f.one", payload: ByteBuffer(string: "1")).encodeFrame(into: &body)
+        PublishRecord(topic: "f..bad", payload: ByteBuffer(string: "2")).encodeFrame(into: &body)
+        PublishRecord(topic: "f.three", payload: ByteBuffer(bytes: [0xFF]), delivery: .safe).encodeFrame(into: &body)
+        let result = try Curl.run(
+            ["--http2-prior-knowledge", "-H", "Content-Type: \(binaryFramesMediaType)", "--data-binary", "@-", "\(live.base)/v1/publish"],
+            stdin: Data(body.readableBytesView))
+        var decoder = FrameDecoder(bodyBytesMax: 1024)
+        decoder.append(ByteBuffer(bytes: result.stdout))
+        var acks: [PublishAck] = []
+        while let frame = try decoder.next() {
+            XCTAssertEqual(frame.type, .ack)
+            acks.append(try AckCodec.decodeFrame(frame.body))
+        }
+        XCTAssertEqual(acks.map(\.status), [202, 400, 200])
+        XCTAssertEqual(acks[1].error, "topic token 2 is empty")
+        XCTAssertEqual(acks[2].delivery, .safe)
+        await live.stop()
+    }
+
+    func testCORSLetsBrowsersOnOtherOriginsRead() async throws {
+        let live = try await LiveServer.start()
+        let headers = try Curl.run(["-i", "-H", "Origin: http://example.test", "\(live.base)/healthz"]).text.lowercased()
+        XCTAssertTrue(headers.contains("access-control-allow-origin: *"), headers)
+        await live.stop()
+    }
+
     func testHeartbeatsArriveOnIdleStreams() async throws {
         let live = try await LiveServer.start { $0.heartbeatInterval = .milliseconds(100) }
         let subscriber = try CurlStream(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=idle"])
