@@ -1,0 +1,124 @@
+import PiglixGroups
+import PiglixSimulation
+import Testing
+
+/// The checker is fed broken traces and must report each violation.
+@Suite("checker self-tests")
+struct CheckerTests {
+    let p = ProcessID(node: NodeID(1), incarnation: 1)
+    let q = ProcessID(node: NodeID(2), incarnation: 1)
+    var v1: ClusterView { ClusterView(id: ViewID(epoch: 1, coordinator: p), members: [p, q]) }
+    var v2: ClusterView { ClusterView(id: ViewID(epoch: 2, coordinator: p), members: [p, q]) }
+
+    func publish(_ n: UInt64, by who: ProcessID, level: DeliveryLevel = .fifo) -> TraceEvent {
+        .publish(at: n, process: who, session: 0, number: n, level: level, destination: "topic:a")
+    }
+    func deliver(_ n: UInt64, at who: ProcessID, view: ClusterView, origin: UInt32 = 0, seq: UInt64? = nil, level: DeliveryLevel = .fifo, from: ProcessID? = nil) -> TraceEvent {
+        .deliver(
+            at: 10 + n, process: who, view: view.id, id: MessageID(view: view.id, origin: origin, seq: seq ?? n),
+            publish: PublishID(origin: from ?? p, seq: n), session: 0, number: n, level: level, groups: ["a"], afterCheckpoint: false)
+    }
+    func properties(_ trace: [TraceEvent]) -> Set<Property> { Set(Checker().check(trace).map(\.property)) }
+
+    @Test("a clean trace has no violation")
+    func cleanTrace() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
+            publish(1, by: p), deliver(1, at: p, view: v1), deliver(1, at: q, view: v1),
+        ]
+        #expect(properties(t).isEmpty)
+    }
+
+    @Test("a duplicate delivery is reported (P5)")
+    func duplicate_P5() {
+        let t: [TraceEvent] = [.install(at: 0, process: p, view: v1), publish(1, by: p), deliver(1, at: p, view: v1), deliver(1, at: p, view: v1)]
+        #expect(properties(t).contains(.p5Integrity))
+    }
+
+    @Test("a delivery that was never published is reported (P5)")
+    func neverPublished_P5() {
+        let t: [TraceEvent] = [.install(at: 0, process: p, view: v1), deliver(9, at: p, view: v1)]
+        #expect(properties(t).contains(.p5Integrity))
+    }
+
+    @Test("a FIFO inversion is reported (P6)")
+    func fifoInversion_P6() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), publish(1, by: p), publish(2, by: p),
+            deliver(2, at: p, view: v1), deliver(1, at: p, view: v1),
+        ]
+        #expect(properties(t).contains(.p6Fifo))
+    }
+
+    @Test("two members delivering total messages in different orders is reported (P7)")
+    func orderDisagreement_P7() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
+            publish(1, by: p, level: .total), publish(2, by: q, level: .total),
+            deliver(1, at: p, view: v1, level: .total), deliver(2, at: p, view: v1, origin: 1, seq: 1, level: .total, from: q),
+            deliver(2, at: q, view: v1, origin: 1, seq: 1, level: .total, from: q), deliver(1, at: q, view: v1, level: .total),
+        ]
+        #expect(properties(t).contains(.p7TotalOrder))
+    }
+
+    @Test("a survivor missing a message of the old view is reported (P3)")
+    func survivorMissingMessage_P3() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
+            publish(1, by: p), deliver(1, at: p, view: v1),
+            .install(at: 50, process: p, view: v2), .install(at: 50, process: q, view: v2),
+        ]
+        #expect(properties(t).contains(.p3VirtualSynchrony))
+    }
+
+    @Test("a safe message acknowledged before every member holds it is reported (P8)")
+    func safeAckedEarly_P8() {
+        let id = MessageID(view: v1.id, origin: 0, seq: 1)
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), publish(1, by: p, level: .safe),
+            .ack(at: 5, process: p, number: 1, level: .safe),
+            .safeCheck(at: 5, process: p, id: id, missing: [q]),
+        ]
+        #expect(properties(t).contains(.p8Safe))
+    }
+
+    @Test("a delivery outside the sending view is reported (P4)")
+    func wrongView_P4() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 1, process: p, view: v2), publish(1, by: p),
+            deliver(1, at: p, view: v1).replacingView(v2.id),
+        ]
+        #expect(properties(t).contains(.p4SendingView))
+    }
+
+    @Test("views out of order, disagreeing member lists and a view without its installer are reported (P1, P2)")
+    func viewAgreement_P1_P2() {
+        let other = ClusterView(id: v1.id, members: [p])
+        let without = ClusterView(id: ViewID(epoch: 3, coordinator: q), members: [q])
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v2), .install(at: 1, process: p, view: v1),
+            .install(at: 2, process: q, view: other), .install(at: 3, process: p, view: without),
+        ]
+        let found = properties(t)
+        #expect(found.contains(.p1SelfInclusion))
+        #expect(found.contains(.p2ViewAgreement))
+    }
+
+    @Test("a live process outside the final view, a lost probe and diverging group state are reported (P9, P10)")
+    func livenessAndStateTransfer_P9_P10() {
+        var final = FinalState()
+        final.views = [p: v1, q: nil]
+        final.probes = [1: [p]]
+        final.states = [p: ["a": [1, 2]], q: ["a": [1]]]
+        let found = Set(Checker().check([publish(1, by: p)], final: final).map(\.property))
+        #expect(found.contains(.p9Liveness))
+        #expect(found.contains(.p10StateTransfer))
+    }
+}
+
+extension TraceEvent {
+    func replacingView(_ v: ViewID) -> TraceEvent {
+        guard case .deliver(let at, let p, _, let id, let pub, let s, let n, let l, let g, let a) = self else { return self }
+        return .deliver(at: at, process: p, view: v, id: id, publish: pub, session: s, number: n, level: l, groups: g, afterCheckpoint: a)
+    }
+}
