@@ -53,6 +53,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // TCP between nodes: framing, handshake, redial, coalesced writes.
+        .target(
+            name: "PiglixCluster",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // Subscriptions, per-subscriber queues, retention.
         .target(
             name: "PiglixBroker",
@@ -118,6 +127,15 @@ let package = Package(
         .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups"], swiftSettings: strict),
         .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups"], swiftSettings: strict),
         .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire"], swiftSettings: strict),
+        .testTarget(
+            name: "PiglixClusterTests",
+            dependencies: [
+                "PiglixCluster",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(name: "PiglixBrokerTests", dependencies: ["PiglixBroker", "PiglixTopics"], swiftSettings: strict),
         .testTarget(
             name: "PiglixHTTPTests",

@@ -1,0 +1,104 @@
+import NIOCore
+
+/// Framing between nodes: `length: u32` big-endian (of what follows), then
+/// `kind: u8`, then the body. One TCP connection carries a stream of frames.
+public enum PeerFrameKind: UInt8, Sendable {
+    /// First frame each side sends: who it is (`Hello`).
+    case hello = 1
+    /// Protocol messages, as encoded by the layer above.
+    case messages = 2
+    /// `messages`, zlib-compressed (deflate, one block per frame).
+    case compressedMessages = 3
+}
+
+public struct PeerFrame: Sendable {
+    public var kind: PeerFrameKind
+    public var body: ByteBuffer
+}
+
+public enum PeerFrameError: Error, Sendable, Equatable, CustomStringConvertible {
+    case tooLarge(Int, max: Int)
+    case unknownKind(UInt8)
+    case malformedHello(String)
+
+    public var description: String {
+        switch self {
+        case .tooLarge(let length, let max): return "peer frame of \(length) bytes over the limit of \(max)"
+        case .unknownKind(let kind): return "unknown peer frame kind \(kind)"
+        case .malformedHello(let reason): return "malformed hello: \(reason)"
+        }
+    }
+}
+
+/// Cuts the byte stream from a peer into frames; the length is checked
+/// against `frameBytesMax` before anything is buffered.
+struct PeerFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = PeerFrame
+    let frameBytesMax: Int
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length: UInt32 = buffer.getInteger(at: buffer.readerIndex) else { return .needMoreData }
+        let size = Int(length)
+        guard size >= 1 else { throw PeerFrameError.tooLarge(0, max: frameBytesMax) }
+        guard size <= frameBytesMax else { throw PeerFrameError.tooLarge(size, max: frameBytesMax) }
+        guard buffer.readableBytes >= 4 + size else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        let rawKind: UInt8 = buffer.readInteger()!
+        guard let kind = PeerFrameKind(rawValue: rawKind) else { throw PeerFrameError.unknownKind(rawKind) }
+        let body = buffer.readSlice(length: size - 1)!
+        context.fireChannelRead(wrapInboundOut(PeerFrame(kind: kind, body: body)))
+        return .continue
+    }
+}
+
+extension ByteBuffer {
+    /// Appends a whole frame.
+    mutating func writePeerFrame(_ kind: PeerFrameKind, body: ByteBuffer) {
+        writeInteger(UInt32(body.readableBytes + 1))
+        writeInteger(kind.rawValue)
+        var body = body
+        writeBuffer(&body)
+    }
+}
+
+/// Who a peer is: sent once, first, in each direction.
+public struct Hello: Sendable, Hashable {
+    /// Protocol version of the peer framing and messages.
+    public static let version: UInt16 = 1
+    /// The node's stable name (`--node-id`).
+    public var name: String
+    /// This run of the node.
+    public var incarnation: UInt64
+    /// Where the node accepts peer connections (`--cluster-listen`), so
+    /// others can dial it back after learning of it.
+    public var listenAddress: String
+
+    public init(name: String, incarnation: UInt64, listenAddress: String) {
+        self.name = name
+        self.incarnation = incarnation
+        self.listenAddress = listenAddress
+    }
+
+    func encode() -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(Self.version)
+        buffer.writeInteger(UInt16(name.utf8.count))
+        buffer.writeString(name)
+        buffer.writeInteger(incarnation)
+        buffer.writeInteger(UInt16(listenAddress.utf8.count))
+        buffer.writeString(listenAddress)
+        return buffer
+    }
+
+    static func decode(_ body: ByteBuffer) throws(PeerFrameError) -> Hello {
+        var body = body
+        guard let version: UInt16 = body.readInteger() else { throw .malformedHello("short") }
+        guard version == Self.version else { throw .malformedHello("peer speaks version \(version), we speak \(Self.version)") }
+        guard let nameLength: UInt16 = body.readInteger(), let name = body.readString(length: Int(nameLength)),
+            let incarnation: UInt64 = body.readInteger(), let addressLength: UInt16 = body.readInteger(),
+            let address = body.readString(length: Int(addressLength))
+        else { throw .malformedHello("short") }
+        guard !name.isEmpty else { throw .malformedHello("empty node name") }
+        return Hello(name: name, incarnation: incarnation, listenAddress: address)
+    }
+}
