@@ -154,26 +154,7 @@ extension PublishRecord {
             out.writeString(delivery.name)
             out.writeInteger(UInt8(ascii: "\""))
         }
-        if !headers.isEmpty {
-            out.writeStaticString(",\"headers\":{")
-            for (index, header) in headers.enumerated() {
-                if index > 0 { out.writeInteger(UInt8(ascii: ",")) }
-                out.writeJSONString(header.name)
-                out.writeInteger(UInt8(ascii: ":"))
-                out.writeJSONString(header.value)
-            }
-            out.writeInteger(UInt8(ascii: "}"))
-        }
-        payload.withUnsafeReadableBytes { bytes in
-            if UTF8Check.isValid(bytes) {
-                out.writeStaticString(",\"data\":")
-                out.writeJSONString(utf8: bytes)
-            } else {
-                out.writeStaticString(",\"data_b64\":\"")
-                Base64.encode(bytes, into: &out)
-                out.writeInteger(UInt8(ascii: "\""))
-            }
-        }
+        out.writeHeadersAndPayloadJSON(headers: headers, payload: payload, payloadIsText: UTF8Check.isValid(payload))
         out.writeStaticString("}\n")
     }
 }

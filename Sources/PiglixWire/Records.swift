@@ -54,6 +54,35 @@ public enum ControlRecord: Sendable, Equatable {
     }
 }
 
+extension ByteBuffer {
+    /// The tail shared by message and publish records:
+    /// `,"headers":{…}` when there are any, then `,"data":"…"` for UTF-8
+    /// payloads or `,"data_b64":"…"` for others.
+    @inlinable
+    mutating func writeHeadersAndPayloadJSON(headers: [MessageHeader], payload: ByteBuffer, payloadIsText: Bool) {
+        if !headers.isEmpty {
+            writeStaticString(",\"headers\":{")
+            for (index, header) in headers.enumerated() {
+                if index > 0 { writeInteger(UInt8(ascii: ",")) }
+                writeJSONString(header.name)
+                writeInteger(UInt8(ascii: ":"))
+                writeJSONString(header.value)
+            }
+            writeInteger(UInt8(ascii: "}"))
+        }
+        payload.withUnsafeReadableBytes { bytes in
+            if payloadIsText {
+                writeStaticString(",\"data\":")
+                writeJSONString(utf8: bytes)
+            } else {
+                writeStaticString(",\"data_b64\":\"")
+                Base64.encode(bytes, into: &self)
+                writeInteger(UInt8(ascii: "\""))
+            }
+        }
+    }
+}
+
 /// Writes subscribe-stream records in any of the three formats.
 public enum RecordEncoder {
     /// Appends one message record.
@@ -107,26 +136,7 @@ public enum RecordEncoder {
         out.writeStaticString("\",\"delivery\":\"")
         out.writeString(delivery.name)
         out.writeInteger(UInt8(ascii: "\""))
-        if !headers.isEmpty {
-            out.writeStaticString(",\"headers\":{")
-            for (index, header) in headers.enumerated() {
-                if index > 0 { out.writeInteger(UInt8(ascii: ",")) }
-                out.writeJSONString(header.name)
-                out.writeInteger(UInt8(ascii: ":"))
-                out.writeJSONString(header.value)
-            }
-            out.writeInteger(UInt8(ascii: "}"))
-        }
-        payload.withUnsafeReadableBytes { bytes in
-            if payloadIsText {
-                out.writeStaticString(",\"data\":")
-                out.writeJSONString(utf8: bytes)
-            } else {
-                out.writeStaticString(",\"data_b64\":\"")
-                Base64.encode(bytes, into: &out)
-                out.writeInteger(UInt8(ascii: "\""))
-            }
-        }
+        out.writeHeadersAndPayloadJSON(headers: headers, payload: payload, payloadIsText: payloadIsText)
         out.writeInteger(UInt8(ascii: "}"))
     }
 

@@ -142,24 +142,8 @@ final class BadInputTests: XCTestCase {
     /// oldest messages; the fast subscriber and the publisher never wait.
     func testSlowSubscriberDoesNotStallFastOne() async throws {
         let live = try await LiveServer.start { $0.broker.subscriberQueueMessagesMax = 5000 }
-        // A raw client that asks for the stream and never reads, with a tiny receive buffer.
-        let stalled = Process()
-        stalled.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        stalled.arguments = [
-            "python3", "-c",
-            """
-            import socket, sys, time
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", \(live.port)))
-            s.sendall(b"GET /v1/subscribe?topic=load HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
-            print("ready", flush=True); time.sleep(60)
-            """,
-        ]
-        let stalledOutput = Pipe()
-        stalled.standardOutput = stalledOutput
-        try stalled.run()
+        let stalled = try startStalledSubscriber(port: live.port, pattern: "load")
         defer { stalled.terminate() }
-        _ = stalledOutput.fileHandleForReading.availableData  // "ready"
         let fast = try CurlStream(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=load"])
         try await fast.waitForText("\"type\":\"view\"")
         try await waitFor { live.server.broker.subscriptionCount == 2 }
@@ -191,19 +175,7 @@ final class BadInputTests: XCTestCase {
             $0.shutdownGracePeriod = .seconds(1)
             $0.broker.subscriberQueueBytesMax = 64 << 20
         }
-        let stalled = Process()
-        stalled.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        stalled.arguments = [
-            "python3", "-c",
-            """
-            import socket, time
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            s.connect(("127.0.0.1", \(live.port)))
-            s.sendall(b"GET /v1/subscribe?topic=stuck HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
-            time.sleep(30)
-            """,
-        ]
-        try stalled.run()
+        let stalled = try startStalledSubscriber(port: live.port, pattern: "stuck")
         defer { stalled.terminate() }
         try await waitFor { live.server.broker.subscriptionCount == 1 }
         var body = ""
@@ -226,6 +198,28 @@ final class BadInputTests: XCTestCase {
         try await subscriber.waitForExit()
         await live.stop()
     }
+}
+
+/// A raw HTTP/1.1 client, with a tiny receive buffer, that asks for a
+/// subscribe stream and then never reads; returns once the request is sent.
+func startStalledSubscriber(port: Int, pattern: String) throws -> Process {
+    let stalled = Process()
+    stalled.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    stalled.arguments = [
+        "python3", "-c",
+        """
+        import socket, time
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", \(port)))
+        s.sendall(b"GET /v1/subscribe?topic=\(pattern) HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+        print("ready", flush=True); time.sleep(60)
+        """,
+    ]
+    let output = Pipe()
+    stalled.standardOutput = output
+    try stalled.run()
+    _ = output.fileHandleForReading.availableData  // "ready"
+    return stalled
 }
 
 func waitFor(timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
