@@ -101,7 +101,7 @@ extension GroupNode {
         for s in c.survivors {
             if let r = c.reports[s], let a = r.accepted, let b = r.acceptedBallot, best == nil || b > best!.0 { best = (b, a) }
         }
-        let value = best?.1 ?? Self.computeInstall(c, view: log!.view)
+        let value = best?.1 ?? Self.computeInstall(c, view: vlog.view)
         c.value = value
         coordinating = c
         for s in c.survivors where s != me { send(s.node, .propose(ballot: c.proposal.id, value)) }
@@ -272,30 +272,30 @@ extension GroupNode {
     mutating func deliverToCut(_ inst: Install) {
         for m in inst.messages {
             let r = Int(m.id.origin)
-            if m.id.seq == log!.streams[r].received + 1 { log!.streams[r].append(m) }
+            if m.id.seq == vlog.streams[r].received + 1 { vlog.streams[r].append(m) }
         }
-        for (i, e) in inst.orders.enumerated() where inst.ordersFirst + UInt64(i) == log!.ordersKnown + 1 {
-            log!.appendEntry(e)
+        for (i, e) in inst.orders.enumerated() where inst.ordersFirst + UInt64(i) == vlog.ordersKnown + 1 {
+            vlog.appendEntry(e)
         }
         for r in inst.cut.indices {
             precondition(
-                log!.streams[r].received >= inst.cut[r] && log!.streams[r].delivered <= inst.cut[r],
-                "\(me) cannot reach cut \(inst.cut) of \(inst.view): origin \(r) received \(log!.streams[r].received) delivered \(log!.streams[r].delivered)")
+                vlog.streams[r].received >= inst.cut[r] && vlog.streams[r].delivered <= inst.cut[r],
+                "\(me) cannot reach cut \(inst.cut) of \(inst.view): origin \(r) received \(vlog.streams[r].received) delivered \(vlog.streams[r].delivered)")
         }
-        precondition(log!.ordersKnown >= inst.ordersCut && log!.totalDelivered <= inst.ordersCut, "\(me) cannot reach orders cut \(inst.ordersCut): known \(log!.ordersKnown) delivered \(log!.totalDelivered)")
-        log!.limit = (inst.cut, inst.ordersCut)
+        precondition(vlog.ordersKnown >= inst.ordersCut && vlog.totalDelivered <= inst.ordersCut, "\(me) cannot reach orders cut \(inst.ordersCut): known \(vlog.ordersKnown) delivered \(vlog.totalDelivered)")
+        vlog.limit = (inst.cut, inst.ordersCut)
         flushing = false
         deliver(hint: nil)
         for r in inst.cut.indices {
-            precondition(log!.streams[r].delivered == inst.cut[r], "\(me) stopped short of cut \(inst.cut): \(log!.streams.map(\.delivered)) orders \(log!.totalDelivered)/\(inst.ordersCut)")
+            precondition(vlog.streams[r].delivered == inst.cut[r], "\(me) stopped short of cut \(inst.cut): \(vlog.streams.map(\.delivered)) orders \(vlog.totalDelivered)/\(inst.ordersCut)")
         }
-        precondition(log!.totalDelivered == inst.ordersCut, "\(me) stopped short of orders cut \(inst.ordersCut): \(log!.totalDelivered)")
+        precondition(vlog.totalDelivered == inst.ordersCut, "\(me) stopped short of orders cut \(inst.ordersCut): \(vlog.totalDelivered)")
         // Own messages beyond the cut are sent again in the next view.
-        let rank = log!.myRank
+        let rank = vlog.myRank
         var resend: [PendingPublish] = []
         var s = inst.cut[rank] + 1
-        while s <= log!.streams[rank].received {
-            let m = log!.streams[rank].message(s)!
+        while s <= vlog.streams[rank].received {
+            let m = vlog.streams[rank].message(s)!
             let f = inflight.removeFirst()
             precondition(f.seq == s, "inflight \(f.seq) does not match own message \(s)")
             resend.append(PendingPublish(token: f.token, id: m.publish, session: m.session, level: m.level, kind: m.kind, payload: m.payload))
@@ -316,7 +316,8 @@ extension GroupNode {
     }
 
     mutating func installView(_ inst: Install, announce: Bool) {
-        log = ViewLog(view: inst.view, me: me)
+        vlog = ViewLog(view: inst.view, me: me)
+        hasLog = true
         phase = .member
         lastInstall = inst
         promised = nil
@@ -327,8 +328,7 @@ extension GroupNode {
         blocked = false
         suspects = []
         joiners.removeAll { j in inst.view.members.contains { $0.node == j.node } }
-        lastHeard = [:]
-        for p in inst.view.members { lastHeard[p] = now }
+        vlog.heardAt = Array(repeating: now, count: inst.view.members.count)
         epochSeen = max(epochSeen, inst.view.id.epoch)
         nextHeartbeatAt = now
         newEntries.removeAll()

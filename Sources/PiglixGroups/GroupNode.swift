@@ -26,9 +26,12 @@ public struct GroupNode: Sendable {
     var out: [GroupEffect] = []
 
     // Membership (Membership.swift, Flush.swift)
-    var log: ViewLog?
+    /// The current view's log; meaningful only while `hasLog` (stored
+    /// unwrapped: mutating through an optional copied it on the hot path).
+    var vlog: ViewLog
+    var hasLog = false
+    var log: ViewLog? { hasLog ? vlog : nil }
     var lastInstall: Install?
-    var lastHeard: [ProcessID: Tick] = [:]
     var suspects: Set<ProcessID> = []
     var joiners: [ProcessID] = []
     var promised: ViewID?
@@ -68,6 +71,12 @@ public struct GroupNode: Sendable {
     var local: [TopicPattern: LocalGroup] = [:]
     var trie: PatternTrie<TopicPattern>
     var wanted: Set<TopicPattern> = []
+    /// The last topic matched and its result, valid while the trie's
+    /// generation is unchanged: consecutive messages on one topic (the
+    /// common case) skip the trie's hashed cache.
+    var lastTopic = ""
+    var lastGeneration: UInt64 = .max
+    var lastMatch: [TopicPattern] = []
     /// Local patterns joining or awaiting a checkpoint.
     var transferring: [TopicPattern] = []
     /// Patterns whose checkpoint cut lies in the current view: live
@@ -86,6 +95,7 @@ public struct GroupNode: Sendable {
         self.settings = settings
         self.me = me
         self.trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+        self.vlog = ViewLog(view: ClusterView(id: ViewID(epoch: 0, coordinator: me), members: [me]), me: me)
     }
 
     // MARK: Inputs
@@ -156,7 +166,7 @@ public struct GroupNode: Sendable {
         run(now, &e) { n in
             n.failAllPublishes(.leftCluster)
             n.phase = .left
-            n.log = nil
+            n.hasLog = false
         }
         return e
     }
@@ -194,24 +204,24 @@ public struct GroupNode: Sendable {
     /// Sends what the handler batched: new order entries, an eager ack, a
     /// stable digest; serves deferred checkpoint requests.
     mutating func finish() {
-        guard phase == .member, let log else { return }
+        guard phase == .member, hasLog else { return }
         if !newEntries.isEmpty {
-            let msg = ProtocolMessage.order(view: log.view.id, first: newEntriesFirst, entries: newEntries)
+            let msg = ProtocolMessage.order(view: vlog.view.id, first: newEntriesFirst, entries: newEntries)
             broadcast(msg)
             newEntries.removeAll(keepingCapacity: true)
         }
         if ackDirty {
             ackDirty = false
-            if !log.isSequencer { send(log.view.coordinator.node, .ack(view: log.view.id, digest: claimedDigest)) }
+            if !vlog.isSequencer { send(vlog.view.coordinator.node, .ack(view: vlog.view.id, digest: claimedDigest)) }
         }
         if stableDirty {
             stableDirty = false
-            broadcast(.stable(view: log.view.id, digest: log.stable))
+            broadcast(.stable(view: vlog.view.id, digest: vlog.stable))
         }
         if !deferred.isEmpty { serveDeferred() }
     }
 
-    var claimedDigest: Digest { frozenDigest ?? log!.digest }
+    var claimedDigest: Digest { frozenDigest ?? vlog.digest }
 
     @inline(__always)
     mutating func send(_ to: NodeID, _ m: ProtocolMessage) {
@@ -219,8 +229,8 @@ public struct GroupNode: Sendable {
     }
 
     mutating func broadcast(_ m: ProtocolMessage) {
-        guard let log else { return }
-        for p in log.view.members where p != me { out.append(.send(to: p.node, m)) }
+        guard hasLog else { return }
+        for p in vlog.view.members where p != me { out.append(.send(to: p.node, m)) }
     }
 }
 

@@ -107,7 +107,17 @@ extension GroupNode {
     mutating func deliverPublish(_ m: DataMessage, _ dest: Destination, view: ViewID) {
         var targets: [TopicPattern]
         switch dest {
-        case .topic(let t): targets = trie.isEmpty ? [] : trie.match(t)
+        case .topic(let t):
+            if trie.isEmpty {
+                targets = []
+            } else if trie.generation == lastGeneration && t.name == lastTopic {
+                targets = lastMatch
+            } else {
+                targets = trie.match(t)
+                lastTopic = t.name
+                lastGeneration = trie.generation
+                lastMatch = targets
+            }
         case .group(let p): targets = (local[p]?.isActive ?? false) ? [p] : []
         }
         if !cuts.isEmpty { targets.removeAll { cuts[$0]?.covers(m.id) ?? false } }

@@ -37,16 +37,16 @@ extension GroupNode {
 
     mutating func memberTick() {
         guard let view = log?.view else { return }
-        if log!.isSequencer && !flushing && log!.recomputeStable() {
+        if vlog.isSequencer && !flushing && vlog.recomputeStable() {
             deliver(hint: nil)
         }
         if now >= nextHeartbeatAt {
             nextHeartbeatAt = now + settings.heartbeatIntervalTicks
-            let hb = ProtocolMessage.heartbeat(view: view.id, digest: claimedDigest, stable: log!.isSequencer ? log!.stable : nil)
+            let hb = ProtocolMessage.heartbeat(view: view.id, digest: claimedDigest, stable: vlog.isSequencer ? vlog.stable : nil)
             broadcast(hb)
         }
-        for p in view.members where p != me && !suspects.contains(p) {
-            if now > (lastHeard[p] ?? 0) + settings.suspicionTimeoutTicks { suspects.insert(p) }
+        for (r, p) in view.members.enumerated() where p != me && !suspects.contains(p) {
+            if now > vlog.heardAt[r] + settings.suspicionTimeoutTicks { suspects.insert(p) }
         }
         evaluateMembership()
         if var c = coordinating, now >= c.sentAt + settings.flushRetryTicks {
@@ -103,18 +103,18 @@ extension GroupNode {
             guard current(m.id.view, from, msg) else { return }
             receiveData(from: from, m)
         case .order(let v, let first, let entries):
-            guard current(v, from, msg), from == log!.view.coordinator else { return }
+            guard current(v, from, msg), from == vlog.view.coordinator else { return }
             receiveOrders(first: first, entries)
         case .ack(let v, let d):
-            guard current(v, from, msg), log!.isSequencer, !flushing, let r = log!.view.rank(of: from) else { return }
-            if log!.recordDigest(d, of: r) {
+            guard current(v, from, msg), vlog.isSequencer, !flushing, let r = vlog.view.rank(of: from) else { return }
+            if vlog.recordDigest(d, of: r) {
                 stableDirty = true
                 deliver(hint: nil)
                 drainPending()
             }
         case .stable(let v, let d):
-            guard current(v, from, msg), from == log!.view.coordinator else { return }
-            if log!.adoptStable(d) {
+            guard current(v, from, msg), from == vlog.view.coordinator else { return }
+            if vlog.adoptStable(d) {
                 deliver(hint: nil)
                 drainPending()
             }
@@ -123,19 +123,19 @@ extension GroupNode {
             receiveHeartbeat(from: from, d, st)
         case .nak(let v, let first):
             guard current(v, from, msg) else { return }
-            let own = log!.streams[log!.myRank]
+            let own = vlog.streams[vlog.myRank]
             var s = max(first, own.floor + 1)
             while s <= own.received {
                 if let m = own.message(s) { send(from.node, .data(m)) }
                 s += 1
             }
         case .orderNak(let v, let first):
-            guard current(v, from, msg), log!.isSequencer else { return }
+            guard current(v, from, msg), vlog.isSequencer else { return }
             var entries: [OrderEntry] = []
-            let start = max(first, log!.ordersFloor + 1)
+            let start = max(first, vlog.ordersFloor + 1)
             var g = start
-            while g <= log!.ordersKnown {
-                entries.append(log!.entry(g)!)
+            while g <= vlog.ordersKnown {
+                entries.append(vlog.entry(g)!)
                 g += 1
             }
             if !entries.isEmpty { send(from.node, .order(view: v, first: start, entries: entries)) }
@@ -185,13 +185,13 @@ extension GroupNode {
     mutating func current(_ v: ViewID, _ from: ProcessID, _ msg: ProtocolMessage) -> Bool {
         switch phase {
         case .member:
-            let view = log!.view
-            if v == view.id {
-                guard view.contains(from) else { return false }
-                lastHeard[from] = now
-                suspects.remove(from)
+            if v == vlog.view.id {
+                guard let r = vlog.view.rank(of: from) else { return false }
+                vlog.heardAt[r] = now
+                if !suspects.isEmpty { suspects.remove(from) }
                 return true
             }
+            let view = vlog.view
             if v < view.id {
                 staleSender(from, v)
                 return false
@@ -231,12 +231,12 @@ extension GroupNode {
 
     mutating func receiveData(from: ProcessID, _ m: DataMessage) {
         let r = Int(m.id.origin)
-        guard r < log!.streams.count, log!.view.members[r] == from else { return }
-        let received = log!.streams[r].received
+        guard r < vlog.streams.count, vlog.view.members[r] == from else { return }
+        let received = vlog.streams[r].received
         if m.id.seq == received + 1 {
-            log!.streams[r].append(m)
+            vlog.streams[r].append(m)
             if m.level != .fifo {
-                if log!.isSequencer && !flushing { sequence(origin: r, seq: m.id.seq) }
+                if vlog.isSequencer && !flushing { sequence(origin: r, seq: m.id.seq) }
                 if m.level == .safe { ackDirty = true }
             }
             deliver(hint: r)
@@ -246,43 +246,43 @@ extension GroupNode {
     }
 
     mutating func receiveOrders(first: UInt64, _ entries: [OrderEntry]) {
-        if first > log!.ordersKnown + 1 {
+        if first > vlog.ordersKnown + 1 {
             orderNak()
             return
         }
-        for (i, e) in entries.enumerated() where first + UInt64(i) == log!.ordersKnown + 1 {
-            log!.appendEntry(e)
+        for (i, e) in entries.enumerated() where first + UInt64(i) == vlog.ordersKnown + 1 {
+            vlog.appendEntry(e)
         }
         deliver(hint: nil)
     }
 
     mutating func receiveHeartbeat(from: ProcessID, _ d: Digest, _ st: Digest?) {
-        guard let r = log!.view.rank(of: from), d.received.count == log!.streams.count else { return }
-        if log!.isSequencer && !flushing && log!.recordDigest(d, of: r) {
+        guard let r = vlog.view.rank(of: from), d.received.count == vlog.streams.count else { return }
+        if vlog.isSequencer && !flushing && vlog.recordDigest(d, of: r) {
             deliver(hint: nil)
         }
-        if let st, r == 0, log!.adoptStable(st) {
+        if let st, r == 0, vlog.adoptStable(st) {
             deliver(hint: nil)
         }
-        if d.received[r] > log!.streams[r].received { nak(r) }
-        if r == 0 && d.ordersKnown > log!.ordersKnown { orderNak() }
+        if d.received[r] > vlog.streams[r].received { nak(r) }
+        if r == 0 && d.ordersKnown > vlog.ordersKnown { orderNak() }
         drainPending()
     }
 
     /// Asks origin `r` to resend its stream from the first missing message
     /// (its link was cut and restored without a view change).
     mutating func nak(_ r: Int) {
-        guard !log!.hasNakked[r] || now >= log!.nakAt[r] + settings.nakRetryTicks else { return }
-        log!.hasNakked[r] = true
-        log!.nakAt[r] = now
-        send(log!.view.members[r].node, .nak(view: log!.view.id, from: log!.streams[r].received + 1))
+        guard !vlog.hasNakked[r] || now >= vlog.nakAt[r] + settings.nakRetryTicks else { return }
+        vlog.hasNakked[r] = true
+        vlog.nakAt[r] = now
+        send(vlog.view.members[r].node, .nak(view: vlog.view.id, from: vlog.streams[r].received + 1))
     }
 
     mutating func orderNak() {
-        guard !log!.hasOrderNakked || now >= log!.orderNakAt + settings.nakRetryTicks else { return }
-        log!.hasOrderNakked = true
-        log!.orderNakAt = now
-        send(log!.view.coordinator.node, .orderNak(view: log!.view.id, from: log!.ordersKnown + 1))
+        guard !vlog.hasOrderNakked || now >= vlog.orderNakAt + settings.nakRetryTicks else { return }
+        vlog.hasOrderNakked = true
+        vlog.orderNakAt = now
+        send(vlog.view.coordinator.node, .orderNak(view: vlog.view.id, from: vlog.ordersKnown + 1))
     }
 
     mutating func receiveJoinRequest(_ p: ProcessID) {
@@ -313,7 +313,7 @@ extension GroupNode {
         me = ProcessID(node: me.node, incarnation: me.incarnation + 1)
         out.append(.rejoining(as: me))
         phase = .joining
-        log = nil
+        hasLog = false
         lastInstall = nil
         promised = nil
         flushing = false
@@ -329,7 +329,6 @@ extension GroupNode {
         cuts = [:]
         tickets = [:]
         deferred = []
-        lastHeard = [:]
         newEntries.removeAll()
         ackDirty = false
         stableDirty = false

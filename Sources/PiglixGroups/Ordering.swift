@@ -97,6 +97,8 @@ struct ViewLog: Sendable {
     var orderNakAt: Tick = 0
     var hasNakked: [Bool]
     var hasOrderNakked = false
+    /// When each member was last heard from (failure detection).
+    var heardAt: [Tick]
 
     init(view: ClusterView, me: ProcessID) {
         self.view = view
@@ -108,6 +110,7 @@ struct ViewLog: Sendable {
         self.memberDigests = rank == 0 ? Array(repeating: Digest(received: Array(repeating: 0, count: n), ordersKnown: 0), count: n) : []
         self.nakAt = Array(repeating: 0, count: n)
         self.hasNakked = Array(repeating: false, count: n)
+        self.heardAt = Array(repeating: 0, count: n)
     }
 
     var isSequencer: Bool { myRank == 0 }

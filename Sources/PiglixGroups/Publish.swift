@@ -58,8 +58,8 @@ extension GroupNode {
     /// Flow control: no sending during a flush, in a minority, or while own
     /// unstable messages exceed the window.
     var canSend: Bool {
-        guard phase == .member, !flushing, !blocked, let log else { return false }
-        return log.ownUnstableCount < settings.unstableMessagesMax && log.ownUnstableBytes < settings.unstableBytesMax
+        guard phase == .member, !flushing, !blocked, hasLog else { return false }
+        return vlog.ownUnstableCount < settings.unstableMessagesMax && vlog.ownUnstableBytes < settings.unstableBytesMax
     }
 
     mutating func drainPending() {
@@ -71,27 +71,27 @@ extension GroupNode {
     }
 
     mutating func sendNow(_ p: PendingPublish) {
-        let rank = log!.myRank
-        let seq = log!.streams[rank].received + 1
+        let rank = vlog.myRank
+        let seq = vlog.streams[rank].received + 1
         let m = DataMessage(
-            id: MessageID(view: log!.view.id, origin: UInt32(rank), seq: seq), publish: p.id, session: p.session,
+            id: MessageID(view: vlog.view.id, origin: UInt32(rank), seq: seq), publish: p.id, session: p.session,
             level: p.level, kind: p.kind, payload: p.payload)
-        log!.streams[rank].append(m)
-        log!.ownUnstableBytes += p.payload.count
+        vlog.streams[rank].append(m)
+        vlog.ownUnstableBytes += p.payload.count
         inflight.append(InflightPublish(seq: seq, token: p.token, id: p.id, level: p.level))
         if case .groupJoin(let pattern) = p.kind { markJoinSent(pattern) }
         let data = ProtocolMessage.data(m)
-        for q in log!.view.members where q != me { out.append(.send(to: q.node, data)) }
-        if log!.isSequencer && p.level != .fifo { sequence(origin: rank, seq: seq) }
+        for (r, q) in vlog.view.members.enumerated() where r != rank { out.append(.send(to: q.node, data)) }
+        if vlog.isSequencer && p.level != .fifo { sequence(origin: rank, seq: seq) }
         deliver(hint: rank)
     }
 
     /// Sequencer: give the message the next slot of the total order; the
     /// entries of one handler go out as one `.order` message.
     mutating func sequence(origin: Int, seq: UInt64) {
-        if newEntries.isEmpty { newEntriesFirst = log!.ordersKnown + 1 }
+        if newEntries.isEmpty { newEntriesFirst = vlog.ordersKnown + 1 }
         let e = OrderEntry(origin: UInt32(origin), seq: seq)
-        log!.appendEntry(e)
+        vlog.appendEntry(e)
         newEntries.append(e)
     }
 
@@ -99,7 +99,7 @@ extension GroupNode {
     /// Not reentrant: a delivery that causes a send (a group join completing
     /// a transfer multicasts `groupReady`) asks for another pass instead.
     mutating func deliver(hint: Int?) {
-        guard !flushing, log != nil else { return }
+        guard !flushing, hasLog else { return }
         if delivering {
             redeliver = true
             return
@@ -110,31 +110,30 @@ extension GroupNode {
         var h = hint
         repeat {
             redeliver = false
-            log!.deliverReady(hint: h, into: &batch)
+            vlog.deliverReady(hint: h, into: &batch)
             for m in batch { delivered(m) }
             batch.removeAll(keepingCapacity: true)
             h = nil
-        } while redeliver && log != nil && !flushing
+        } while redeliver && hasLog && !flushing
         swap(&batch, &scratch)
         delivering = false
     }
 
     mutating func delivered(_ m: DataMessage) {
-        let view = log!.view
-        if Int(m.id.origin) == log!.myRank {
+        if Int(m.id.origin) == vlog.myRank {
             let f = inflight.removeFirst()
             precondition(f.seq == m.id.seq, "own delivery \(m.id) but inflight head is \(f.seq)")
             if let t = f.token { out.append(.publishAcked(token: t, id: f.id, level: f.level)) }
         }
         switch m.kind {
         case .publish(let dest):
-            deliverPublish(m, dest, view: view.id)
+            deliverPublish(m, dest, view: vlog.view.id)
         case .groupJoin(let p):
-            groupJoined(p, by: view.members[Int(m.id.origin)])
+            groupJoined(p, by: vlog.view.members[Int(m.id.origin)])
         case .groupLeave(let p):
-            groupLeft(p, by: view.members[Int(m.id.origin)])
+            groupLeft(p, by: vlog.view.members[Int(m.id.origin)])
         case .groupReady(let p):
-            groupReadied(p, by: view.members[Int(m.id.origin)])
+            groupReadied(p, by: vlog.view.members[Int(m.id.origin)])
         }
     }
 

@@ -42,7 +42,9 @@ extension GroupNode {
 
     mutating func bufferForTransfers(_ m: DataMessage, _ dest: Destination) {
         for p in transferring where Self.matches(dest, p) {
-            switch local[p] {
+            // Taken out of the dictionary first so the buffer is uniquely
+            // referenced and appends do not copy it.
+            switch local.removeValue(forKey: p) {
             case .joining(var t):
                 t.buffer.append(m)
                 local[p] = .joining(t)
@@ -55,7 +57,9 @@ extension GroupNode {
                 }
                 t.buffer.append(m)
                 local[p] = .awaiting(t)
-            default:
+            case .active:
+                local[p] = .active
+            case nil:
                 break
             }
         }

@@ -41,8 +41,12 @@ public enum CoreBenchmark {
         var now: Tick = 0
         let seeds = (1...n).map { NodeID(UInt64($0)) }
 
-        func drain(_ i: Int, _ effects: inout [GroupEffect], _ queue: inout [Wire], _ delivered: inout Int, _ sent: inout Int, _ cores: [GroupNode]) {
-            let me = cores[i].me
+        var tickets: [(Int, UInt64)] = []
+        // Process ids never change here; reading `cores[i].me` would copy a
+        // whole GroupNode out of the array.
+        let mes = cores.map(\.me)
+        func drain(_ i: Int, _ effects: inout [GroupEffect], _ queue: inout [Wire], _ delivered: inout Int, _ sent: inout Int) {
+            let me = mes[i]
             for e in effects {
                 switch e {
                 case .send(let to, let m):
@@ -50,6 +54,8 @@ public enum CoreBenchmark {
                     queue.append(Wire(from: me, to: Int(to.rawValue) - 1, message: m))
                 case .deliver:
                     delivered += 1
+                case .requestCheckpoint(let req):
+                    tickets.append((i, req.ticket))
                 default:
                     break
                 }
@@ -58,10 +64,10 @@ public enum CoreBenchmark {
         }
         func pump(_ cores: inout [GroupNode], _ queue: inout [Wire], _ head: inout Int, _ effects: inout [GroupEffect], _ delivered: inout Int, _ sent: inout Int, _ now: Tick) {
             while head < queue.count {
-                let w = queue[head]
+                let to = queue[head].to
+                cores[to].onMessage(from: queue[head].from, queue[head].message, now: now, into: &effects)
                 head += 1
-                cores[w.to].onMessage(from: w.from, w.message, now: now, into: &effects)
-                drain(w.to, &effects, &queue, &delivered, &sent, cores)
+                drain(to, &effects, &queue, &delivered, &sent)
             }
             queue.removeAll(keepingCapacity: true)
             head = 0
@@ -69,26 +75,33 @@ public enum CoreBenchmark {
 
         for i in 0..<n {
             cores[i].onStart(seeds: seeds, bootstrap: i == 0, now: now, into: &effects)
-            drain(i, &effects, &queue, &delivered, &sent, cores)
+            drain(i, &effects, &queue, &delivered, &sent)
         }
         let pattern = try! TopicPattern("bench.>")
         for _ in 0..<20 {
             now += 10
             for i in 0..<n {
                 cores[i].onTick(now: now, into: &effects)
-                drain(i, &effects, &queue, &delivered, &sent, cores)
+                drain(i, &effects, &queue, &delivered, &sent)
             }
             pump(&cores, &queue, &head, &effects, &delivered, &sent, now)
         }
         for i in 0..<n {
             effects = cores[i].onJoin(pattern, now: now)
-            drain(i, &effects, &queue, &delivered, &sent, cores)
+            drain(i, &effects, &queue, &delivered, &sent)
         }
         for _ in 0..<20 {
             now += 10
             for i in 0..<n {
                 cores[i].onTick(now: now, into: &effects)
-                drain(i, &effects, &queue, &delivered, &sent, cores)
+                drain(i, &effects, &queue, &delivered, &sent)
+            }
+            pump(&cores, &queue, &head, &effects, &delivered, &sent, now)
+            let answer = tickets
+            tickets.removeAll()
+            for (i, t) in answer {
+                effects = cores[i].onCheckpoint(ticket: t, state: [], now: now)
+                drain(i, &effects, &queue, &delivered, &sent)
             }
             pump(&cores, &queue, &head, &effects, &delivered, &sent, now)
         }
@@ -104,13 +117,13 @@ public enum CoreBenchmark {
             let i = k % n
             let req = PublishRequest(token: UInt64(k), session: 1, destination: .topic(topic), level: level, payload: payload)
             cores[i].onPublish(req, now: now, into: &effects)
-            drain(i, &effects, &queue, &delivered, &sent, cores)
+            drain(i, &effects, &queue, &delivered, &sent)
             pump(&cores, &queue, &head, &effects, &delivered, &sent, now)
             if k % 512 == 511 {
                 now += 10
                 for j in 0..<n {
                     cores[j].onTick(now: now, into: &effects)
-                    drain(j, &effects, &queue, &delivered, &sent, cores)
+                    drain(j, &effects, &queue, &delivered, &sent)
                 }
                 pump(&cores, &queue, &head, &effects, &delivered, &sent, now)
                 maxBuffered = max(maxBuffered, cores.map(\.bufferedMessageCount).max()!)
