@@ -310,6 +310,7 @@ extension GroupNode {
         groups = GroupTable(records: inst.groups)
         local = [:]
         trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+        lastGeneration = .max
         transferring = []
         cuts = [:]
         installView(inst, announce: inst.previous != nil && inst.view.coordinator == me)

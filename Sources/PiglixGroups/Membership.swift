@@ -325,6 +325,7 @@ extension GroupNode {
         groups = GroupTable()
         local = [:]
         trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+        lastGeneration = .max
         transferring = []
         cuts = [:]
         tickets = [:]
