@@ -340,8 +340,7 @@ extension GroupNode {
             for p in inst.view.members where p != me { send(p.node, .install(inst)) }
         }
         out.append(.installClusterView(inst.view))
-        let changed = groups.removeDeparted(keeping: inst.view)
-        _ = changed
+        groups.removeDeparted(keeping: inst.view)
         for p in local.keys.sorted(by: { $0.name < $1.name }) { announceGroup(p) }
         for p in wanted.sorted(by: { $0.name < $1.name }) where local[p] == nil { joinGroup(p) }
         for p in transferring { evaluateTransfer(p, force: true) }

@@ -36,6 +36,7 @@ struct GroupTable: Sendable {
         table[p] = r
     }
     /// Removes members not in `view`; returns the patterns that changed, sorted.
+    @discardableResult
     mutating func removeDeparted(keeping view: ClusterView) -> [TopicPattern] {
         let keep = Set(view.members)
         var changed: [TopicPattern] = []
