@@ -303,6 +303,16 @@ extension GroupNode {
             s += 1
         }
         precondition(inflight.isEmpty, "inflight left after the cut: \(inflight.count)")
+        // Messages a checkpoint cut covers but the flush cut leaves out.
+        for (p, cut) in cuts.sorted(by: { $0.key.name < $1.key.name }) where cut.view == vlog.view.id {
+            for r in inst.cut.indices {
+                var s = inst.cut[r] + 1
+                while s <= min(cut.delivered[r], vlog.streams[r].received) {
+                    if let m = vlog.streams[r].message(s) { skip[p, default: []].insert(m.publish) }
+                    s += 1
+                }
+            }
+        }
         if !resend.isEmpty { pending.prepend(contentsOf: resend) }
     }
 
@@ -336,6 +346,13 @@ extension GroupNode {
         ackDirty = false
         stableDirty = false
         cuts = cuts.filter { $0.value.view >= inst.view.id }
+        if !skip.isEmpty {
+            skipAge += 1
+            if skipAge > 2 {
+                skip = [:]
+                skipAge = 0
+            }
+        }
         if announce {
             for p in inst.view.members where p != me { send(p.node, .install(inst)) }
         }

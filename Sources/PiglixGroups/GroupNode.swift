@@ -82,6 +82,12 @@ public struct GroupNode: Sendable {
     /// Patterns whose checkpoint cut lies in the current view: live
     /// messages the cut covers are already in the checkpoint.
     var cuts: [TopicPattern: StreamPosition] = [:]
+    /// Publishes a checkpoint already contains although the flush cut them
+    /// (a provider delivered a `safe` message whose stability no survivor
+    /// knew, then was excluded): their re-send in the next view is skipped
+    /// for that pattern. Kept for two view changes.
+    var skip: [TopicPattern: Set<PublishID>] = [:]
+    var skipAge = 0
     var tickets: [UInt64: Ticket] = [:]
     var nextTicket: UInt64 = 0
     var deferred: [(joiner: ProcessID, pattern: TopicPattern, after: StreamPosition)] = []

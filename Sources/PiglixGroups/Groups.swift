@@ -94,6 +94,7 @@ extension GroupNode {
         if state.isActive { trie.remove(p, p) }
         local[p] = nil
         cuts[p] = nil
+        skip[p] = nil
         transferring.removeAll { $0 == p }
         if phase == .member { publishControl(.groupLeave(p)) }
     }
@@ -122,6 +123,9 @@ extension GroupNode {
         case .group(let p): targets = (local[p]?.isActive ?? false) ? [p] : []
         }
         if !cuts.isEmpty { targets.removeAll { cuts[$0]?.covers(m.id) ?? false } }
+        if !skip.isEmpty {
+            targets.removeAll { p in skip[p]?.remove(m.publish) != nil }
+        }
         if !transferring.isEmpty { bufferForTransfers(m, dest) }
         if !targets.isEmpty || settings.deliverUnmatched {
             out.append(.deliver(Delivery(message: m, view: view, groups: targets, afterCheckpoint: false)))

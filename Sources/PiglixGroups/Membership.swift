@@ -328,6 +328,7 @@ extension GroupNode {
         lastGeneration = .max
         transferring = []
         cuts = [:]
+        skip = [:]
         tickets = [:]
         deferred = []
         newEntries.removeAll()
