@@ -86,11 +86,12 @@ struct Bench: AsyncParsableCommand {
                     _ = result.latency.record(now &- sentAt)
                     result.lastMeasuredAt = now
                 }
-                if result.received == shared.target.load(ordering: .relaxed) { break }
+                shared.received.store(result.received, ordering: .relaxed)
             }
             return result
         }
         for await _ in ready { break }
+        trace("subscribed")
 
         // Publisher: warm-up, then the measured run.
         var published = 0
@@ -129,22 +130,22 @@ struct Bench: AsyncParsableCommand {
             if measuring { measuredSent += 1 }
         }
         let publishEnd = monotonicNanos()
+        trace("published \(published), counts \(stream.counts)")
         try await stream.finish()
+        trace("finished")
         let rejected = stream.counts.rejected
-        shared.target.store(published - rejected, ordering: .relaxed)
 
-        // Wait for the subscriber to get everything (or give up after 10 s).
-        let result = try await withThrowingTaskGroup(of: ConsumerResult?.self) { group in
-            group.addTask { try await consumer.value }
-            group.addTask {
-                try await Task.sleep(for: .seconds(10))
-                return nil
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            return first
+        // Wait for the subscriber to get everything (or give up after 10 s),
+        // then stop it; it returns what it measured.
+        let expected = published - rejected
+        let deadline = ContinuousClock.now + .seconds(10)
+        while shared.received.load(ordering: .relaxed) < expected && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(5))
         }
+        let complete = shared.received.load(ordering: .relaxed) >= expected
         consumer.cancel()
+        let result: ConsumerResult? = complete ? try await consumer.value : nil
+        trace("consumer done")
         let endWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
         try? await publisherClient.close()
         try? await subscriberClient.close()
@@ -187,8 +188,13 @@ struct ConsumerResult: Sendable {
 }
 
 final class BenchShared: Sendable {
-    /// How many messages the consumer stops at; unknown (max) until the publisher is done.
-    let target = Atomic<Int>(.max)
+    /// Messages the consumer received so far.
+    let received = Atomic<Int>(0)
+}
+
+/// Progress lines on stderr when PIGLIX_BENCH_TRACE is set.
+func trace(_ text: @autoclosure () -> String) {
+    if Environment.get("PIGLIX_BENCH_TRACE") != nil { printError("trace: " + text()) }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: the same clock in the publisher and subscriber.
