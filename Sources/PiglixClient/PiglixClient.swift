@@ -124,9 +124,19 @@ public final class PiglixClient: Sendable {
         return try await future.get()
     }
 
+    /// Forgets `connection` if it is the current one, and closes it.
+    func discard(_ connection: Connection) {
+        state.withLock { state in
+            if case .connected(let current) = state, current.channel === connection.channel { state = .idle }
+        }
+        connection.channel.close(promise: nil)
+    }
+
     private func makeConnection() -> EventLoopFuture<Connection> {
         let settings = self.settings
         let counters = self.counters
+        let host = self.host
+        let port = self.port
         let future = ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(settings.connectTimeout)
@@ -160,6 +170,10 @@ public final class PiglixClient: Sendable {
                 let holder = try channel.pipeline.syncOperations.handler(type: MultiplexerHolder.self)
                 return Connection(channel: channel, multiplexer: holder.multiplexer)
             }
+            .flatMapErrorThrowing { error in
+                throw PiglixClientError.connectFailed(host: host, port: port, reason: "\(error)")
+            }
+        // The state holds this very future: the callbacks below compare identity.
         future.whenComplete { [self] result in
             state.withLock { state in
                 guard case .connecting(let pending) = state, pending === future else { return }
@@ -176,9 +190,7 @@ public final class PiglixClient: Sendable {
                 }
             }
         }
-        return future.flatMapErrorThrowing { error in
-            throw PiglixClientError.connectFailed(host: self.host, port: self.port, reason: "\(error)")
-        }
+        return future
     }
 
     // MARK: Single publish

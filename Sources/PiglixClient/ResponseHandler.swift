@@ -267,6 +267,9 @@ extension PiglixClient {
             _ = try await channelFuture.get()
         } catch {
             output.fail(error)
+            // The connection cannot open streams (it may be closing without
+            // having reported it yet): drop it, so the next call reconnects.
+            discard(connection)
             throw PiglixClientError.connectionLost(reason: "could not open a stream: \(error)")
         }
         return try await output.futureResult.get()

@@ -114,14 +114,18 @@ func poll(
 
 /// Consumes a subscription in a task and keeps what it got, for polling.
 final class Collector: Sendable {
-    private let state = Mutex<(messages: [DeliveredMessage], controls: [ControlRecord], error: String?)>(([], [], nil))
+    private final class Box: Sendable {
+        let state = Mutex<(messages: [DeliveredMessage], controls: [ControlRecord], error: String?)>(([], [], nil))
+    }
+    private let box = Box()
     private let task: Mutex<Task<Void, Never>?> = Mutex(nil)
 
     init(_ subscription: Subscription) {
-        let started = Task { [state] in
+        let box = self.box
+        let started = Task {
             do {
                 for try await record in subscription {
-                    state.withLock { state in
+                    box.state.withLock { state in
                         switch record {
                         case .message(let message): state.messages.append(message)
                         case .control(let control): state.controls.append(control)
@@ -129,15 +133,15 @@ final class Collector: Sendable {
                     }
                 }
             } catch {
-                state.withLock { $0.error = "\(error)" }
+                box.state.withLock { $0.error = "\(error)" }
             }
         }
         task.withLock { $0 = started }
     }
 
-    var messages: [DeliveredMessage] { state.withLock { $0.messages } }
-    var controls: [ControlRecord] { state.withLock { $0.controls } }
-    var error: String? { state.withLock { $0.error } }
+    var messages: [DeliveredMessage] { box.state.withLock { $0.messages } }
+    var controls: [ControlRecord] { box.state.withLock { $0.controls } }
+    var error: String? { box.state.withLock { $0.error } }
     var payloads: [String] { messages.map { String(buffer: $0.payload) } }
     var views: Int { controls.filter { if case .view = $0 { return true } else { return false } }.count }
 
