@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "piglix-sim",
             dependencies: [
-                "PiglixSimulation",
+                "PiglixSimulation", "PiglixGroups",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -57,8 +57,11 @@ let package = Package(
         .target(
             name: "PiglixCluster",
             dependencies: [
+                "PiglixGroups", "PiglixTopics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -66,10 +69,11 @@ let package = Package(
         .target(
             name: "PiglixBroker",
             dependencies: [
-                "PiglixTopics", "PiglixWire",
+                "PiglixTopics", "PiglixWire", "PiglixCluster", "PiglixGroups",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -77,7 +81,7 @@ let package = Package(
         .target(
             name: "PiglixHTTP",
             dependencies: [
-                "PiglixBroker", "PiglixTopics", "PiglixWire",
+                "PiglixBroker", "PiglixCluster", "PiglixTopics", "PiglixWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),
@@ -111,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "piglix",
             dependencies: [
-                "PiglixHTTP", "PiglixBroker", "PiglixClient", "PiglixWire", "PiglixTopics",
+                "PiglixHTTP", "PiglixBroker", "PiglixCluster", "PiglixClient", "PiglixWire", "PiglixTopics",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -124,13 +128,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(name: "PiglixTopicsTests", dependencies: ["PiglixTopics"], swiftSettings: strict),
-        .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups"], swiftSettings: strict),
+        .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups"], swiftSettings: strict),
         .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire"], swiftSettings: strict),
         .testTarget(
             name: "PiglixClusterTests",
             dependencies: [
-                "PiglixCluster",
+                "PiglixCluster", "PiglixGroups", "PiglixTopics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

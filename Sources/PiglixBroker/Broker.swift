@@ -1,5 +1,6 @@
 import DequeModule
 import Logging
+import PiglixCluster
 import NIOCore
 import PiglixTopics
 import PiglixWire
@@ -12,18 +13,25 @@ public enum PublishError: Error, Sendable, Equatable, CustomStringConvertible {
     case tooLarge(bytes: Int, max: Int)
     case invalidHeaders(String)
     case shuttingDown
+    /// Cluster: this node is outside the primary component, or its pending
+    /// queue is full (flow control); try again later (`503`, `Retry-After`).
+    case unavailable(String)
+    /// Cluster: the node lost the primary component before the message
+    /// reached its level; it may or may not have been delivered (`503`).
+    case outcomeUnknown(String)
 
     /// The HTTP status this maps to.
     public var status: Int {
         switch self {
         case .invalidTopic, .reservedTopic, .invalidHeaders: return 400
         case .tooLarge: return 413
-        case .shuttingDown: return 503
+        case .shuttingDown, .unavailable, .outcomeUnknown: return 503
         }
     }
 
     public var description: String {
         switch self {
+        case .unavailable(let why), .outcomeUnknown(let why): return why
         case .invalidTopic(let error): return error.description
         case .reservedTopic(let topic): return "topic \(topic) is reserved for the broker: topics beginning with $ can be subscribed to, not published on"
         case .tooLarge(let bytes, let max): return "message of \(bytes) bytes is over the limit of \(max) bytes"
@@ -103,6 +111,9 @@ public final class Broker: Sendable {
     public let epoch: UInt32
     /// The single-node cluster view id (groups derive their view from it).
     public let viewID: UInt64 = 1
+    /// The cluster this node belongs to; nil for a single node.
+    public let cluster: ClusterNode?
+    let logger = Logger(label: "piglix.broker")
 
     struct State {
         var sequence: UInt64 = 0
@@ -115,6 +126,15 @@ public final class Broker: Sendable {
         var delivered: UInt64 = 0
         var dropped: UInt64 = 0
         var closed = false
+        // Cluster (Broker+Cluster.swift)
+        /// Local groups whose state transfer is complete.
+        var active: Set<TopicPattern> = []
+        var groupViews: [TopicPattern: (view: UInt64, members: [String])] = [:]
+        var clusterStatus: ClusterStatus?
+        /// This node's delivery position after the last delivery.
+        var position: ClusterPosition?
+        /// Subscriptions per pattern (the group is joined while positive).
+        var patternSubscribers: [TopicPattern: Int] = [:]
     }
 
     struct GroupCounters {
@@ -122,11 +142,12 @@ public final class Broker: Sendable {
         var delivered: UInt64 = 0
     }
 
-    private let state: Mutex<State>
+    let state: Mutex<State>
 
-    public init(settings: BrokerSettings, epoch: UInt32? = nil) throws(BrokerSettings.Invalid) {
+    public init(settings: BrokerSettings, epoch: UInt32? = nil, cluster: ClusterNode? = nil) throws(BrokerSettings.Invalid) {
         try settings.validate()
         self.settings = settings
+        self.cluster = cluster
         self.epoch = epoch ?? UInt32.random(in: 1...UInt32.max)
         self.state = Mutex(
             State(trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings)))
@@ -166,10 +187,14 @@ public final class Broker: Sendable {
         return receipt
     }
 
-    private static func enqueue(
+    static func enqueue(
         _ message: StoredMessage, for id: SubscriptionID, state: inout State, settings: BrokerSettings,
         wake: inout [CheckedContinuation<Void, Never>]
     ) {
+        if let source = message.source, let floor = state.queues[id]?.resumeFloor {
+            if floor.covers(source) { return }
+            if source.view > floor.view { state.queues[id]?.resumeFloor = nil }
+        }
         // Optional chaining mutates the queue in place: no copy of its deque.
         guard let outcome = state.queues[id]?.enqueue(message, settings: settings) else { return }
         switch outcome {
@@ -241,18 +266,33 @@ public final class Broker: Sendable {
     }
 
     func unsubscribe(_ id: SubscriptionID, reason: String) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard var queue = state.queues.removeValue(forKey: id) else { return nil }
+        let (leave, waiter, registered) = state.withLock {
+            state -> ([TopicPattern], CheckedContinuation<Void, Never>?, CheckedContinuation<Void, Never>?) in
+            guard var queue = state.queues.removeValue(forKey: id) else { return ([], nil, nil) }
+            var leave: [TopicPattern] = []
             for pattern in queue.patterns {
                 state.trie.remove(pattern, id)
                 state.groups[pattern.name]?.subscribers -= 1
                 if state.groups[pattern.name]?.subscribers == 0 { state.groups[pattern.name] = nil }
+                if cluster != nil {
+                    state.patternSubscribers[pattern, default: 1] -= 1
+                    if state.patternSubscribers[pattern] == 0 {
+                        state.patternSubscribers[pattern] = nil
+                        state.active.remove(pattern)
+                        state.groupViews[pattern] = nil
+                        leave.append(pattern)
+                    }
+                }
             }
             let waiter = queue.waiter
             queue.waiter = nil
-            return waiter
+            let registered = queue.registered
+            queue.registered = nil
+            return (leave, waiter, registered)
         }
         waiter?.resume()
+        registered?.resume()
+        for pattern in leave { cluster?.leave(pattern) }
     }
 
     func waitReady(_ id: SubscriptionID) async {
@@ -322,6 +362,8 @@ public final class Broker: Sendable {
                 state.queues[id]!.end = reason
                 if let waiter = state.queues[id]!.waiter { waiters.append(waiter) }
                 state.queues[id]!.waiter = nil
+                if let registered = state.queues[id]!.registered { waiters.append(registered) }
+                state.queues[id]!.registered = nil
             }
             return waiters
         }
@@ -346,8 +388,15 @@ public final class Broker: Sendable {
     public var groups: [GroupInfo] {
         state.withLock { state in
             state.groups.map { pattern, counters in
-                GroupInfo(
-                    pattern: pattern, view: viewID, members: [settings.nodeID], localSubscribers: counters.subscribers,
+                var view = viewID
+                var members = [settings.nodeID]
+                if cluster != nil {
+                    let group = (try? TopicPattern(pattern, limits: settings.topicLimits)).flatMap { state.groupViews[$0] }
+                    view = group?.view ?? 0
+                    members = group?.members ?? []
+                }
+                return GroupInfo(
+                    pattern: pattern, view: view, members: members, localSubscribers: counters.subscribers,
                     delivered: counters.delivered)
             }.sorted { $0.pattern < $1.pattern }
         }

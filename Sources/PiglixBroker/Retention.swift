@@ -61,6 +61,32 @@ struct Retention {
         if topics[topic]!.messages.isEmpty { topics[topic] = nil }
     }
 
+    /// Every retained message of topics `pattern` matches, oldest first.
+    func messages(matching pattern: TopicPattern) -> [StoredMessage] {
+        var out: [StoredMessage] = []
+        for (name, history) in topics {
+            guard let topic = try? Topic(name, limits: settings.topicLimits), pattern.matches(topic) else { continue }
+            out.append(contentsOf: history.messages)
+        }
+        out.sort { $0.id.sequence < $1.id.sequence }
+        return out
+    }
+
+    /// Forgets a topic's history (its entries in the global order are
+    /// skipped when they reach the front).
+    mutating func removeTopic(_ name: String) {
+        guard let history = topics.removeValue(forKey: name) else { return }
+        messageCount -= history.messages.count
+        bytes -= history.bytes
+    }
+
+    /// Retained messages of topics matching any pattern that a cluster
+    /// resume position does not cover, in local order, and the newest id.
+    func replay(patterns: [TopicPattern], notCoveredBy position: ClusterPosition) -> (messages: [StoredMessage], newest: MessageID?) {
+        let all = replay(patterns: patterns, after: nil)
+        return (all.messages.filter { m in m.source.map { !position.covers($0) } ?? true }, all.newest)
+    }
+
     /// Retained messages of topics matching any pattern with a sequence
     /// after `sequence` (nil: all), in publish order, and the newest retained
     /// id among the matching topics.

@@ -11,6 +11,10 @@ public struct StoredMessage: Sendable {
     public var headers: [MessageHeader]
     /// Checked once at publish so each JSON subscriber need not: `data` or `data_b64`.
     public var payloadIsText: Bool
+    /// In a cluster: the message's identity in the group protocol (the view
+    /// it was sent in, its origin's rank and sequence number), which a
+    /// resume position is compared with.
+    public var source: MessageSource?
 
     /// Bytes this message costs against queue and retention bounds.
     @inlinable
@@ -23,5 +27,26 @@ public struct StoredMessage: Sendable {
         self.delivery = delivery
         self.headers = headers
         self.payloadIsText = payloadIsText
+        self.source = nil
+    }
+}
+
+/// A cluster message's identity in the group protocol.
+public struct MessageSource: Sendable, Hashable {
+    public var view: UInt64
+    public var origin: UInt32
+    public var seq: UInt64
+    public init(view: UInt64, origin: UInt32, seq: UInt64) {
+        self.view = view
+        self.origin = origin
+        self.seq = seq
+    }
+}
+
+extension ClusterPosition {
+    /// True when a client at this position has already seen `source`.
+    @inlinable
+    public func covers(_ source: MessageSource) -> Bool {
+        covers(view: source.view, origin: source.origin, seq: source.seq)
     }
 }

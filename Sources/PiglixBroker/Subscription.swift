@@ -39,6 +39,9 @@ public struct SubscriptionBatch: Sendable {
     public var end: String?
     /// Nothing was queued for a heartbeat interval.
     public var heartbeat = false
+    /// Group view changes, to write after `messages` (in a cluster: a view
+    /// record sits between the messages of the old view and the new one).
+    public var views: [ControlRecord] = []
 }
 
 /// The queue of one subscriber, kept inside the broker's lock.
@@ -53,8 +56,37 @@ struct SubscriberQueue {
     var waiter: CheckedContinuation<Void, Never>?
     var delivered: UInt64 = 0
     var droppedTotal: UInt64 = 0
+    /// View records and how many messages had been queued before each.
+    var views: Deque<(after: UInt64, record: ControlRecord)> = []
+    var enqueuedTotal: UInt64 = 0
+    var dequeuedTotal: UInt64 = 0
+    /// Cluster: the position of the last message queued (or the node's
+    /// position when the subscription started): a checkpoint after a rejoin
+    /// adds exactly the retained messages it does not cover.
+    var lastPosition: ClusterPosition?
+    /// Cluster: live messages a resume position already covers are skipped
+    /// (the client saw them on another node that was ahead of this one).
+    var resumeFloor: ClusterPosition?
+    /// Cluster: patterns whose group is still joining; the subscription is
+    /// registered for live traffic once this is empty.
+    var joining: Set<TopicPattern> = []
+    var start: StartPosition = .live
+    var registered: CheckedContinuation<Void, Never>?
+    var newestRetained: MessageID?
 
-    var isReady: Bool { !messages.isEmpty || lost > 0 || end != nil || heartbeatDue }
+    var isReady: Bool { !messages.isEmpty || lost > 0 || end != nil || heartbeatDue || !views.isEmpty }
+
+    /// The last view record sent or queued per group: a repeat is not queued.
+    var lastView: [String: ControlRecord] = [:]
+
+    mutating func queueView(_ record: ControlRecord) -> CheckedContinuation<Void, Never>? {
+        if case .view(let group, _, _, _) = record {
+            if lastView[group] == record { return nil }
+            lastView[group] = record
+        }
+        views.append((enqueuedTotal, record))
+        return takeWaiter()
+    }
 
     enum EnqueueOutcome {
         case queued(wake: CheckedContinuation<Void, Never>?)
@@ -79,6 +111,7 @@ struct SubscriberQueue {
                 droppedTotal += count
                 messages.removeAll()
                 bytes = 0
+                dequeuedTotal += count
                 return .disconnected(dropped: count, patterns: patterns, wake: takeWaiter())
             case .dropOldest:
                 while !messages.isEmpty
@@ -94,6 +127,9 @@ struct SubscriberQueue {
         }
         messages.append(message)
         bytes += cost
+        enqueuedTotal += 1
+        dequeuedTotal += droppedNow
+        if let position = message.id.position { lastPosition = position }
         return droppedNow > 0 ? .dropped(droppedNow, wake: takeWaiter()) : .queued(wake: takeWaiter())
     }
 
@@ -103,7 +139,19 @@ struct SubscriberQueue {
         var batch = SubscriptionBatch()
         batch.lost = lost
         lost = 0
-        if bytes <= maxBytes {
+        // Messages queued before the first pending view record go first.
+        let beforeView = views.first.map { Int(clamping: $0.after &- dequeuedTotal) } ?? .max
+        if beforeView < messages.count {
+            var taken = 0
+            while let first = messages.first, batch.messages.count < beforeView,
+                batch.messages.isEmpty || taken + first.costBytes <= maxBytes
+            {
+                messages.removeFirst()
+                taken += first.costBytes
+                bytes -= first.costBytes
+                batch.messages.append(first)
+            }
+        } else if bytes <= maxBytes {
             batch.messages = Array(messages)
             messages.removeAll(keepingCapacity: true)
             bytes = 0
@@ -116,8 +164,13 @@ struct SubscriberQueue {
                 batch.messages.append(first)
             }
         }
-        if batch.messages.isEmpty, batch.lost == 0, let end { batch.end = end }
-        batch.heartbeat = heartbeatDue && batch.messages.isEmpty && batch.lost == 0
+        dequeuedTotal += UInt64(batch.messages.count)
+        while let view = views.first, view.after <= dequeuedTotal {
+            views.removeFirst()
+            batch.views.append(view.record)
+        }
+        if batch.messages.isEmpty, batch.lost == 0, batch.views.isEmpty, let end { batch.end = end }
+        batch.heartbeat = heartbeatDue && batch.messages.isEmpty && batch.lost == 0 && batch.views.isEmpty
         heartbeatDue = false
         delivered += UInt64(batch.messages.count)
         return batch
@@ -158,6 +211,12 @@ public final class Subscription: Sendable {
     }
 
     /// Ends the subscription; a writer waiting in `next` gets an `end`.
+    /// The `view` records the stream starts with (one per pattern); later
+    /// changes arrive in batches.
+    public func initialViews() -> [ControlRecord] {
+        broker.initialViews(id, patterns: patterns)
+    }
+
     public func cancel(reason: String = "unsubscribed") {
         broker.unsubscribe(id, reason: reason)
     }

@@ -144,6 +144,12 @@ public struct GroupNode: Sendable {
         run(now, &effects) { n in n.publish(request) }
     }
 
+    /// A node to ask for admission (and to tell about this view when it is
+    /// outside it): the shell learns seeds as their connections come up.
+    public mutating func addSeed(_ node: NodeID) {
+        if node != me.node && !seeds.contains(node) { seeds.append(node) }
+    }
+
     /// A pattern got its first local subscriber: join its group.
     public mutating func onJoin(_ pattern: TopicPattern, now: Tick) -> [GroupEffect] {
         var e: [GroupEffect] = []
@@ -191,6 +197,11 @@ public struct GroupNode: Sendable {
         return GroupView(pattern: pattern, clusterView: log.view.id, members: members)
     }
     public var groupCount: Int { groups.count }
+    /// Every group of the cluster and its members, as this node derives them.
+    public var allGroupViews: [GroupView] {
+        guard let log else { return [] }
+        return groups.table.values.map { GroupView(pattern: $0.pattern, clusterView: log.view.id, members: $0.members) }
+    }
     /// Messages buffered in the current view (unstable or undelivered).
     public var bufferedMessageCount: Int { log.map { $0.streams.reduce(0) { $0 + $1.buffer.count } } ?? 0 }
     public var pendingPublishCount: Int { pending.count }

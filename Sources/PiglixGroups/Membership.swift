@@ -292,6 +292,10 @@ extension GroupNode {
             return
         }
         if view.members.contains(where: { $0.node == p.node && $0.incarnation > p.incarnation }) { return }
+        // An older incarnation of the same node has crashed (the node
+        // restarted): any member may suspect it at once, so a restarted
+        // coordinator does not hold its own rejoin up for a suspicion timeout.
+        for m in view.members where m.node == p.node && m.incarnation < p.incarnation && m != me { suspects.insert(m) }
         guard let acting = actingCoordinator else { return }
         if acting != me {
             send(acting.node, .joinRequest(p))

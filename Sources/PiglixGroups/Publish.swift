@@ -120,11 +120,15 @@ extension GroupNode {
     }
 
     mutating func delivered(_ m: DataMessage) {
+        // The ack follows the message's own delivery effect, so a shell that
+        // tracks its delivery position sees the message before its ack.
+        var ack: GroupEffect?
         if Int(m.id.origin) == vlog.myRank {
             let f = inflight.removeFirst()
             precondition(f.seq == m.id.seq, "own delivery \(m.id) but inflight head is \(f.seq)")
-            if let t = f.token { out.append(.publishAcked(token: t, id: f.id, level: f.level)) }
+            if let t = f.token { ack = .publishAcked(token: t, id: f.id, level: f.level) }
         }
+        defer { if let ack { out.append(ack) } }
         switch m.kind {
         case .publish(let dest):
             deliverPublish(m, dest, view: vlog.view.id)

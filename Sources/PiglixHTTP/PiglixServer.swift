@@ -4,6 +4,7 @@ import HummingbirdHTTP2
 import Logging
 import NIOCore
 import PiglixBroker
+import PiglixCluster
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -30,7 +31,8 @@ public struct PiglixServer: Sendable {
     public init(settings: ServerSettings, registry: PrometheusCollectorRegistry = .init(), logger: Logger) throws {
         try settings.validate()
         self.settings = settings
-        self.broker = try Broker(settings: settings.broker)
+        let cluster = try settings.cluster.map { try ClusterNode(settings: $0, logger: logger) }
+        self.broker = try Broker(settings: settings.broker, cluster: cluster)
         self.registry = registry
         self.logger = logger
     }
@@ -108,6 +110,9 @@ public struct BrokerService: Service {
     let heartbeatInterval: Duration
 
     public func run() async throws {
+        // A cluster node joins (or forms) the cluster before it takes traffic
+        // for real; /readyz says when it is in the primary component.
+        if let cluster = broker.cluster { try await cluster.start(application: broker) }
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: heartbeatInterval)
@@ -115,5 +120,7 @@ public struct BrokerService: Service {
             }
         }
         broker.shutdown()
+        // Leave the cluster: peers see the silence and install a view without this node.
+        await broker.cluster?.shutdown()
     }
 }

@@ -41,7 +41,10 @@ struct PublishRoute: Sendable {
         }
         let record = PublishRecord(topic: topic, payload: payload, delivery: delivery, headers: headers)
         let receipt: PublishReceipt
-        do { receipt = try broker.publish(record) } catch { throw Self.problem(error) }
+        switch await broker.publish([record], session: 0)[0] {
+        case .success(let r): receipt = r
+        case .failure(let error): throw Self.problem(error)
+        }
 
         var body = ByteBuffer()
         AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: false, into: &body)
@@ -80,6 +83,7 @@ struct PublishRoute: Sendable {
             var acks = ByteBuffer()
             session.consume(body, acks: &acks)
             session.finish(acks: &acks)
+            await session.drain(into: &acks)
             return Response(
                 status: .ok, headers: [.contentType: ackType, .contentLength: String(acks.readableBytes)],
                 body: .init(byteBuffer: acks))
@@ -103,6 +107,7 @@ struct PublishRoute: Sendable {
                         } else {
                             session.consume(chunk, acks: &acks)
                         }
+                        await session.drain(into: &acks)
                         if session.fatal { break }
                         if acks.readableBytes > 0 {
                             try await writer.write(acks)
@@ -110,7 +115,9 @@ struct PublishRoute: Sendable {
                         }
                     }
                     session.finish(acks: &acks)
+                    await session.drain(into: &acks)
                 } catch let error as CorruptCompressedData {
+                    await session.drain(into: &acks)
                     AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
                 }
                 if acks.readableBytes > 0 { try await writer.write(acks) }
@@ -141,11 +148,21 @@ struct PublishRoute: Sendable {
     }
 }
 
-/// Decodes records from a publish body as bytes arrive and publishes each,
-/// writing one ack per record in input order. Memory is bounded by one record.
+/// Decodes records from a publish body as bytes arrive and publishes them,
+/// writing one ack per record in input order. Records decoded from one chunk
+/// are published as one batch (`drain`); memory is bounded by one chunk.
 struct PublishSession {
     let broker: Broker
     let binary: Bool
+    /// The publisher session: FIFO holds per session (DESIGN.md §1).
+    let session = UInt64.random(in: 1...UInt64.max)
+    /// Decoded and not yet published, in input order, with the errors of
+    /// records that could not be decoded in their place.
+    private var items: [Item] = []
+    enum Item {
+        case record(PublishRecord)
+        case error(status: Int, message: String)
+    }
     var lines: LineSplitter
     var frames: FrameDecoder
     let headerLimits: HeaderLimits
@@ -168,17 +185,17 @@ struct PublishSession {
                 do {
                     guard let frame = try frames.next() else { return }
                     guard frame.type == .publish else {
-                        AckCodec.writeError(status: 400, error: "expected a publish frame, got \(frame.type)", binary: true, into: &acks)
+                        items.append(.error(status: 400, message: "expected a publish frame, got \(frame.type)"))
                         continue
                     }
                     do {
-                        publish(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits), acks: &acks)
+                        items.append(.record(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits)))
                     } catch {
-                        AckCodec.writeError(status: error.status, error: error.reason, binary: true, into: &acks)
+                        items.append(.error(status: error.status, message: error.reason))
                     }
                 } catch {
                     let status = if case .tooLarge = error { 413 } else { 400 }
-                    AckCodec.writeError(status: status, error: error.description + "; the stream ends here", binary: true, into: &acks)
+                    items.append(.error(status: status, message: error.description + "; the stream ends here"))
                     fatal = true
                     return
                 }
@@ -192,7 +209,7 @@ struct PublishSession {
     mutating func finish(acks: inout ByteBuffer) {
         if binary {
             if !fatal && frames.bufferedBytes > 0 {
-                AckCodec.writeError(status: 400, error: "the body ends inside a frame", binary: true, into: &acks)
+                items.append(.error(status: 400, message: "the body ends inside a frame"))
             }
         } else if let item = lines.finish() {
             handle(item, acks: &acks)
@@ -203,22 +220,42 @@ struct PublishSession {
         switch item {
         case .line(let line):
             do {
-                publish(try PublishRecord.decodeJSON(line, headerLimits: headerLimits), acks: &acks)
+                items.append(.record(try PublishRecord.decodeJSON(line, headerLimits: headerLimits)))
             } catch {
-                AckCodec.writeError(status: error.status, error: error.reason, binary: false, into: &acks)
+                items.append(.error(status: error.status, message: error.reason))
             }
         case .tooLong(let bytes):
-            AckCodec.writeError(
-                status: 413, error: "record of \(bytes) bytes is over the limit of \(lines.lineBytesMax) bytes", binary: false, into: &acks)
+            items.append(.error(status: 413, message: "record of \(bytes) bytes is over the limit of \(lines.lineBytesMax) bytes"))
         }
     }
 
-    private func publish(_ record: PublishRecord, acks: inout ByteBuffer) {
-        do {
-            let receipt = try broker.publish(record)
-            AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: binary, into: &acks)
-        } catch {
-            AckCodec.writeError(status: error.status, error: error.description, binary: binary, into: &acks)
+    /// Publishes what was decoded, as one batch per run of records, and
+    /// writes the acks in input order.
+    mutating func drain(into acks: inout ByteBuffer) async {
+        guard !items.isEmpty else { return }
+        let pending = items
+        items.removeAll(keepingCapacity: true)
+        var index = 0
+        while index < pending.count {
+            var records: [PublishRecord] = []
+            while index < pending.count, case .record(let record) = pending[index] {
+                records.append(record)
+                index += 1
+            }
+            if !records.isEmpty {
+                for result in await broker.publish(records, session: session) {
+                    switch result {
+                    case .success(let receipt):
+                        AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: binary, into: &acks)
+                    case .failure(let error):
+                        AckCodec.writeError(status: error.status, error: error.description, binary: binary, into: &acks)
+                    }
+                }
+            }
+            if index < pending.count, case .error(let status, let message) = pending[index] {
+                AckCodec.writeError(status: status, error: message, binary: binary, into: &acks)
+                index += 1
+            }
         }
     }
 }

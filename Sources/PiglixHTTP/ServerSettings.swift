@@ -1,4 +1,5 @@
 import PiglixBroker
+import PiglixCluster
 
 /// Every bound of the HTTP front end, with the broker's, in one value built
 /// once (from flags and `PIGLIX_*` variables) and validated.
@@ -23,6 +24,8 @@ public struct ServerSettings: Sendable {
     public var prefaceTimeout = Duration.seconds(30)
     /// How long a graceful shutdown waits for streams to end before it cuts them.
     public var shutdownGracePeriod = Duration.seconds(10)
+    /// Cluster membership (`--cluster-listen`, `--seeds`); nil: a single node.
+    public var cluster: ClusterSettings?
 
     public init() {}
 
@@ -36,6 +39,7 @@ public struct ServerSettings: Sendable {
 
     public func validate() throws {
         try broker.validate()
+        try cluster?.validate()
         if port < 0 || port > 65535 { throw Invalid(description: "port \(port) is not 0 to 65535") }
         if heartbeatInterval <= .zero { throw Invalid(description: "heartbeat interval must be positive") }
         if batchBytesMin <= 0 || batchBytesDefault < batchBytesMin || batchBytesDefault > batchBytesMax {

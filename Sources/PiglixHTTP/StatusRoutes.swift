@@ -11,30 +11,45 @@ struct StatusRoutes: Sendable {
     let registry: PrometheusCollectorRegistry
 
     /// A single node is its own one-member primary view.
-    var isPrimary: Bool { true }
+    var isPrimary: Bool { broker.clusterStatus?.primary ?? true }
 
     func cluster(_ request: Request, context: some RequestContext) -> Response {
         var body = ByteBuffer()
+        let status = broker.clusterStatus
+        let node = broker.settings.nodeID
         body.writeStaticString("{\"node\":")
-        body.writeJSONString(broker.settings.nodeID)
+        body.writeJSONString(node)
         body.writeStaticString(",\"incarnation\":")
-        body.writeDecimal(UInt64(broker.epoch))
+        body.writeDecimal(status?.incarnation ?? UInt64(broker.epoch))
         body.writeStaticString(",\"view\":")
-        body.writeDecimal(broker.viewID)
+        body.writeDecimal(status?.view ?? broker.viewID)
         body.writeStaticString(",\"members\":[")
-        body.writeJSONString(broker.settings.nodeID)
+        for (index, member) in (status?.members ?? [node]).enumerated() {
+            if index > 0 { body.writeInteger(UInt8(ascii: ",")) }
+            body.writeJSONString(member)
+        }
         body.writeStaticString("],\"coordinator\":")
-        body.writeJSONString(broker.settings.nodeID)
+        if let coordinator = status.map({ $0.coordinator }) ?? node {
+            body.writeJSONString(coordinator)
+        } else {
+            body.writeStaticString("null")
+        }
         body.writeStaticString(",\"primary\":")
         body.writeString(isPrimary ? "true" : "false")
-        body.writeStaticString(",\"clustered\":false}\n")
+        body.writeStaticString(",\"clustered\":")
+        body.writeString(status == nil ? "false" : "true")
+        if let status {
+            body.writeStaticString(",\"state\":")
+            body.writeJSONString(status.state)
+        }
+        body.writeStaticString("}\n")
         return json(body)
     }
 
-    func groups(_ request: Request, context: some RequestContext) -> Response {
+    func groups(_ request: Request, context: some RequestContext) async -> Response {
         var body = ByteBuffer()
         body.writeStaticString("{\"groups\":[")
-        for (index, group) in broker.groups.enumerated() {
+        for (index, group) in await broker.allGroups().enumerated() {
             if index > 0 { body.writeInteger(UInt8(ascii: ",")) }
             body.writeStaticString("{\"group\":")
             body.writeJSONString(group.pattern)
@@ -63,7 +78,7 @@ struct StatusRoutes: Sendable {
         if broker.isShuttingDown {
             return Problem(.serviceUnavailable, "shutting down", headers: [.retryAfter: "1"]).response()
         }
-        guard isPrimary else {
+        guard broker.isReady else {
             return Problem(.serviceUnavailable, "not in the primary component", headers: [.retryAfter: "1"]).response()
         }
         return json(ByteBuffer(string: "{\"status\":\"ready\",\"primary\":true}\n"))
@@ -82,8 +97,24 @@ struct StatusRoutes: Sendable {
         line("piglix_retained_messages", "gauge", "Messages held in retained history.", stats.retainedMessages)
         line("piglix_retained_bytes", "gauge", "Bytes held in retained history.", stats.retainedBytes)
         line("piglix_retained_topics", "gauge", "Topics with retained history.", stats.retainedTopics)
-        line("piglix_view_id", "gauge", "Current cluster view id.", broker.viewID)
+        line("piglix_view_id", "gauge", "Current cluster view id.", broker.clusterStatus?.view ?? broker.viewID)
         line("piglix_primary", "gauge", "1 when this node is in the primary component.", isPrimary ? 1 : 0)
+        if let cluster = broker.cluster {
+            let c = cluster.counters
+            line("piglix_cluster_view_changes_total", "counter", "Cluster views installed by this node.", c.viewChanges)
+            line("piglix_cluster_suspicions_total", "counter", "Members removed from the view after being suspected.", c.suspicions)
+            line("piglix_cluster_flushes_total", "counter", "View-change flushes this node took part in.", c.flushes)
+            text += "# HELP piglix_cluster_flush_seconds_total Time spent flushing.\n# TYPE piglix_cluster_flush_seconds_total counter\npiglix_cluster_flush_seconds_total \(c.flushSecondsTotal)\n"
+            text += "# HELP piglix_cluster_last_flush_seconds Duration of the last flush.\n# TYPE piglix_cluster_last_flush_seconds gauge\npiglix_cluster_last_flush_seconds \(c.lastFlushSeconds)\n"
+            line("piglix_cluster_retransmission_requests_total", "counter", "Retransmission requests (NAKs) received from peers.", c.retransmissions)
+            line("piglix_cluster_unstable_messages", "gauge", "Messages of the current view buffered until stable.", c.bufferedMessages)
+            line("piglix_cluster_pending_publishes", "gauge", "Publishes waiting for flow control or a flush.", c.pendingPublishes)
+            line("piglix_cluster_frames_sent_total", "counter", "Frames sent to peers.", c.framesSent)
+            line("piglix_cluster_frames_received_total", "counter", "Frames received from peers.", c.framesReceived)
+            line("piglix_cluster_bytes_sent_total", "counter", "Bytes sent to peers.", c.bytesSent)
+            line("piglix_cluster_bytes_received_total", "counter", "Bytes received from peers.", c.bytesReceived)
+            line("piglix_cluster_decode_errors_total", "counter", "Peer frames that could not be decoded.", c.decodeErrors)
+        }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(string: text)))

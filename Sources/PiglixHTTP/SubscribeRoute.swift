@@ -38,7 +38,7 @@ struct SubscribeRoute: Sendable {
 
         let subscription: Subscription
         do {
-            subscription = try broker.subscribe(patterns: patterns, options: SubscriptionOptions(overflow: overflow, start: start))
+            subscription = try await broker.open(patterns: patterns, options: SubscriptionOptions(overflow: overflow, start: start))
         } catch {
             var headers: HTTPFields = [:]
             if error.status == 429 || error.status == 503 { headers[.retryAfter] = "1" }
@@ -58,9 +58,7 @@ struct SubscribeRoute: Sendable {
         if let coding { headers[.contentEncoding] = coding.rawValue }
         if let newest = subscription.newestRetained { headers[.lastEventID] = newest.description }
 
-        let views: [ControlRecord] = patterns.map {
-            .view(group: $0.name, view: broker.viewID, members: [settings.broker.nodeID], primary: true)
-        }
+        let views = subscription.initialViews()
         let writerSettings = StreamWriter.Settings(
             format: format, coding: coding, batchBytes: batchBytes, linger: .milliseconds(lingerMs))
         let logger = context.logger
@@ -73,7 +71,7 @@ struct SubscribeRoute: Sendable {
     }
 
     /// `Last-Event-ID` header, else `lastEventID` query parameter: an id this
-    /// broker issued, or `earliest`.
+    /// broker (or, in a cluster, any node) issued, or `earliest`.
     static func startPosition(_ request: Request) throws -> StartPosition {
         let query = request.uri.queryParameters.get("lastEventID").map { String($0) }
         guard let text = request.headers[.lastEventID] ?? query else { return .live }
@@ -81,7 +79,7 @@ struct SubscribeRoute: Sendable {
         if value.isEmpty { return .live }
         if value == "earliest" { return .earliest }
         guard let id = MessageID(value) else {
-            throw Problem(.badRequest, "Last-Event-ID \(value) is neither earliest nor a message id this broker issued (like 5f3a09c1-1042)")
+            throw Problem(.badRequest, "Last-Event-ID \(value) is neither earliest nor a message id this broker issued (like 5f3a09c1-1042, or v7.120.0.33 in a cluster)")
         }
         return .after(id)
     }
@@ -125,6 +123,7 @@ struct StreamWriter {
                     format: settings.format, topic: message.topic, id: message.id, delivery: message.delivery,
                     headers: message.headers, payload: message.payload, payloadIsText: message.payloadIsText, into: &out)
             }
+            for view in batch.views { RecordEncoder.writeControl(view, format: settings.format, into: &out) }
             if batch.heartbeat { RecordEncoder.writeControl(.heartbeat, format: settings.format, into: &out) }
             if let reason = batch.end {
                 RecordEncoder.writeControl(.end(reason: reason), format: settings.format, into: &out)

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import Metrics
 import PiglixBroker
+import PiglixCluster
 import PiglixHTTP
 import PiglixTopics
 import Prometheus
@@ -19,10 +20,18 @@ struct Serve: AsyncParsableCommand {
     var nodeId: String?
     @Option(help: "HTTP listen address host:port. [env PIGLIX_LISTEN, default 127.0.0.1:8080]")
     var listen: String?
-    @Option(help: "Cluster listen address host:port (cluster mode; not in this build yet). [env PIGLIX_CLUSTER_LISTEN]")
+    @Option(help: "Cluster listen address host:port; turns cluster mode on (seeds default to this address alone). [env PIGLIX_CLUSTER_LISTEN]")
     var clusterListen: String?
-    @Option(help: "Comma-separated seed addresses host:port (cluster mode; not in this build yet). [env PIGLIX_SEEDS]")
+    @Option(help: "Comma-separated seeds host:port, this node's own address may be among them; a DNS name resolving to several addresses (a Kubernetes headless service) is dialed at each one. [env PIGLIX_SEEDS]")
     var seeds: String?
+    @Option(help: "Address peers dial back, host:port, when --cluster-listen is a wildcard like 0.0.0.0:7000. [env PIGLIX_CLUSTER_ADVERTISE, default the cluster listen address]")
+    var clusterAdvertise: String?
+    @Option(help: "Heartbeat period between nodes, ms. [env PIGLIX_CLUSTER_HEARTBEAT_MS, default 100]")
+    var clusterHeartbeatMs: Int?
+    @Option(help: "A node silent this long is suspected and a view change starts, ms (at least 3 heartbeats). [env PIGLIX_SUSPICION_TIMEOUT_MS, default 1000]")
+    var suspicionTimeoutMs: Int?
+    @Option(help: "How long a node that hears of no cluster waits before the one with the smallest --node-id forms the first view, ms. [env PIGLIX_BOOTSTRAP_WAIT_MS, default 2 suspicion timeouts]")
+    var bootstrapWaitMs: Int?
 
     @Option(help: "Largest message payload. [env PIGLIX_MAX_MESSAGE_BYTES, default 1048576]")
     var maxMessageBytes: Int?
@@ -80,8 +89,31 @@ struct Serve: AsyncParsableCommand {
         }
         settings.host = address.host
         settings.port = address.port
-        if string(clusterListen, "PIGLIX_CLUSTER_LISTEN") != nil || string(seeds, "PIGLIX_SEEDS") != nil {
-            throw ValidationError("--cluster-listen and --seeds: cluster mode is not in this build yet; run without them for a single node")
+        let seedText = string(seeds, "PIGLIX_SEEDS")
+        if let clusterText = string(clusterListen, "PIGLIX_CLUSTER_LISTEN") {
+            guard let address = ListenAddress(clusterText) else {
+                throw ValidationError("--cluster-listen \(clusterText) is not host:port (for example 127.0.0.1:7001 or 0.0.0.0:7000)")
+            }
+            let seedList = (seedText ?? clusterText).split(separator: ",").map { String($0.filter { $0 != " " }) }.filter { !$0.isEmpty }
+            for seed in seedList where ListenAddress(seed) == nil {
+                throw ValidationError("--seeds entry \(seed) is not host:port")
+            }
+            var cluster = ClusterSettings(
+                nodeName: settings.broker.nodeID, listenHost: address.host, listenPort: address.port,
+                advertiseAddress: string(clusterAdvertise, "PIGLIX_CLUSTER_ADVERTISE"), seeds: seedList)
+            try int(clusterHeartbeatMs, "PIGLIX_CLUSTER_HEARTBEAT_MS") { cluster.heartbeatMilliseconds = $0 }
+            try int(suspicionTimeoutMs, "PIGLIX_SUSPICION_TIMEOUT_MS") { cluster.suspicionTimeoutMilliseconds = $0 }
+            try int(bootstrapWaitMs, "PIGLIX_BOOTSTRAP_WAIT_MS") { cluster.bootstrapWaitMilliseconds = $0 }
+            if cluster.heartbeatMilliseconds <= 0 || cluster.suspicionTimeoutMilliseconds <= 0 {
+                throw ValidationError("--cluster-heartbeat-ms and --suspicion-timeout-ms must be positive")
+            }
+            if cluster.suspicionTimeoutMilliseconds < 3 * cluster.heartbeatMilliseconds {
+                throw ValidationError(
+                    "--suspicion-timeout-ms \(cluster.suspicionTimeoutMilliseconds) must be at least 3 heartbeats (\(3 * cluster.heartbeatMilliseconds) ms)")
+            }
+            settings.cluster = cluster
+        } else if seedText != nil {
+            throw ValidationError("--seeds needs --cluster-listen: give this node an address for its peers (for example --cluster-listen 127.0.0.1:7001)")
         }
         try int(maxMessageBytes, "PIGLIX_MAX_MESSAGE_BYTES") { settings.broker.messageBytesMax = $0 }
         try int(maxTopicTokens, "PIGLIX_MAX_TOPIC_TOKENS") { settings.broker.topicLimits.tokensMax = $0 }

@@ -136,6 +136,13 @@ final class PublishSubscribeTests: XCTestCase {
             try decompressor.decompress(ByteBuffer(bytes: data[consumed...])) { decoded += String(buffer: $0) }
             consumed = data.count
         }
+        // The first batch (the view record) says the subscription is live;
+        // a publish before it would find no subscriber.
+        let ready = ContinuousClock.now + .seconds(10)
+        while !decoded.contains("\"type\":\"view\"") && ContinuousClock.now < ready {
+            try pump()
+            try await Task.sleep(for: .milliseconds(10))
+        }
         for index in 0..<5 {
             _ = try Curl.run(["--http2-prior-knowledge", "-d", "batch \(index)", "\(live.base)/v1/topics/z.\(index)"])
             let deadline = ContinuousClock.now + .seconds(10)

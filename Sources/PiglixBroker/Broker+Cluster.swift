@@ -1,0 +1,483 @@
+import NIOCore
+import PiglixCluster
+import PiglixGroups
+import PiglixTopics
+import PiglixWire
+
+/// The broker on groups (docs/protocol.md, "Cluster"): a pattern's first
+/// local subscriber joins its group, the last one leaves it; publishes go
+/// through the group protocol and come back as deliveries on every node
+/// whose groups match; a joining group's history arrives by state transfer.
+extension Broker: ClusterApplication {
+
+    // MARK: Publish
+
+    /// Publishes records in order. On a single node this is `publish(_:)`
+    /// per record; in a cluster the records go to the group protocol as one
+    /// batch and each result comes when its level is reached here (`fifo`,
+    /// `total`: delivered in order; `safe`: stable).
+    public func publish(_ records: [PublishRecord], session: UInt64) async -> [Result<PublishReceipt, PublishError>] {
+        guard let cluster else {
+            return records.map { record in
+                do throws(PublishError) { return .success(try publish(record)) } catch { return .failure(error) }
+            }
+        }
+        var results = [Result<PublishReceipt, PublishError>?](repeating: nil, count: records.count)
+        var batch: [ClusterPublish] = []
+        var indices: [Int] = []
+        let closed = isShuttingDown
+        for (i, record) in records.enumerated() {
+            do throws(PublishError) {
+                if closed { throw PublishError.shuttingDown }
+                let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+                batch.append(
+                    ClusterPublish(
+                        destination: .topic(topic), level: PiglixGroups.DeliveryLevel(rawValue: record.delivery.rawValue)!,
+                        session: session, payload: ClusterPayload.encode(record)))
+                indices.append(i)
+            } catch {
+                results[i] = .failure(error)
+            }
+        }
+        let outcomes = await cluster.publish(batch)
+        for (k, outcome) in outcomes.enumerated() {
+            let i = indices[k]
+            switch outcome {
+            case .acked(let view, let delivered):
+                let id = PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered))
+                results[i] = .success(PublishReceipt(id: id, delivery: records[i].delivery))
+            case .refused(let why):
+                results[i] = .failure(.unavailable(why.description))
+            case .failed(.lostPrimary):
+                results[i] = .failure(
+                    .outcomeUnknown("this node left the primary component before the message reached its level; it may or may not be delivered"))
+            case .failed(.leftCluster):
+                results[i] = .failure(.outcomeUnknown("this node left the cluster before the message reached its level"))
+            }
+        }
+        let published = UInt64(outcomes.count { if case .acked = $0 { true } else { false } })
+        if published > 0 { state.withLock { $0.published += published } }
+        return results.map { $0! }
+    }
+
+    // MARK: Subscribe
+
+    /// Registers a subscription. In a cluster, first joins the groups of its
+    /// patterns that have no local subscriber yet and waits (at most
+    /// `joinTimeout`) for their state transfer, so the replay its start
+    /// position asks for includes the history other nodes hold.
+    public func open(
+        patterns: [TopicPattern], options: SubscriptionOptions, joinTimeout: Duration = .seconds(5)
+    ) async throws(SubscribeError) -> Subscription {
+        guard let cluster else { return try subscribe(patterns: patterns, options: options) }
+        if patterns.isEmpty { throw .noPatterns }
+        let (id, join, ready) = try state.withLock {
+            state throws(SubscribeError) -> (SubscriptionID, [TopicPattern], Bool) in
+            if state.closed { throw .shuttingDown }
+            if state.queues.count >= settings.subscriptionsMax { throw .tooManySubscriptions(max: settings.subscriptionsMax) }
+            let id = SubscriptionID(rawValue: state.nextSubscription)
+            state.nextSubscription += 1
+            var queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
+            queue.start = options.start
+            var join: [TopicPattern] = []
+            for pattern in patterns {
+                state.groups[pattern.name, default: GroupCounters()].subscribers += 1
+                state.patternSubscribers[pattern, default: 0] += 1
+                if state.patternSubscribers[pattern] == 1 { join.append(pattern) }
+                if !state.active.contains(pattern) { queue.joining.insert(pattern) }
+            }
+            let ready = queue.joining.isEmpty
+            state.queues[id] = queue
+            if ready { Self.register(id, state: &state) }
+            return (id, join, ready)
+        }
+        for pattern in join { cluster.join(pattern) }
+        if !ready {
+            let timeout = Task { [weak self] in
+                try? await Task.sleep(for: joinTimeout)
+                self?.forceRegister(id)
+            }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = state.withLock { state -> Bool in
+                    guard let queue = state.queues[id], !queue.joining.isEmpty else { return true }
+                    state.queues[id]!.registered = continuation
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+            timeout.cancel()
+        }
+        let newest = state.withLock { state in state.queues[id]?.newestRetained }
+        return Subscription(id: id, patterns: patterns, newestRetained: newest, broker: self)
+    }
+
+    /// Registers a waiting subscription with what is there when its groups
+    /// did not finish joining in time (no primary component, say).
+    func forceRegister(_ id: SubscriptionID) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard let queue = state.queues[id], !queue.joining.isEmpty else { return nil }
+            logger.warning("groups \(queue.joining.map(\.name)) did not finish joining in time; the subscription starts without their history")
+            state.queues[id]!.joining = []
+            Self.register(id, state: &state)
+            let waiter = state.queues[id]!.registered
+            state.queues[id]!.registered = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Queues the replay the subscription's start asks for and adds it to the
+    /// trie, atomically (under the lock), so history and live traffic meet
+    /// without loss or repeat.
+    static func register(_ id: SubscriptionID, state: inout State) {
+        guard var queue = state.queues.removeValue(forKey: id) else { return }
+        let replay: (messages: [StoredMessage], newest: PiglixWire.MessageID?)
+        switch queue.start {
+        case .live:
+            replay = state.retention.replay(patterns: queue.patterns, after: .max)
+        case .earliest:
+            replay = state.retention.replay(patterns: queue.patterns, after: nil)
+        case .after(let resume):
+            if let position = resume.position {
+                replay = state.retention.replay(patterns: queue.patterns, notCoveredBy: position)
+                queue.resumeFloor = position
+            } else {
+                // A single-node id: none of its messages is held here.
+                replay = state.retention.replay(patterns: queue.patterns, after: nil)
+            }
+        }
+        for message in replay.messages {
+            queue.messages.append(message)
+            queue.bytes += message.costBytes
+            queue.enqueuedTotal += 1
+            if let position = message.id.position { queue.lastPosition = position }
+        }
+        if queue.lastPosition == nil { queue.lastPosition = state.position }
+        queue.newestRetained = replay.newest
+        // The stream starts with the current view of each group.
+        queue.views.removeAll()
+        for pattern in queue.patterns { state.trie.insert(pattern, id) }
+        state.queues[id] = queue
+    }
+
+    /// The `view` records a new stream starts with; pending view records
+    /// they already say are dropped from the queue.
+    func initialViews(_ id: SubscriptionID, patterns: [TopicPattern]) -> [ControlRecord] {
+        guard cluster != nil else {
+            return patterns.map { .view(group: $0.name, view: viewID, members: [settings.nodeID], primary: true) }
+        }
+        return state.withLock { state in
+            let primary = state.clusterStatus?.primary ?? false
+            let records: [ControlRecord] = patterns.map { p in
+                let group = state.groupViews[p]
+                return .view(
+                    group: p.name, view: group?.view ?? state.clusterStatus?.view ?? 0, members: group?.members ?? [settings.nodeID],
+                    primary: primary)
+            }
+            if var queue = state.queues[id] {
+                state.queues[id] = nil
+                for (p, record) in zip(patterns, records) { queue.lastView[p.name] = record }
+                queue.views.removeAll { pending in records.contains(pending.record) }
+                state.queues[id] = queue
+            }
+            return records
+        }
+    }
+
+    // MARK: ClusterApplication (called on the cluster's event loop)
+
+    public func clusterDeliver(_ delivery: Delivery, viewEpoch: UInt64, delivered: [UInt64]) {
+        let position = ClusterPosition(view: viewEpoch, delivered: delivered)
+        guard case .publish(.topic(let topic)) = delivery.message.kind, !delivery.groups.isEmpty,
+            let (headers, payload) = ClusterPayload.decode(delivery.message.payload)
+        else {
+            if !delivery.afterCheckpoint { state.withLock { $0.position = position } }
+            return
+        }
+        let isText = UTF8Check.isValid(payload)
+        let id = delivery.message.id
+        let source = MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq)
+        let level = PiglixWire.DeliveryLevel(rawValue: delivery.message.level.rawValue) ?? .fifo
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            if !delivery.afterCheckpoint { state.position = position }
+            state.sequence += 1
+            var message = StoredMessage(
+                id: PiglixWire.MessageID(sequence: state.sequence, position: position), topic: topic.name, payload: payload,
+                delivery: level, headers: headers, payloadIsText: isText)
+            message.source = source
+            if delivery.afterCheckpoint, let group = delivery.groups.first {
+                // Released after a checkpoint: other local groups matching the
+                // topic had it live already, and so had their subscribers.
+                let elsewhere = state.active.contains { $0 != group && $0.matches(topic) }
+                if !elsewhere { state.retention.append(message) }
+                for subscriber in state.trie.match(topic) {
+                    guard let queue = state.queues[subscriber], queue.patterns.contains(group),
+                        !queue.patterns.contains(where: { $0 != group && state.active.contains($0) && $0.matches(topic) })
+                    else { continue }
+                    Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+                }
+            } else {
+                state.retention.append(message)
+                for subscriber in state.trie.match(topic) {
+                    Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+                }
+            }
+        }
+        for continuation in wake { continuation.resume() }
+    }
+
+    public func clusterStatusChanged(_ status: ClusterStatus) {
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            let old = state.clusterStatus
+            state.clusterStatus = status
+            guard let old, old.primary != status.primary else { return }
+            // Subscribers hear that their groups left (or rejoined) the primary component.
+            for id in Array(state.queues.keys) {
+                for pattern in state.queues[id]!.patterns {
+                    let group = state.groupViews[pattern]
+                    let record = ControlRecord.view(
+                        group: pattern.name, view: group?.view ?? status.view, members: group?.members ?? status.members,
+                        primary: status.primary)
+                    if let w = state.queues[id]!.queueView(record) { wake.append(w) }
+                }
+            }
+        }
+        for continuation in wake { continuation.resume() }
+    }
+
+    public func clusterGroupViewChanged(pattern: TopicPattern, view: UInt64, members: [String], primary: Bool) {
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            if let old = state.groupViews[pattern], old.view == view, old.members == members { return }
+            state.groupViews[pattern] = (view, members)
+            let record = ControlRecord.view(group: pattern.name, view: view, members: members, primary: primary)
+            for id in Array(state.queues.keys) where state.queues[id]!.patterns.contains(pattern) && state.queues[id]!.joining.isEmpty {
+                if let w = state.queues[id]!.queueView(record) { wake.append(w) }
+            }
+        }
+        for continuation in wake { continuation.resume() }
+    }
+
+    public func clusterCheckpoint(pattern: TopicPattern) -> [UInt8] {
+        let messages = state.withLock { $0.retention.messages(matching: pattern) }
+        return CheckpointCodec.encode(messages)
+    }
+
+    public func clusterApplyCheckpoint(pattern: TopicPattern, state checkpoint: [UInt8]) {
+        let messages: [StoredMessage]
+        do { messages = try CheckpointCodec.decode(checkpoint, topicLimits: settings.topicLimits) } catch {
+            logger.error("checkpoint of \(pattern.name) is unreadable (\(error)); starting the group without history")
+            return clusterApplyCheckpoint(pattern: pattern, state: CheckpointCodec.encode([]))
+        }
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            let others = state.active.filter { $0 != pattern }
+            func coveredElsewhere(_ name: String) -> Bool {
+                guard let topic = try? Topic(name, limits: settings.topicLimits) else { return false }
+                return others.contains { $0.matches(topic) }
+            }
+            // The checkpoint replaces this node's (possibly stale) history of
+            // the topics only this group covers.
+            for name in Array(state.retention.topics.keys) where !coveredElsewhere(name) {
+                if let topic = try? Topic(name, limits: settings.topicLimits), pattern.matches(topic) {
+                    state.retention.removeTopic(name)
+                }
+            }
+            var installed: [StoredMessage] = []
+            for var message in messages where !coveredElsewhere(message.topic) {
+                state.sequence += 1
+                message.id.sequence = state.sequence
+                state.retention.append(message)
+                installed.append(message)
+            }
+            state.active.insert(pattern)
+            for id in Array(state.queues.keys) {
+                guard var queue = state.queues[id], queue.patterns.contains(pattern) else { continue }
+                if queue.joining.isEmpty {
+                    // Registered before (a rejoin after a partition): add what
+                    // the group delivered while this node was away.
+                    state.queues[id] = nil
+                    let since = queue.lastPosition
+                    state.queues[id] = queue
+                    for message in installed {
+                        if let since, let source = message.source, since.covers(source) { continue }
+                        Self.enqueue(message, for: id, state: &state, settings: settings, wake: &wake)
+                    }
+                } else {
+                    queue.joining.remove(pattern)
+                    state.queues[id] = queue
+                    if queue.joining.isEmpty {
+                        Self.register(id, state: &state)
+                        if let w = state.queues[id]?.registered {
+                            state.queues[id]!.registered = nil
+                            wake.append(w)
+                        }
+                    }
+                }
+            }
+        }
+        for continuation in wake { continuation.resume() }
+    }
+
+    public func clusterRejoining() {
+        // The core joins every local group again, with state transfer; until
+        // each checkpoint arrives its deliveries carry no local group.
+        state.withLock { state in
+            state.active.removeAll()
+            state.groupViews.removeAll()
+        }
+    }
+
+    // MARK: Status
+
+    /// `/v1/groups`: on a single node the patterns with local subscribers; in
+    /// a cluster every group of the cluster, with this node's counters.
+    public func allGroups() async -> [GroupInfo] {
+        let local = groups
+        guard let cluster else { return local }
+        var byPattern: [String: GroupInfo] = [:]
+        for info in local { byPattern[info.pattern] = info }
+        for group in await cluster.groupViews() {
+            var info = byPattern[group.pattern.name]
+                ?? GroupInfo(pattern: group.pattern.name, view: group.view, members: group.members, localSubscribers: 0, delivered: 0)
+            info.view = group.view
+            info.members = group.members
+            byPattern[group.pattern.name] = info
+        }
+        return byPattern.values.sorted { $0.pattern < $1.pattern }
+    }
+
+    /// The cluster as this node sees it, nil for a single node.
+    public var clusterStatus: ClusterStatus? { cluster?.status }
+
+    /// Ready for traffic: a single node always; a cluster node while it is a
+    /// member of the primary component.
+    public var isReady: Bool {
+        guard let cluster else { return !isShuttingDown }
+        return !isShuttingDown && cluster.status.primary
+    }
+}
+
+/// How a published record travels inside a cluster message: its headers
+/// (`u16` count, then `u16`-length-prefixed name and value each) and then the
+/// payload bytes. The topic travels as the message's destination.
+enum ClusterPayload {
+    static func encode(_ record: PublishRecord) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(2 + record.payload.readableBytes + record.headers.count * 32)
+        out.append(UInt8(truncatingIfNeeded: record.headers.count >> 8))
+        out.append(UInt8(truncatingIfNeeded: record.headers.count))
+        for header in record.headers {
+            for text in [header.name, header.value] {
+                let count = text.utf8.count
+                out.append(UInt8(truncatingIfNeeded: count >> 8))
+                out.append(UInt8(truncatingIfNeeded: count))
+                out.append(contentsOf: text.utf8)
+            }
+        }
+        record.payload.withUnsafeReadableBytes { out.append(contentsOf: $0) }
+        return out
+    }
+
+    static func decode(_ bytes: [UInt8]) -> (headers: [MessageHeader], payload: ByteBuffer)? {
+        var i = 0
+        func u16() -> Int? {
+            guard i + 2 <= bytes.count else { return nil }
+            defer { i += 2 }
+            return Int(bytes[i]) << 8 | Int(bytes[i + 1])
+        }
+        func text() -> String? {
+            guard let n = u16(), i + n <= bytes.count else { return nil }
+            defer { i += n }
+            return String(decoding: bytes[i..<(i + n)], as: UTF8.self)
+        }
+        guard let count = u16() else { return nil }
+        var headers: [MessageHeader] = []
+        for _ in 0..<count {
+            guard let name = text(), let value = text() else { return nil }
+            headers.append(MessageHeader(name: name, value: value))
+        }
+        var payload = ByteBuffer()
+        payload.reserveCapacity(bytes.count - i)
+        payload.writeBytes(bytes[i...])
+        return (headers, payload)
+    }
+}
+
+/// A group's state for state transfer: its retained messages, oldest first,
+/// each with its topic, level, headers, resume id and protocol identity.
+enum CheckpointCodec {
+    struct Corrupt: Error, CustomStringConvertible {
+        var description: String { "truncated or malformed checkpoint" }
+    }
+
+    static func encode(_ messages: [StoredMessage]) -> [UInt8] {
+        var b = ByteBuffer()
+        b.writeInteger(UInt32(messages.count))
+        for m in messages {
+            write(m.topic, into: &b)
+            b.writeInteger(m.delivery.rawValue)
+            b.writeInteger(UInt8(m.payloadIsText ? 1 : 0))
+            b.writeInteger(UInt16(m.headers.count))
+            for h in m.headers {
+                write(h.name, into: &b)
+                write(h.value, into: &b)
+            }
+            let position = m.id.position ?? ClusterPosition(view: 0, delivered: [])
+            b.writeInteger(position.view)
+            b.writeInteger(UInt32(position.delivered.count))
+            for d in position.delivered { b.writeInteger(d) }
+            let source = m.source ?? MessageSource(view: 0, origin: 0, seq: 0)
+            b.writeInteger(source.view)
+            b.writeInteger(source.origin)
+            b.writeInteger(source.seq)
+            b.writeInteger(UInt32(m.payload.readableBytes))
+            var payload = m.payload
+            b.writeBuffer(&payload)
+        }
+        return Array(b.readableBytesView)
+    }
+
+    static func decode(_ bytes: [UInt8], topicLimits: TopicLimits) throws -> [StoredMessage] {
+        var b = ByteBuffer(bytes: bytes)
+        guard let count: UInt32 = b.readInteger() else { throw Corrupt() }
+        var out: [StoredMessage] = []
+        for _ in 0..<count {
+            guard let topic = read(&b), let rawLevel: UInt8 = b.readInteger(), let level = PiglixWire.DeliveryLevel(rawValue: rawLevel),
+                let isText: UInt8 = b.readInteger(), let headerCount: UInt16 = b.readInteger()
+            else { throw Corrupt() }
+            var headers: [MessageHeader] = []
+            for _ in 0..<headerCount {
+                guard let name = read(&b), let value = read(&b) else { throw Corrupt() }
+                headers.append(MessageHeader(name: name, value: value))
+            }
+            guard let view: UInt64 = b.readInteger(), let n: UInt32 = b.readInteger(), n <= UInt32(ClusterPosition.ranksMax) else { throw Corrupt() }
+            var delivered: [UInt64] = []
+            for _ in 0..<n {
+                guard let d: UInt64 = b.readInteger() else { throw Corrupt() }
+                delivered.append(d)
+            }
+            guard let sourceView: UInt64 = b.readInteger(), let origin: UInt32 = b.readInteger(), let seq: UInt64 = b.readInteger(),
+                let length: UInt32 = b.readInteger(), let payload = b.readSlice(length: Int(length))
+            else { throw Corrupt() }
+            var message = StoredMessage(
+                id: PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered)), topic: topic,
+                payload: payload, delivery: level, headers: headers, payloadIsText: isText != 0)
+            message.source = MessageSource(view: sourceView, origin: origin, seq: seq)
+            out.append(message)
+        }
+        return out
+    }
+
+    private static func write(_ s: String, into b: inout ByteBuffer) {
+        b.writeInteger(UInt16(truncatingIfNeeded: s.utf8.count))
+        b.writeString(s)
+    }
+
+    private static func read(_ b: inout ByteBuffer) -> String? {
+        guard let n: UInt16 = b.readInteger() else { return nil }
+        return b.readString(length: Int(n))
+    }
+}

@@ -1,0 +1,97 @@
+import PiglixGroups
+
+/// How a node takes part in a cluster: `piglix serve --cluster-listen …
+/// --seeds …` and the timings of the group protocol (docs/operations.md).
+public struct ClusterSettings: Sendable {
+    /// This node's stable name (`--node-id`); the same across restarts.
+    public var nodeName: String
+    /// Where peers connect (`--cluster-listen`).
+    public var listenHost: String
+    public var listenPort: Int
+    /// The address peers are told to dial back (`--cluster-advertise`);
+    /// defaults to the listen address.
+    public var advertiseAddress: String
+    /// `host:port` entries; a host name may resolve to several addresses
+    /// (a Kubernetes headless service), all of which are dialed.
+    public var seeds: [String]
+    /// Heartbeat period between nodes.
+    public var heartbeatMilliseconds: Int = 100
+    /// A node silent this long is suspected (the view change follows).
+    public var suspicionTimeoutMilliseconds: Int = 1000
+    /// A node that has heard of no cluster this long after starting, and
+    /// has the smallest name among the nodes it reaches, forms the first view.
+    public var bootstrapWaitMilliseconds: Int?
+    /// Re-resolve seed host names this often (pods come and go).
+    public var seedResolveMilliseconds: Int = 5000
+    /// zlib-compress inter-node frames of at least this many bytes (nil: never).
+    public var compressFramesAtBytes: Int?
+    /// Largest frame accepted from a peer.
+    public var frameBytesMax: Int = 64 << 20
+    /// The core's bounds; the timings above override its tick fields.
+    public var group = GroupSettings()
+
+    public init(nodeName: String, listenHost: String, listenPort: Int, advertiseAddress: String? = nil, seeds: [String]) {
+        self.nodeName = nodeName
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.advertiseAddress = advertiseAddress ?? "\(listenHost):\(listenPort)"
+        self.seeds = seeds
+    }
+
+    /// The bootstrap wait used when none is set: two suspicion timeouts, so
+    /// a restarted node hears from a running cluster before it would form one.
+    public var effectiveBootstrapWaitMilliseconds: Int { bootstrapWaitMilliseconds ?? 2 * suspicionTimeoutMilliseconds }
+
+    /// The core's settings with one tick = 1 ms.
+    public var groupSettings: GroupSettings {
+        var g = group
+        let hb = UInt64(max(heartbeatMilliseconds, 1))
+        g.heartbeatIntervalTicks = hb
+        g.suspicionTimeoutTicks = UInt64(max(suspicionTimeoutMilliseconds, 1))
+        g.joinRetryTicks = max(3 * hb, 100)
+        g.flushRetryTicks = max(3 * hb, 100)
+        g.nakRetryTicks = max(hb / 2, 5)
+        g.transferRetryTicks = max(UInt64(suspicionTimeoutMilliseconds), 200)
+        g.deliverUnmatched = true
+        return g
+    }
+
+    /// Why the settings cannot run.
+    public func validate() throws(GroupSettings.Invalid) {
+        try groupSettings.validate()
+    }
+}
+
+/// The cluster as this node sees it: `/v1/cluster`, `/readyz`, `view` records.
+public struct ClusterStatus: Sendable, Equatable {
+    public var node: String
+    public var incarnation: UInt64
+    /// The view's epoch: it grows with every view change.
+    public var view: UInt64
+    public var members: [String]
+    public var coordinator: String?
+    /// In the primary component: a member of the current primary view.
+    public var primary: Bool
+    /// `joining`, `member`, `minority` or `left`.
+    public var state: String
+    public init(node: String, incarnation: UInt64, view: UInt64, members: [String], coordinator: String?, primary: Bool, state: String) {
+        self.node = node
+        self.incarnation = incarnation
+        self.view = view
+        self.members = members
+        self.coordinator = coordinator
+        self.primary = primary
+        self.state = state
+    }
+}
+
+/// A node's stable name as the core's `NodeID`: FNV-1a over its UTF-8 bytes.
+/// Every node computes the same id from the same name with no coordination.
+public func nodeID(forName name: String) -> NodeID {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in name.utf8 {
+        h ^= UInt64(b)
+        h = h &* 0x100_0000_01b3
+    }
+    return NodeID(h)
+}

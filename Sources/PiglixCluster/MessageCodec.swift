@@ -1,0 +1,469 @@
+import NIOCore
+import PiglixGroups
+import PiglixTopics
+
+/// Why a peer's bytes could not be decoded. The connection that sent them is
+/// closed (a peer that speaks garbage is treated like a crashed one).
+public struct MessageDecodingError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { "undecodable protocol message: \(reason)" }
+}
+
+/// The binary encoding of `ProtocolMessage` between nodes (docs/protocol.md,
+/// "Between nodes"). Integers are LEB128 varints, strings and byte strings
+/// are varint-length-prefixed, every message starts with a one-byte tag. A
+/// `messages` frame body is the sender's incarnation (varint) followed by
+/// any number of encoded messages: that is how several protocol messages
+/// ready in one event-loop turn share one frame and one write.
+public enum MessageCodec {
+    // Tags: stable on the wire, never reuse one.
+    enum Tag: UInt8 {
+        case data = 1, order, ack, stable, heartbeat, nak, orderNak, joinRequest, flushStart, flushReport
+        case flushReject, propose, accepted, install, installRequest, viewNotice, checkpointRequest, checkpoint
+    }
+
+    /// Limits applied while decoding, so a corrupt length cannot allocate.
+    public static let countMax = 1 << 24
+    /// Topic limits for decoding names: generous, a peer validated them.
+    static let limits = TopicLimits(tokensMax: 1024, bytesMax: 1 << 16, tokenBytesMax: 1 << 16)
+
+    public static func encode(_ m: ProtocolMessage, into b: inout ByteBuffer) {
+        switch m {
+        case .data(let d):
+            b.writeInteger(Tag.data.rawValue)
+            b.writeDataMessage(d)
+        case .order(let v, let first, let entries):
+            b.writeInteger(Tag.order.rawValue)
+            b.writeViewID(v)
+            b.writeVarint(first)
+            b.writeVarint(UInt64(entries.count))
+            for e in entries {
+                b.writeVarint(UInt64(e.origin))
+                b.writeVarint(e.seq)
+            }
+        case .ack(let v, let d):
+            b.writeInteger(Tag.ack.rawValue)
+            b.writeViewID(v)
+            b.writeDigest(d)
+        case .stable(let v, let d):
+            b.writeInteger(Tag.stable.rawValue)
+            b.writeViewID(v)
+            b.writeDigest(d)
+        case .heartbeat(let v, let d, let st):
+            b.writeInteger(Tag.heartbeat.rawValue)
+            b.writeViewID(v)
+            b.writeDigest(d)
+            b.writeOptional(st) { $0.writeDigest($1) }
+        case .nak(let v, let from):
+            b.writeInteger(Tag.nak.rawValue)
+            b.writeViewID(v)
+            b.writeVarint(from)
+        case .orderNak(let v, let from):
+            b.writeInteger(Tag.orderNak.rawValue)
+            b.writeViewID(v)
+            b.writeVarint(from)
+        case .joinRequest(let p):
+            b.writeInteger(Tag.joinRequest.rawValue)
+            b.writeProcessID(p)
+        case .flushStart(let previous, let proposal):
+            b.writeInteger(Tag.flushStart.rawValue)
+            b.writeViewID(previous)
+            b.writeClusterView(proposal)
+        case .flushReport(let r):
+            b.writeInteger(Tag.flushReport.rawValue)
+            b.writeViewID(r.previous)
+            b.writeViewID(r.ballot)
+            b.writeDigest(r.digest)
+            b.writeDigest(r.knownStable)
+            b.writeArray(r.messages) { $0.writeDataMessage($1) }
+            b.writeVarint(r.ordersFirst)
+            b.writeOrderEntries(r.orders)
+            b.writeVarints(r.delivered)
+            b.writeVarints(r.floors)
+            b.writeVarint(r.totalDelivered)
+            b.writeOptional(r.accepted) { $0.writeInstall($1) }
+            b.writeOptional(r.acceptedBallot) { $0.writeViewID($1) }
+        case .flushReject(let previous, let promised):
+            b.writeInteger(Tag.flushReject.rawValue)
+            b.writeViewID(previous)
+            b.writeViewID(promised)
+        case .propose(let ballot, let inst):
+            b.writeInteger(Tag.propose.rawValue)
+            b.writeViewID(ballot)
+            b.writeInstall(inst)
+        case .accepted(let ballot):
+            b.writeInteger(Tag.accepted.rawValue)
+            b.writeViewID(ballot)
+        case .install(let inst):
+            b.writeInteger(Tag.install.rawValue)
+            b.writeInstall(inst)
+        case .installRequest(let v):
+            b.writeInteger(Tag.installRequest.rawValue)
+            b.writeViewID(v)
+        case .viewNotice(let v):
+            b.writeInteger(Tag.viewNotice.rawValue)
+            b.writeClusterView(v)
+        case .checkpointRequest(let p, let after):
+            b.writeInteger(Tag.checkpointRequest.rawValue)
+            b.writeVarString(p.name)
+            b.writeStreamPosition(after)
+        case .checkpoint(let p, let cut, let state):
+            b.writeInteger(Tag.checkpoint.rawValue)
+            b.writeVarString(p.name)
+            b.writeStreamPosition(cut)
+            b.writeVarBytes(state)
+        }
+    }
+
+    /// Decodes one message from the front of `b`.
+    public static func decode(_ b: inout ByteBuffer) throws(MessageDecodingError) -> ProtocolMessage {
+        guard let raw: UInt8 = b.readInteger() else { throw MessageDecodingError("empty message") }
+        guard let tag = Tag(rawValue: raw) else { throw MessageDecodingError("unknown tag \(raw)") }
+        switch tag {
+        case .data:
+            return .data(try b.readDataMessage())
+        case .order:
+            let v = try b.readViewID()
+            let first = try b.readVarint()
+            let entries = try b.readOrderEntries()
+            return .order(view: v, first: first, entries: entries)
+        case .ack:
+            return .ack(view: try b.readViewID(), digest: try b.readDigest())
+        case .stable:
+            return .stable(view: try b.readViewID(), digest: try b.readDigest())
+        case .heartbeat:
+            let v = try b.readViewID()
+            let d = try b.readDigest()
+            let st = try b.readOptional { b throws(MessageDecodingError) in try b.readDigest() }
+            return .heartbeat(view: v, digest: d, stable: st)
+        case .nak:
+            return .nak(view: try b.readViewID(), from: try b.readVarint())
+        case .orderNak:
+            return .orderNak(view: try b.readViewID(), from: try b.readVarint())
+        case .joinRequest:
+            return .joinRequest(try b.readProcessID())
+        case .flushStart:
+            return .flushStart(previous: try b.readViewID(), proposal: try b.readClusterView())
+        case .flushReport:
+            let previous = try b.readViewID()
+            let ballot = try b.readViewID()
+            let digest = try b.readDigest()
+            let knownStable = try b.readDigest()
+            let messages = try b.readArray { b throws(MessageDecodingError) in try b.readDataMessage() }
+            let ordersFirst = try b.readVarint()
+            let orders = try b.readOrderEntries()
+            let delivered = try b.readVarints()
+            let floors = try b.readVarints()
+            let totalDelivered = try b.readVarint()
+            let accepted = try b.readOptional { b throws(MessageDecodingError) in try b.readInstall() }
+            let acceptedBallot = try b.readOptional { b throws(MessageDecodingError) in try b.readViewID() }
+            return .flushReport(
+                FlushReport(
+                    previous: previous, ballot: ballot, digest: digest, knownStable: knownStable, messages: messages,
+                    ordersFirst: ordersFirst, orders: orders, delivered: delivered, floors: floors,
+                    totalDelivered: totalDelivered, accepted: accepted, acceptedBallot: acceptedBallot))
+        case .flushReject:
+            return .flushReject(previous: try b.readViewID(), promised: try b.readViewID())
+        case .propose:
+            return .propose(ballot: try b.readViewID(), try b.readInstall())
+        case .accepted:
+            return .accepted(ballot: try b.readViewID())
+        case .install:
+            return .install(try b.readInstall())
+        case .installRequest:
+            return .installRequest(view: try b.readViewID())
+        case .viewNotice:
+            return .viewNotice(try b.readClusterView())
+        case .checkpointRequest:
+            return .checkpointRequest(pattern: try b.readPattern(), after: try b.readStreamPosition())
+        case .checkpoint:
+            let p = try b.readPattern()
+            let cut = try b.readStreamPosition()
+            let state = try b.readVarBytes()
+            return .checkpoint(pattern: p, cut: cut, state: state)
+        }
+    }
+}
+
+// MARK: - Writing
+
+extension ByteBuffer {
+    /// LEB128: seven bits per byte, low bits first.
+    @inlinable
+    mutating func writeVarint(_ value: UInt64) {
+        var v = value
+        while v >= 0x80 {
+            writeInteger(UInt8(truncatingIfNeeded: v) | 0x80)
+            v >>= 7
+        }
+        writeInteger(UInt8(v))
+    }
+
+    mutating func writeVarString(_ s: String) {
+        writeVarint(UInt64(s.utf8.count))
+        writeString(s)
+    }
+
+    mutating func writeVarBytes(_ bytes: [UInt8]) {
+        writeVarint(UInt64(bytes.count))
+        writeBytes(bytes)
+    }
+
+    mutating func writeVarints(_ values: [UInt64]) {
+        writeVarint(UInt64(values.count))
+        for v in values { writeVarint(v) }
+    }
+
+    mutating func writeArray<T>(_ items: [T], _ write: (inout ByteBuffer, T) -> Void) {
+        writeVarint(UInt64(items.count))
+        for item in items { write(&self, item) }
+    }
+
+    mutating func writeOptional<T>(_ value: T?, _ write: (inout ByteBuffer, T) -> Void) {
+        if let value {
+            writeInteger(UInt8(1))
+            write(&self, value)
+        } else {
+            writeInteger(UInt8(0))
+        }
+    }
+
+    mutating func writeProcessID(_ p: ProcessID) {
+        writeVarint(p.node.rawValue)
+        writeVarint(p.incarnation)
+    }
+
+    mutating func writeViewID(_ v: ViewID) {
+        writeVarint(v.epoch)
+        writeProcessID(v.coordinator)
+    }
+
+    mutating func writeClusterView(_ v: ClusterView) {
+        writeViewID(v.id)
+        writeArray(v.members) { $0.writeProcessID($1) }
+    }
+
+    mutating func writeDigest(_ d: Digest) {
+        writeVarints(d.received)
+        writeVarint(d.ordersKnown)
+    }
+
+    mutating func writeOrderEntries(_ entries: [OrderEntry]) {
+        writeVarint(UInt64(entries.count))
+        for e in entries {
+            writeVarint(UInt64(e.origin))
+            writeVarint(e.seq)
+        }
+    }
+
+    mutating func writeStreamPosition(_ p: StreamPosition) {
+        writeViewID(p.view)
+        writeVarints(p.delivered)
+    }
+
+    mutating func writeDataMessage(_ m: DataMessage) {
+        writeViewID(m.id.view)
+        writeVarint(UInt64(m.id.origin))
+        writeVarint(m.id.seq)
+        writeProcessID(m.publish.origin)
+        writeVarint(m.publish.seq)
+        writeVarint(m.session)
+        writeInteger(m.level.rawValue)
+        switch m.kind {
+        case .publish(.topic(let t)):
+            writeInteger(UInt8(0))
+            writeVarString(t.name)
+        case .publish(.group(let p)):
+            writeInteger(UInt8(1))
+            writeVarString(p.name)
+        case .groupJoin(let p):
+            writeInteger(UInt8(2))
+            writeVarString(p.name)
+        case .groupLeave(let p):
+            writeInteger(UInt8(3))
+            writeVarString(p.name)
+        case .groupReady(let p):
+            writeInteger(UInt8(4))
+            writeVarString(p.name)
+        }
+        writeVarBytes(m.payload)
+    }
+
+    mutating func writeInstall(_ i: Install) {
+        writeOptional(i.previous) { $0.writeViewID($1) }
+        writeClusterView(i.view)
+        writeVarints(i.cut)
+        writeVarint(i.ordersCut)
+        writeArray(i.messages) { $0.writeDataMessage($1) }
+        writeVarint(i.ordersFirst)
+        writeOrderEntries(i.orders)
+        writeArray(i.groups) { b, g in
+            b.writeVarString(g.pattern.name)
+            b.writeArray(g.members) { $0.writeProcessID($1) }
+            b.writeArray(g.ready) { $0.writeInteger(UInt8($1 ? 1 : 0)) }
+        }
+    }
+}
+
+// MARK: - Reading
+
+extension ByteBuffer {
+    mutating func readVarint() throws(MessageDecodingError) -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while true {
+            guard let byte: UInt8 = readInteger() else { throw MessageDecodingError("truncated varint") }
+            if shift == 63 && byte > 1 { throw MessageDecodingError("varint overflows 64 bits") }
+            value |= UInt64(byte & 0x7F) << shift
+            if byte & 0x80 == 0 { return value }
+            shift += 7
+            if shift > 63 { throw MessageDecodingError("varint too long") }
+        }
+    }
+
+    mutating func readCount() throws(MessageDecodingError) -> Int {
+        let n = try readVarint()
+        // Every item takes at least one byte: a count above what is left is corrupt.
+        guard n <= UInt64(MessageCodec.countMax), n <= UInt64(readableBytes) else {
+            throw MessageDecodingError("count \(n) exceeds the \(readableBytes) bytes left")
+        }
+        return Int(n)
+    }
+
+    mutating func readVarBytes() throws(MessageDecodingError) -> [UInt8] {
+        let n = try readCount()
+        guard let bytes = readBytes(length: n) else { throw MessageDecodingError("truncated bytes") }
+        return bytes
+    }
+
+    mutating func readVarString() throws(MessageDecodingError) -> String {
+        let n = try readCount()
+        guard let s = readString(length: n) else { throw MessageDecodingError("truncated string") }
+        return s
+    }
+
+    mutating func readVarints() throws(MessageDecodingError) -> [UInt64] {
+        let n = try readCount()
+        var out: [UInt64] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n { out.append(try readVarint()) }
+        return out
+    }
+
+    mutating func readArray<T>(_ read: (inout ByteBuffer) throws(MessageDecodingError) -> T) throws(MessageDecodingError) -> [T] {
+        let n = try readCount()
+        var out: [T] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n { out.append(try read(&self)) }
+        return out
+    }
+
+    mutating func readOptional<T>(_ read: (inout ByteBuffer) throws(MessageDecodingError) -> T) throws(MessageDecodingError) -> T? {
+        guard let flag: UInt8 = readInteger() else { throw MessageDecodingError("truncated optional") }
+        switch flag {
+        case 0: return nil
+        case 1: return try read(&self)
+        default: throw MessageDecodingError("bad optional flag \(flag)")
+        }
+    }
+
+    mutating func readProcessID() throws(MessageDecodingError) -> ProcessID {
+        ProcessID(node: NodeID(try readVarint()), incarnation: try readVarint())
+    }
+
+    mutating func readViewID() throws(MessageDecodingError) -> ViewID {
+        ViewID(epoch: try readVarint(), coordinator: try readProcessID())
+    }
+
+    mutating func readClusterView() throws(MessageDecodingError) -> ClusterView {
+        let id = try readViewID()
+        let members = try readArray { b throws(MessageDecodingError) in try b.readProcessID() }
+        guard !members.isEmpty else { throw MessageDecodingError("a view without members") }
+        return ClusterView(id: id, members: members)
+    }
+
+    mutating func readDigest() throws(MessageDecodingError) -> Digest {
+        Digest(received: try readVarints(), ordersKnown: try readVarint())
+    }
+
+    mutating func readOrderEntries() throws(MessageDecodingError) -> [OrderEntry] {
+        let n = try readCount()
+        var out: [OrderEntry] = []
+        out.reserveCapacity(n)
+        for _ in 0..<n {
+            let origin = try readVarint()
+            guard origin <= UInt64(UInt32.max) else { throw MessageDecodingError("origin rank \(origin) out of range") }
+            out.append(OrderEntry(origin: UInt32(origin), seq: try readVarint()))
+        }
+        return out
+    }
+
+    mutating func readStreamPosition() throws(MessageDecodingError) -> StreamPosition {
+        StreamPosition(view: try readViewID(), delivered: try readVarints())
+    }
+
+    mutating func readPattern() throws(MessageDecodingError) -> TopicPattern {
+        let name = try readVarString()
+        do { return try TopicPattern(name, limits: MessageCodec.limits) } catch {
+            throw MessageDecodingError("pattern \(name): \(error)")
+        }
+    }
+
+    mutating func readTopic() throws(MessageDecodingError) -> Topic {
+        let name = try readVarString()
+        do { return try Topic(name, limits: MessageCodec.limits) } catch {
+            throw MessageDecodingError("topic \(name): \(error)")
+        }
+    }
+
+    mutating func readDataMessage() throws(MessageDecodingError) -> DataMessage {
+        let view = try readViewID()
+        let origin = try readVarint()
+        guard origin <= UInt64(UInt32.max) else { throw MessageDecodingError("origin rank \(origin) out of range") }
+        let seq = try readVarint()
+        let publisher = try readProcessID()
+        let publishSeq = try readVarint()
+        let session = try readVarint()
+        guard let rawLevel: UInt8 = readInteger(), let level = DeliveryLevel(rawValue: rawLevel) else {
+            throw MessageDecodingError("bad delivery level")
+        }
+        guard let kindTag: UInt8 = readInteger() else { throw MessageDecodingError("truncated kind") }
+        let kind: DataKind
+        switch kindTag {
+        case 0: kind = .publish(.topic(try readTopic()))
+        case 1: kind = .publish(.group(try readPattern()))
+        case 2: kind = .groupJoin(try readPattern())
+        case 3: kind = .groupLeave(try readPattern())
+        case 4: kind = .groupReady(try readPattern())
+        default: throw MessageDecodingError("unknown data kind \(kindTag)")
+        }
+        let payload = try readVarBytes()
+        return DataMessage(
+            id: MessageID(view: view, origin: UInt32(origin), seq: seq), publish: PublishID(origin: publisher, seq: publishSeq),
+            session: session, level: level, kind: kind, payload: payload)
+    }
+
+    mutating func readInstall() throws(MessageDecodingError) -> Install {
+        let previous = try readOptional { b throws(MessageDecodingError) in try b.readViewID() }
+        let view = try readClusterView()
+        let cut = try readVarints()
+        let ordersCut = try readVarint()
+        let messages = try readArray { b throws(MessageDecodingError) in try b.readDataMessage() }
+        let ordersFirst = try readVarint()
+        let orders = try readOrderEntries()
+        let groups = try readArray { b throws(MessageDecodingError) -> GroupRecord in
+            let pattern = try b.readPattern()
+            let members = try b.readArray { b throws(MessageDecodingError) in try b.readProcessID() }
+            let ready = try b.readArray { b throws(MessageDecodingError) -> Bool in
+                guard let flag: UInt8 = b.readInteger() else { throw MessageDecodingError("truncated flag") }
+                return flag != 0
+            }
+            guard ready.count == members.count else { throw MessageDecodingError("group \(pattern.name): ready flags do not match members") }
+            return GroupRecord(pattern: pattern, members: members, ready: ready)
+        }
+        return Install(
+            previous: previous, view: view, cut: cut, ordersCut: ordersCut, messages: messages, ordersFirst: ordersFirst,
+            orders: orders, groups: groups)
+    }
+}
