@@ -196,4 +196,24 @@ final class ClusterTests: XCTestCase {
             s.payloads.contains("during") && (0..<3).allSatisfy { s.payloads.contains("healed-\($0)") }
         }
     }
+
+    /// The README's cluster walkthrough: examples/local-cluster.sh starts
+    /// three nodes, publishes on n1 and sees the message on n2.
+    func testLocalClusterExampleScriptPublishesOnOneNodeAndDeliversOnAnother() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [root.appendingPathComponent("examples/local-cluster.sh").path, "--check"]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PIGLIX_BIN"] = TestServer.binaryPath
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, text)
+        XCTAssertTrue(text.contains("ok: published on n1, delivered on n2"), text)
+    }
 }

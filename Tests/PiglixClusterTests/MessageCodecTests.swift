@@ -1,0 +1,77 @@
+import NIOCore
+import PiglixGroups
+import PiglixTopics
+import XCTest
+
+@testable import PiglixCluster
+
+/// The inter-node encoding: every protocol message survives a round trip,
+/// several share one frame body, and corrupt bytes are an error, not a crash
+/// or an allocation of whatever size a length claims.
+final class MessageCodecTests: XCTestCase {
+    let a = ProcessID(node: nodeID(forName: "n1"), incarnation: 1_795_449_495_851_490)
+    let b = ProcessID(node: nodeID(forName: "n2"), incarnation: 7)
+
+    func sample() throws -> [ProtocolMessage] {
+        let view = ViewID(epoch: 3, coordinator: a)
+        let cluster = ClusterView(id: view, members: [a, b])
+        let pattern = try TopicPattern("sensors.*.temp")
+        let data = DataMessage(
+            id: MessageID(view: view, origin: 1, seq: 42), publish: PublishID(origin: b, seq: 9), session: 77, level: .safe,
+            kind: .publish(.topic(try Topic("sensors.paris.temp"))), payload: Array("21.5".utf8))
+        let digest = Digest(received: [4, 42], ordersKnown: 17)
+        let install = Install(
+            previous: view, view: ClusterView(id: ViewID(epoch: 4, coordinator: a), members: [a]), cut: [4, 42], ordersCut: 17,
+            messages: [data], ordersFirst: 15, orders: [OrderEntry(origin: 1, seq: 41), OrderEntry(origin: 0, seq: 4)],
+            groups: [GroupRecord(pattern: pattern, members: [a, b], ready: [true, false])])
+        return [
+            .data(data),
+            .data(DataMessage(id: data.id, publish: data.publish, session: 0, level: .total, kind: .groupJoin(pattern), payload: [])),
+            .order(view: view, first: 15, entries: [OrderEntry(origin: 1, seq: 41)]),
+            .ack(view: view, digest: digest), .stable(view: view, digest: digest),
+            .heartbeat(view: view, digest: digest, stable: nil), .heartbeat(view: view, digest: digest, stable: digest),
+            .nak(view: view, from: 3), .orderNak(view: view, from: 2), .joinRequest(b),
+            .flushStart(previous: view, proposal: cluster),
+            .flushReport(
+                FlushReport(
+                    previous: view, ballot: install.view.id, digest: digest, knownStable: digest, messages: [data], ordersFirst: 15,
+                    orders: install.orders, delivered: [4, 40], floors: [1, 2], totalDelivered: 16, accepted: install,
+                    acceptedBallot: install.view.id)),
+            .flushReject(previous: view, promised: install.view.id), .propose(ballot: install.view.id, install),
+            .accepted(ballot: install.view.id), .install(install), .installRequest(view: view), .viewNotice(cluster),
+            .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2])),
+            .checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [4, 42]), state: [0, 1, 2, 255]),
+        ]
+    }
+
+    func testEveryMessageSurvivesARoundTripInOneFrameBody() throws {
+        let messages = try sample()
+        var body = ByteBuffer()
+        for m in messages { MessageCodec.encode(m, into: &body) }
+        var decoded: [ProtocolMessage] = []
+        while body.readableBytes > 0 { decoded.append(try MessageCodec.decode(&body)) }
+        XCTAssertEqual(decoded, messages)
+    }
+
+    func testCorruptBytesAreAnErrorNotACrash() throws {
+        for m in try sample() {
+            var whole = ByteBuffer()
+            MessageCodec.encode(m, into: &whole)
+            // Every truncation fails cleanly.
+            for cut in 0..<whole.readableBytes {
+                var part = whole.getSlice(at: 0, length: cut)!
+                XCTAssertThrowsError(try MessageCodec.decode(&part))
+            }
+        }
+        var unknown = ByteBuffer(bytes: [200, 1, 2])
+        XCTAssertThrowsError(try MessageCodec.decode(&unknown))
+        // A length far beyond the bytes left is refused before allocating.
+        var huge = ByteBuffer(bytes: [4, 3, 1, 1, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F])
+        XCTAssertThrowsError(try MessageCodec.decode(&huge))
+    }
+
+    func testNodeIDsFollowFromNamesAlone() {
+        XCTAssertEqual(nodeID(forName: "n1"), nodeID(forName: "n1"))
+        XCTAssertNotEqual(nodeID(forName: "n1"), nodeID(forName: "n2"))
+    }
+}
