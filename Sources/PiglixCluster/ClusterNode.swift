@@ -152,6 +152,7 @@ public final class ClusterNode: Sendable {
         self.counterBox = NIOLockedValueBox(ClusterCounters())
         var frameSettings = TransportSettings()
         frameSettings.frameBytesMax = settings.frameBytesMax
+        frameSettings.compressFramesAtBytes = settings.compressFramesAtBytes
         var transportRef: ClusterTransport!
         let hello = Hello(name: settings.nodeName, incarnation: startIncarnation, listenAddress: settings.advertiseAddress)
         // The callbacks need `self`; they are only called after `start`.

@@ -1,3 +1,4 @@
+import CompressNIO
 import NIOCore
 import NIOPosix
 
@@ -19,6 +20,9 @@ public struct TransportSettings: Sendable {
     public var connectTimeout = TimeAmount.seconds(1)
     /// A connection that has not said hello within this is closed.
     public var helloTimeout = TimeAmount.seconds(5)
+    /// zlib-compress frame bodies of at least this many bytes (nil: never).
+    /// A receiver always accepts compressed frames, so nodes may differ.
+    public var compressFramesAtBytes: Int?
     public init() {}
 }
 
@@ -139,8 +143,18 @@ public final class ClusterTransport: Sendable {
     public func send(to peer: String, _ body: ByteBuffer) -> Bool {
         loop.preconditionInEventLoop()
         guard let connection = state.value.connections[peer] else { return false }
+        var kind = PeerFrameKind.messages
+        var body = body
+        if let threshold = settings.compressFramesAtBytes, body.readableBytes >= threshold {
+            // One self-contained zlib stream per frame; kept only if it saves bytes.
+            var input = body
+            if let compressed = try? input.compress(with: .zlib()), compressed.readableBytes < body.readableBytes {
+                body = compressed
+                kind = .compressedMessages
+            }
+        }
         var frame = connection.channel.allocator.buffer(capacity: body.readableBytes + 5)
-        frame.writePeerFrame(.messages, body: body)
+        frame.writePeerFrame(kind, body: body)
         connection.channel.write(frame, promise: nil)
         state.value.dirty.append(connection.channel)
         scheduleFlush()
@@ -303,7 +317,15 @@ final class PeerHandler: ChannelInboundHandler {
         if let peer {
             switch frame.kind {
             case .messages: transport.received(frame.body, from: peer)
-            case .hello, .compressedMessages: context.close(promise: nil)
+            case .compressedMessages:
+                // Bounded like an uncompressed frame: a bomb closes the link.
+                var body = frame.body
+                guard let plain = try? body.decompress(with: .zlib(), maxSize: transport.settings.frameBytesMax) else {
+                    context.close(promise: nil)
+                    return
+                }
+                transport.received(plain, from: peer)
+            case .hello: context.close(promise: nil)
             }
             return
         }

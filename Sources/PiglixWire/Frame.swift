@@ -120,3 +120,75 @@ extension ByteBuffer {
         return readString(length: Int(length))
     }
 }
+
+/// Writes into raw memory a caller reserved (see `ByteBuffer.writeRaw`):
+/// the hot-path frames use it to write their fixed fields with one capacity
+/// check and one writer-index move, not one per field.
+@usableFromInline
+struct RawWriter {
+    @usableFromInline let bytes: UnsafeMutableRawBufferPointer
+    @usableFromInline var position = 0
+
+    @inlinable
+    init(_ bytes: UnsafeMutableRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    @inlinable
+    mutating func byte(_ value: UInt8) {
+        bytes[position] = value
+        position &+= 1
+    }
+
+    @inlinable
+    mutating func uint16(_ value: UInt16) {
+        bytes.storeBytes(of: value.bigEndian, toByteOffset: position, as: UInt16.self)
+        position &+= 2
+    }
+
+    /// A u16-length-prefixed string; its length must have been reserved.
+    @inlinable
+    mutating func shortString(_ string: String) {
+        let lengthIndex = position
+        position &+= 2
+        let start = position
+        let copied = string.utf8.withContiguousStorageIfAvailable { utf8 -> Void in
+            UnsafeMutableRawBufferPointer(rebasing: bytes[position..<(position + utf8.count)])
+                .copyMemory(from: UnsafeRawBufferPointer(utf8))
+            position &+= utf8.count
+        }
+        if copied == nil {
+            for byte in string.utf8 { self.byte(byte) }
+        }
+        bytes.storeBytes(of: UInt16(truncatingIfNeeded: position - start).bigEndian, toByteOffset: lengthIndex, as: UInt16.self)
+    }
+
+    /// A u16-length-prefixed message id, single-node form; 31 bytes reserved.
+    @inlinable
+    mutating func shortMessageID(epoch: UInt32, sequence: UInt64) {
+        let lengthIndex = position
+        position &+= 2
+        let hex: StaticString = "0123456789abcdef"
+        var shift: UInt32 = 28
+        for _ in 0..<8 {
+            byte(hex.utf8Start[Int((epoch >> shift) & 0xF)])
+            shift &-= 4
+        }
+        byte(UInt8(ascii: "-"))
+        position &+= ByteBuffer.formatDecimal(sequence, into: UnsafeMutableRawBufferPointer(rebasing: bytes[position...]))
+        bytes.storeBytes(of: UInt16(truncatingIfNeeded: position - lengthIndex - 2).bigEndian, toByteOffset: lengthIndex, as: UInt16.self)
+    }
+}
+
+extension ByteBuffer {
+    /// Reserves `maxBytes`, lets `body` write at most that many through a
+    /// ``RawWriter``, and moves the writer index past what it wrote.
+    @inlinable
+    mutating func writeRaw(maxBytes: Int, _ body: (inout RawWriter) -> Void) {
+        writeWithUnsafeMutableBytes(minimumWritableBytes: maxBytes) { raw in
+            var writer = RawWriter(raw)
+            body(&writer)
+            return writer.position
+        }
+    }
+}

@@ -85,7 +85,9 @@ public struct MessageID: Hashable, Comparable, Sendable, CustomStringConvertible
 }
 
 extension ByteBuffer {
-    /// Writes the text form of `id` without an intermediate String.
+    /// Writes the text form of `id` without an intermediate String: one
+    /// capacity check and one writer-index move, not one per character
+    /// (ids are written twice per message, in the ack and in the delivery).
     @inlinable
     public mutating func writeMessageID(_ id: MessageID) {
         if let position = id.position {
@@ -97,31 +99,39 @@ extension ByteBuffer {
             }
             return
         }
-        let hex: StaticString = "0123456789abcdef"
-        var shift: UInt32 = 28
-        for _ in 0..<8 {
-            writeInteger(hex.utf8Start[Int((id.epoch >> shift) & 0xF)])
-            shift &-= 4
+        // 8 hex digits, "-", at most 20 decimal digits.
+        writeWithUnsafeMutableBytes(minimumWritableBytes: 29) { out in
+            let hex: StaticString = "0123456789abcdef"
+            var shift: UInt32 = 28
+            for index in 0..<8 {
+                out[index] = hex.utf8Start[Int((id.epoch >> shift) & 0xF)]
+                shift &-= 4
+            }
+            out[8] = UInt8(ascii: "-")
+            return 9 + Self.formatDecimal(id.sequence, into: UnsafeMutableRawBufferPointer(rebasing: out[9...]))
         }
-        writeInteger(UInt8(ascii: "-"))
-        writeDecimal(id.sequence)
     }
 
     /// Writes an unsigned integer in decimal.
     @inlinable
     public mutating func writeDecimal(_ value: UInt64) {
-        if value < 10 {
-            writeInteger(UInt8(ascii: "0") + UInt8(value))
-            return
-        }
-        var divisor: UInt64 = 1
-        while divisor <= value / 10 { divisor *= 10 }
+        writeWithUnsafeMutableBytes(minimumWritableBytes: 20) { out in Self.formatDecimal(value, into: out) }
+    }
+
+    /// Formats `value` in decimal at the start of `out` (room for 20 digits)
+    /// and returns the digit count.
+    @inlinable
+    static func formatDecimal(_ value: UInt64, into out: UnsafeMutableRawBufferPointer) -> Int {
+        let digits = decimalLength(value)
         var rest = value
-        while divisor > 0 {
-            writeInteger(UInt8(ascii: "0") + UInt8(rest / divisor))
-            rest %= divisor
-            divisor /= 10
-        }
+        var index = digits
+        repeat {
+            index &-= 1
+            let (quotient, remainder) = rest.quotientAndRemainder(dividingBy: 10)
+            out[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: remainder)
+            rest = quotient
+        } while index > 0
+        return digits
     }
 
     /// The byte count of `id`'s text form.

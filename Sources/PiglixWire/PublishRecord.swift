@@ -132,13 +132,22 @@ extension PublishRecord {
 
     /// Appends this record as a `publish` frame.
     public func encodeFrame(into out: inout ByteBuffer) {
-        let lengthIndex = out.beginFrame(.publish)
-        out.writeInteger(delivery.rawValue)
-        out.writeShortString(topic)
-        out.writeInteger(UInt8(truncatingIfNeeded: headers.count))
-        for header in headers {
-            out.writeShortString(header.name)
-            out.writeShortString(header.value)
+        // Header, topic and headers in one write, then the payload: the
+        // length is patched at the end.
+        var headerBytes = 0
+        for header in headers { headerBytes += 4 + header.name.utf8.count + header.value.utf8.count }
+        let lengthIndex = out.writerIndex + 1
+        out.reserveCapacity(minimumWritableBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 1 + headerBytes + payload.readableBytes)
+        out.writeRaw(maxBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 1 + headerBytes) { writer in
+            writer.byte(FrameType.publish.rawValue)
+            writer.position &+= 4
+            writer.byte(delivery.rawValue)
+            writer.shortString(topic)
+            writer.byte(UInt8(truncatingIfNeeded: headers.count))
+            for header in headers {
+                writer.shortString(header.name)
+                writer.shortString(header.value)
+            }
         }
         var payload = payload
         out.writeBuffer(&payload)
@@ -163,16 +172,44 @@ extension PublishRecord {
 public enum UTF8Check {
     @inlinable
     public static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        // ASCII fast path, 8 bytes at a time.
-        var index = 0
         let count = bytes.count
-        while index + 8 <= count {
-            if bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 { break }
-            index += 8
+        var index = 0
+        while index < count {
+            // ASCII fast path, 8 bytes at a time.
+            while index + 8 <= count, bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 == 0 {
+                index &+= 8
+            }
+            guard index < count else { return true }
+            let lead = bytes[index]
+            if lead < 0x80 {
+                index &+= 1
+                continue
+            }
+            // Validated in place (RFC 3629 table 3-7): no String is made.
+            @inline(__always) func continuation(_ offset: Int) -> UInt8? {
+                guard index + offset < count else { return nil }
+                let byte = bytes[index + offset]
+                return byte & 0xC0 == 0x80 ? byte : nil
+            }
+            switch lead {
+            case 0xC2...0xDF:
+                guard continuation(1) != nil else { return false }
+                index &+= 2
+            case 0xE0...0xEF:
+                guard let second = continuation(1), continuation(2) != nil else { return false }
+                if lead == 0xE0 && second < 0xA0 { return false }  // overlong
+                if lead == 0xED && second > 0x9F { return false }  // surrogate
+                index &+= 3
+            case 0xF0...0xF4:
+                guard let second = continuation(1), continuation(2) != nil, continuation(3) != nil else { return false }
+                if lead == 0xF0 && second < 0x90 { return false }  // overlong
+                if lead == 0xF4 && second > 0x8F { return false }  // over U+10FFFF
+                index &+= 4
+            default:
+                return false
+            }
         }
-        while index < count, bytes[index] < 0x80 { index += 1 }
-        if index == count { return true }
-        return String(validating: UnsafeRawBufferPointer(rebasing: bytes[index...]), as: UTF8.self) != nil
+        return true
     }
 
     public static func isValid(_ buffer: ByteBuffer) -> Bool {

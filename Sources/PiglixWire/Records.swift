@@ -59,7 +59,7 @@ extension ByteBuffer {
     /// `,"headers":{…}` when there are any, then `,"data":"…"` for UTF-8
     /// payloads or `,"data_b64":"…"` for others.
     @inlinable
-    mutating func writeHeadersAndPayloadJSON(headers: [MessageHeader], payload: ByteBuffer, payloadIsText: Bool) {
+    public mutating func writeHeadersAndPayloadJSON(headers: [MessageHeader], payload: ByteBuffer, payloadIsText: Bool) {
         if !headers.isEmpty {
             writeStaticString(",\"headers\":{")
             for (index, header) in headers.enumerated() {
@@ -99,15 +99,36 @@ public enum RecordEncoder {
     ) {
         switch format {
         case .binary:
-            let lengthIndex = out.beginFrame(.message)
-            out.writeInteger(delivery.rawValue)
-            out.writeShortString(topic)
-            out.writeInteger(UInt16(ByteBuffer.messageIDLength(id)))
-            out.writeMessageID(id)
-            out.writeInteger(UInt8(truncatingIfNeeded: headers.count))
-            for header in headers {
-                out.writeShortString(header.name)
-                out.writeShortString(header.value)
+            let lengthIndex: Int
+            if id.position == nil {
+                // The common case in one write: type, length (patched below),
+                // level, topic, id, header count, headers.
+                var headerBytes = 0
+                for header in headers { headerBytes += 4 + header.name.utf8.count + header.value.utf8.count }
+                lengthIndex = out.writerIndex + 1
+                out.writeRaw(maxBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 31 + 1 + headerBytes) { writer in
+                    writer.byte(FrameType.message.rawValue)
+                    writer.position &+= 4
+                    writer.byte(delivery.rawValue)
+                    writer.shortString(topic)
+                    writer.shortMessageID(epoch: id.epoch, sequence: id.sequence)
+                    writer.byte(UInt8(truncatingIfNeeded: headers.count))
+                    for header in headers {
+                        writer.shortString(header.name)
+                        writer.shortString(header.value)
+                    }
+                }
+            } else {
+                lengthIndex = out.beginFrame(.message)
+                out.writeInteger(delivery.rawValue)
+                out.writeShortString(topic)
+                out.writeInteger(UInt16(ByteBuffer.messageIDLength(id)))
+                out.writeMessageID(id)
+                out.writeInteger(UInt8(truncatingIfNeeded: headers.count))
+                for header in headers {
+                    out.writeShortString(header.name)
+                    out.writeShortString(header.value)
+                }
             }
             var payload = payload
             out.writeBuffer(&payload)
@@ -214,7 +235,18 @@ public enum AckCodec {
     /// Appends the ack of an accepted record without building strings.
     @inlinable
     public static func writeOK(id: MessageID, delivery: DeliveryLevel, status: Int, binary: Bool, into out: inout ByteBuffer) {
-        if binary {
+        if binary, id.position == nil {
+            // One write: type, length 4 + id + 3, status, id, level, empty error.
+            out.writeRaw(maxBytes: FrameHeader.size + 2 + 31 + 1 + 2) { writer in
+                writer.byte(FrameType.ack.rawValue)
+                writer.position &+= 4
+                writer.uint16(UInt16(status))
+                writer.shortMessageID(epoch: id.epoch, sequence: id.sequence)
+                writer.byte(delivery.rawValue)
+                writer.uint16(0)
+                writer.bytes.storeBytes(of: UInt32(writer.position - FrameHeader.size).bigEndian, toByteOffset: 1, as: UInt32.self)
+            }
+        } else if binary {
             let lengthIndex = out.beginFrame(.ack)
             out.writeInteger(UInt16(status))
             out.writeInteger(UInt16(ByteBuffer.messageIDLength(id)))

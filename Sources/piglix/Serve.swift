@@ -30,6 +30,8 @@ struct Serve: AsyncParsableCommand {
     var clusterHeartbeatMs: Int?
     @Option(help: "A node silent this long is suspected and a view change starts, ms (at least 3 heartbeats). [env PIGLIX_SUSPICION_TIMEOUT_MS, default 1000]")
     var suspicionTimeoutMs: Int?
+    @Option(help: "zlib-compress inter-node frames of at least this many bytes; 0 turns it off. [env PIGLIX_CLUSTER_COMPRESS_BYTES, default 0]")
+    var clusterCompressBytes: Int?
     @Option(help: "How long a node that hears of no cluster waits before the one with the smallest --node-id forms the first view, ms. [env PIGLIX_BOOTSTRAP_WAIT_MS, default 2 suspicion timeouts]")
     var bootstrapWaitMs: Int?
 
@@ -104,6 +106,7 @@ struct Serve: AsyncParsableCommand {
             try int(clusterHeartbeatMs, "PIGLIX_CLUSTER_HEARTBEAT_MS") { cluster.heartbeatMilliseconds = $0 }
             try int(suspicionTimeoutMs, "PIGLIX_SUSPICION_TIMEOUT_MS") { cluster.suspicionTimeoutMilliseconds = $0 }
             try int(bootstrapWaitMs, "PIGLIX_BOOTSTRAP_WAIT_MS") { cluster.bootstrapWaitMilliseconds = $0 }
+            try int(clusterCompressBytes, "PIGLIX_CLUSTER_COMPRESS_BYTES") { cluster.compressFramesAtBytes = $0 > 0 ? $0 : nil }
             if cluster.heartbeatMilliseconds <= 0 || cluster.suspicionTimeoutMilliseconds <= 0 {
                 throw ValidationError("--cluster-heartbeat-ms and --suspicion-timeout-ms must be positive")
             }

@@ -37,10 +37,12 @@ final class ClusterTransportTests: XCTestCase {
         }
     }
 
-    private func start(_ name: String, incarnation: UInt64 = 1, port: Int, seeds: [String]) async throws -> Node {
+    private func start(
+        _ name: String, incarnation: UInt64 = 1, port: Int, seeds: [String], settings: TransportSettings = TransportSettings()
+    ) async throws -> Node {
         let inbox = Inbox()
         let transport = ClusterTransport(
-            loop: group.next(), me: Hello(name: name, incarnation: incarnation, listenAddress: "127.0.0.1:\(port)"),
+            loop: group.next(), me: Hello(name: name, incarnation: incarnation, listenAddress: "127.0.0.1:\(port)"), settings: settings,
             callbacks: TransportCallbacks(received: inbox.received, connected: inbox.connected, disconnected: inbox.disconnected))
         let bound = try await transport.listen(host: "127.0.0.1", port: port).get()
         XCTAssertEqual(bound, port)
@@ -76,6 +78,24 @@ final class ClusterTransportTests: XCTestCase {
         }.get()
         try await eventually("all frames") { b.inbox.messages(from: "a").count == 1000 }
         XCTAssertEqual(b.inbox.messages(from: "a"), (0..<1000).map { "m\($0)" })
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
+    func testLargeFramesAreCompressedAndArriveIntact() async throws {
+        let ports = try freePorts(2)
+        var compressing = TransportSettings()
+        compressing.compressFramesAtBytes = 1024
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"], settings: compressing)
+        let b = try await start("b", port: ports[1], seeds: [])
+        try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        let big = String(repeating: "sensors.paris.temp 21.5;", count: 400)
+        try await a.transport.loop.submit {
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: "small")))
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: big)))
+        }.get()
+        try await eventually("both frames") { b.inbox.messages(from: "a").count == 2 }
+        XCTAssertEqual(b.inbox.messages(from: "a"), ["small", big])
         try await a.transport.close().get()
         try await b.transport.close().get()
     }

@@ -15,6 +15,8 @@ final class ClusterTests: XCTestCase {
 
     func testPublishesOnSeveralNodesReachSubscribersOnEveryNodeOnceInOrder_P5_P6_P7() async throws {
         let cluster = try LocalCluster.loopback(3)
+        // Inter-node frames compressed (all but the smallest): same guarantees.
+        for member in cluster.members { member.extraArguments = ["--cluster-compress-bytes", "64"] }
         try cluster.start()
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
         let subscribers = try cluster.members.map { try CurlSubscriber("\($0.base)/v1/subscribe?topic=orders.*") }
