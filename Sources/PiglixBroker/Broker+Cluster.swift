@@ -441,6 +441,8 @@ enum CheckpointCodec {
     }
 
     static func decode(_ bytes: [UInt8], topicLimits: TopicLimits) throws -> [StoredMessage] {
+        // A group's first member starts from the empty state.
+        if bytes.isEmpty { return [] }
         var b = ByteBuffer(bytes: bytes)
         guard let count: UInt32 = b.readInteger() else { throw Corrupt() }
         var out: [StoredMessage] = []

@@ -398,7 +398,14 @@ public final class ClusterNode: Sendable {
         }
         flushOutgoing()
         observeFlush()
-        if statusDirty || box.value.lastStatus == nil { publishStatus(app) }
+        // The core regains the primary silently (a suspect is heard again):
+        // compare rather than wait for an effect.
+        let core = box.value.core
+        if statusDirty || box.value.lastStatus == nil || box.value.lastStatus?.primary != core.isInPrimary
+            || box.value.lastStatus?.view != (core.currentView?.id.epoch ?? 0)
+        {
+            publishStatus(app)
+        }
         let buffered = box.value.core.bufferedMessageCount
         let pending = box.value.core.pendingPublishCount
         let counters = box.value.counters
