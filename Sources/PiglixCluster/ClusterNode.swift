@@ -400,10 +400,9 @@ public final class ClusterNode: Sendable {
         observeFlush()
         // The core regains the primary silently (a suspect is heard again):
         // compare rather than wait for an effect.
-        let core = box.value.core
-        if statusDirty || box.value.lastStatus == nil || box.value.lastStatus?.primary != core.isInPrimary
-            || box.value.lastStatus?.view != (core.currentView?.id.epoch ?? 0)
-        {
+        // (Read through the box: a copy of the core would retain every field.
+        // The view itself only changes with an effect.)
+        if statusDirty || box.value.lastStatus == nil || box.value.lastStatus?.primary != box.value.core.isInPrimary {
             publishStatus(app)
         }
         let buffered = box.value.core.bufferedMessageCount
@@ -487,7 +486,7 @@ public final class ClusterNode: Sendable {
     }
 
     private func publishStatus(_ app: (any ClusterApplication)?) {
-        let core = box.value.core
+        let core = box.value.core  // rare: only when the status may have changed
         let status: ClusterStatus
         if let view = core.currentView {
             let state = core.isInPrimary ? "member" : "minority"
