@@ -12,9 +12,11 @@ extension PiglixClient {
     ///   - inFlightMax: most records sent or buffered but not yet acked;
     ///     ``PublishStream/send(_:)`` waits while this many are outstanding.
     ///   - onAck: called for every ack, in send order, on the connection's
-    ///     event loop: keep it short and non-blocking.
+    ///     event loop: keep it short and non-blocking. Without it, acks are
+    ///     only counted (``PublishStream/counts``), which skips decoding
+    ///     their ids.
     public func publishStream(
-        inFlightMax: Int = 1024, onAck: @escaping @Sendable (PublishAck) -> Void = { _ in }
+        inFlightMax: Int = 1024, onAck: (@Sendable (PublishAck) -> Void)? = nil
     ) async throws -> PublishStream {
         precondition(inFlightMax > 0, "inFlightMax must be positive, not \(inFlightMax)")
         let recordBytesMax = settings.recordBytesMax
@@ -38,7 +40,7 @@ extension PiglixClient {
 public final class PublishStream: Sendable {
     private let channel: any Channel
     public let inFlightMax: Int
-    private let onAck: @Sendable (PublishAck) -> Void
+    private let onAck: (@Sendable (PublishAck) -> Void)?
     private let state: Mutex<State>
 
     private struct State {
@@ -57,7 +59,7 @@ public final class PublishStream: Sendable {
         var responseEnded = false
     }
 
-    init(channel: any Channel, inFlightMax: Int, onAck: @escaping @Sendable (PublishAck) -> Void) {
+    init(channel: any Channel, inFlightMax: Int, onAck: (@Sendable (PublishAck) -> Void)?) {
         self.channel = channel
         self.inFlightMax = inFlightMax
         self.onAck = onAck
@@ -174,14 +176,21 @@ public final class PublishStream: Sendable {
 
     // MARK: From the ack reader, on the event loop
 
+    /// Whether acks are handed to a callback, or only counted.
+    fileprivate var wantsAcks: Bool { onAck != nil }
+
     fileprivate func acked(_ acks: [PublishAck]) {
-        for ack in acks { onAck(ack) }
+        if let onAck { for ack in acks { onAck(ack) } }
         var okCount = 0
         for ack in acks where ack.ok { okCount += 1 }
+        acked(ok: okCount, rejected: acks.count - okCount)
+    }
+
+    fileprivate func acked(ok okCount: Int, rejected rejectedCount: Int) {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, any Error>] in
-            state.inFlight -= acks.count
+            state.inFlight -= okCount + rejectedCount
             state.acked += okCount
-            state.rejected += acks.count - okCount
+            state.rejected += rejectedCount
             guard !state.capacityWaiters.isEmpty, state.inFlight + state.pendingCount < inFlightMax else { return [] }
             let waiters = state.capacityWaiters
             state.capacityWaiters = []
@@ -249,17 +258,28 @@ final class AckReader: ResponseSink {
                 return true
             }
             frames.append(bytes)
+            // Without a callback only the status matters: no id strings are made.
+            let wantsAcks = stream.wantsAcks
+            var okCount = 0
+            var rejectedCount = 0
             do {
                 while let frame = try frames.next() {
                     guard frame.type == .ack else {
                         throw FrameError.malformed("expected an ack frame, got \(frame.type)")
                     }
-                    acks.append(try AckCodec.decodeFrame(frame.body))
+                    if wantsAcks {
+                        acks.append(try AckCodec.decodeFrame(frame.body))
+                    } else if try AckCodec.decodeFrameStatus(frame.body) < 300 {
+                        okCount += 1
+                    } else {
+                        rejectedCount += 1
+                    }
                 }
             } catch {
                 stream.fail(.protocolViolation("\(error)"))
                 return true
             }
+            if okCount + rejectedCount > 0 { stream.acked(ok: okCount, rejected: rejectedCount) }
             if !acks.isEmpty {
                 stream.acked(acks)
                 acks.removeAll(keepingCapacity: true)

@@ -236,6 +236,7 @@ struct RecordDecoder {
     private var frames: FrameDecoder
     private var lines: LineSplitter
     private let inflater: BoundedDecompressor?
+    private var topics = TopicReuse()
 
     init(format: StreamFormat, coding: ContentCoding?, recordBytesMax: Int) {
         self.format = format
@@ -266,7 +267,7 @@ struct RecordDecoder {
         switch format {
         case .binary:
             guard let frame = try frames.next() else { return nil }
-            return try DeliveredRecord.decode(frame: frame)
+            return try DeliveredRecord.decode(frame: frame, topics: &topics)
         case .ndjson:
             while let item = lines.next() {
                 guard case .line(let line) = item else {

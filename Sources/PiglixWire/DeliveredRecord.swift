@@ -23,13 +23,45 @@ public struct DeliveredMessage: Sendable {
     }
 }
 
+/// The last topic a subscribe stream decoder made a String of: a stream
+/// mostly repeats a few topics, and a topic over 15 bytes costs an allocation.
+public struct TopicReuse: Sendable {
+    private var last: String?
+
+    public init() {}
+
+    /// Reads a u16-length-prefixed string, reusing the last one when equal.
+    mutating func readShortString(from body: inout ByteBuffer) -> String? {
+        guard let length: UInt16 = body.getInteger(at: body.readerIndex),
+            body.readableBytes >= 2 + Int(length)
+        else { return nil }
+        let start = body.readerIndex + 2
+        if let last, last.utf8.count == Int(length),
+            body.withUnsafeReadableBytes({ $0[2..<(2 + Int(length))].elementsEqual(last.utf8) })
+        {
+            body.moveReaderIndex(to: start + Int(length))
+            return last
+        }
+        let topic = body.readShortString()
+        last = topic
+        return topic
+    }
+}
+
 extension DeliveredRecord {
     /// Decodes a `message` or `event` frame.
     public static func decode(frame: Frame) throws -> DeliveredRecord {
+        var topics = TopicReuse()
+        return try decode(frame: frame, topics: &topics)
+    }
+
+    /// Decodes a `message` or `event` frame; a topic equal to the previous
+    /// one `topics` saw reuses its String instead of making a new one.
+    public static func decode(frame: Frame, topics: inout TopicReuse) throws -> DeliveredRecord {
         var body = frame.body
         switch frame.type {
         case .message:
-            guard let rawLevel: UInt8 = body.readInteger(), let topic = body.readShortString(),
+            guard let rawLevel: UInt8 = body.readInteger(), let topic = topics.readShortString(from: &body),
                 let id = body.readShortString(), let headerCount: UInt8 = body.readInteger()
             else { throw FrameError.malformed("short message frame") }
             var headers: [MessageHeader] = []

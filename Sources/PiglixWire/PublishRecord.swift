@@ -138,10 +138,11 @@ extension PublishRecord {
         for header in headers { headerBytes += 4 + header.name.utf8.count + header.value.utf8.count }
         let lengthIndex = out.writerIndex + 1
         out.reserveCapacity(minimumWritableBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 1 + headerBytes + payload.readableBytes)
+        let (topic, headers, level) = (self.topic, self.headers, delivery.rawValue)
         out.writeRaw(maxBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 1 + headerBytes) { writer in
             writer.byte(FrameType.publish.rawValue)
             writer.position &+= 4
-            writer.byte(delivery.rawValue)
+            writer.byte(level)
             writer.shortString(topic)
             writer.byte(UInt8(truncatingIfNeeded: headers.count))
             for header in headers {

@@ -102,16 +102,19 @@ public enum RecordEncoder {
             let lengthIndex: Int
             if id.position == nil {
                 // The common case in one write: type, length (patched below),
-                // level, topic, id, header count, headers.
+                // level, topic, id, header count, headers. The closure
+                // captures plain values, not the id (swift 6.x's ownership
+                // verifier trips over a borrowed id in it once inlined).
+                let (epoch, sequence, level) = (id.epoch, id.sequence, delivery.rawValue)
                 var headerBytes = 0
                 for header in headers { headerBytes += 4 + header.name.utf8.count + header.value.utf8.count }
                 lengthIndex = out.writerIndex + 1
                 out.writeRaw(maxBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 31 + 1 + headerBytes) { writer in
                     writer.byte(FrameType.message.rawValue)
                     writer.position &+= 4
-                    writer.byte(delivery.rawValue)
+                    writer.byte(level)
                     writer.shortString(topic)
-                    writer.shortMessageID(epoch: id.epoch, sequence: id.sequence)
+                    writer.shortMessageID(epoch: epoch, sequence: sequence)
                     writer.byte(UInt8(truncatingIfNeeded: headers.count))
                     for header in headers {
                         writer.shortString(header.name)
@@ -236,13 +239,15 @@ public enum AckCodec {
     @inlinable
     public static func writeOK(id: MessageID, delivery: DeliveryLevel, status: Int, binary: Bool, into out: inout ByteBuffer) {
         if binary, id.position == nil {
-            // One write: type, length 4 + id + 3, status, id, level, empty error.
+            // One write: type, length, status, id, level, empty error; the
+            // closure captures plain values only (see writeMessage).
+            let (epoch, sequence, level, status) = (id.epoch, id.sequence, delivery.rawValue, UInt16(status))
             out.writeRaw(maxBytes: FrameHeader.size + 2 + 31 + 1 + 2) { writer in
                 writer.byte(FrameType.ack.rawValue)
                 writer.position &+= 4
-                writer.uint16(UInt16(status))
-                writer.shortMessageID(epoch: id.epoch, sequence: id.sequence)
-                writer.byte(delivery.rawValue)
+                writer.uint16(status)
+                writer.shortMessageID(epoch: epoch, sequence: sequence)
+                writer.byte(level)
                 writer.uint16(0)
                 writer.bytes.storeBytes(of: UInt32(writer.position - FrameHeader.size).bigEndian, toByteOffset: 1, as: UInt32.self)
             }
@@ -279,6 +284,15 @@ public enum AckCodec {
             out.writeJSONString(error)
             out.writeStaticString("}\n")
         }
+    }
+
+    /// Reads only the status of an ack frame body (what counting needs).
+    public static func decodeFrameStatus(_ body: ByteBuffer) throws(FrameError) -> Int {
+        // status u16, id length u16, level u8, error length u16 at the least.
+        guard body.readableBytes >= 7, let status: UInt16 = body.getInteger(at: body.readerIndex) else {
+            throw .malformed("short ack frame")
+        }
+        return Int(status)
     }
 
     /// Reads an ack frame body.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Histogram
 import NIOCore
+import NIOPosix
 import PiglixClient
 import PiglixWire
 import Synchronization
@@ -35,8 +36,14 @@ struct Bench: AsyncParsableCommand {
     var inFlight: Int = 8192
     @Option(help: "A running node's URL; without it the bench starts its own.")
     var url: String?
+    @OptionGroup(title: "Cluster mode (ClusterBench.swift)")
+    var cluster: ClusterBenchOptions
 
     func run() async throws {
+        if cluster.nodes != nil {
+            return try await ClusterBench.run(
+                ClusterBenchPlan(options: cluster, scenario: scenario, seconds: seconds, warmup: warmup, rate: rate, size: size, inFlight: inFlight))
+        }
         guard scenario == "1to1" else { throw ValidationError("unknown scenario \(scenario); known: 1to1") }
         guard size >= 16 else { throw ValidationError("--size must be at least 16") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
@@ -122,7 +129,8 @@ struct Bench: AsyncParsableCommand {
                     try await Task.sleep(until: beginInstant + .nanoseconds(Int64(due)), clock: clock)
                 }
             }
-            let sentAt = monotonicNanos()
+            // Unpaced, the loop's clock read is the send time: one read per message.
+            let sentAt = interval == nil ? now : monotonicNanos()
             payload.setInteger(sentAt, at: 0)
             payload.setInteger(UInt8(measuring ? 1 : 0), at: 8)
             try await stream.send(PublishRecord(topic: topic, payload: payload))
@@ -210,7 +218,7 @@ struct ServerProcess {
     let port: Int
 
     static func start() async throws -> ServerProcess {
-        let port = try freePort()
+        let port = try await freePort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
@@ -251,22 +259,13 @@ struct ServerProcess {
         process.waitUntilExit()
     }
 
-    /// A port the kernel picks for a socket bound to 127.0.0.1:0, then released.
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("socket() failed: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-                bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
-            }
-        }
-        guard bound else { throw ValidationError("bind() failed: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+    /// A port the kernel picks for a listener bound to 127.0.0.1:0, then released.
+    static func freePort() async throws -> Int {
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = listener.localAddress?.port
+        try await listener.close()
+        guard let port else { throw ValidationError("no local port for 127.0.0.1:0") }
+        return port
     }
 }

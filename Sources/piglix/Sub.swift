@@ -99,26 +99,8 @@ enum RecordPrinter {
             out.writeStaticString(",\"delivery\":\"")
             out.writeString(message.delivery.name)
             out.writeInteger(UInt8(ascii: "\""))
-            if !message.headers.isEmpty {
-                out.writeStaticString(",\"headers\":{")
-                for (index, header) in message.headers.enumerated() {
-                    if index > 0 { out.writeInteger(UInt8(ascii: ",")) }
-                    out.writeJSONString(header.name)
-                    out.writeInteger(UInt8(ascii: ":"))
-                    out.writeJSONString(header.value)
-                }
-                out.writeInteger(UInt8(ascii: "}"))
-            }
-            message.payload.withUnsafeReadableBytes { bytes in
-                if UTF8Check.isValid(bytes) {
-                    out.writeStaticString(",\"data\":")
-                    out.writeJSONString(utf8: bytes)
-                } else {
-                    out.writeStaticString(",\"data_b64\":\"")
-                    Base64.encode(bytes, into: &out)
-                    out.writeInteger(UInt8(ascii: "\""))
-                }
-            }
+            out.writeHeadersAndPayloadJSON(
+                headers: message.headers, payload: message.payload, payloadIsText: UTF8Check.isValid(message.payload))
             out.writeInteger(UInt8(ascii: "}"))
         }
     }
