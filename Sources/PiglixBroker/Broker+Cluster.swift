@@ -1,3 +1,4 @@
+import Metrics
 import NIOCore
 import PiglixCluster
 import PiglixGroups
@@ -39,13 +40,16 @@ extension Broker: ClusterApplication {
                 results[i] = .failure(error)
             }
         }
+        let started = ContinuousClock.now
         let outcomes = await cluster.publish(batch)
+        let nanoseconds = (ContinuousClock.now - started).nanosecondsClamped
         for (k, outcome) in outcomes.enumerated() {
             let i = indices[k]
             switch outcome {
             case .acked(let view, let delivered):
                 let id = PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered))
                 results[i] = .success(PublishReceipt(id: id, delivery: records[i].delivery))
+                PublishLatency.timers[Int(records[i].delivery.rawValue)].recordNanoseconds(nanoseconds)
             case .refused(let why):
                 results[i] = .failure(.unavailable(why.description))
             case .failed(.lostPrimary):
@@ -481,5 +485,21 @@ enum CheckpointCodec {
     private static func read(_ b: inout ByteBuffer) -> String? {
         guard let n: UInt16 = b.readInteger() else { return nil }
         return b.readString(length: Int(n))
+    }
+}
+
+/// Publish → level reached at the publishing node, per delivery level
+/// (`piglix_publish_ack_seconds{delivery=…}` in `/metrics`). Created once:
+/// a metrics factory lookup per message would cost more than the message.
+enum PublishLatency {
+    static let timers: [Metrics.Timer] = ["fifo", "total", "safe"].map {
+        Metrics.Timer(label: "piglix_publish_ack_seconds", dimensions: [("delivery", $0)], preferredDisplayUnit: .seconds)
+    }
+}
+
+extension Duration {
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }
