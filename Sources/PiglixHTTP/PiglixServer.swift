@@ -61,6 +61,7 @@ public struct PiglixServer: Sendable {
         router.get("/healthz", use: status.healthz)
         router.get("/readyz", use: status.readyz)
         router.get("/metrics", use: status.metrics)
+        ConsoleRoutes.add(to: router)  // the web console at /
         return router
     }
 

@@ -10,7 +10,7 @@ struct Piglix: AsyncParsableCommand {
             subscribe with `piglix sub PATTERN` or curl. Every serve flag also reads a PIGLIX_*
             environment variable, named in its help.
             """,
-        subcommands: [Serve.self, Pub.self, Sub.self, Bench.self],
+        subcommands: [Serve.self, Pub.self, Sub.self, Bench.self, Probe.self],
         defaultSubcommand: nil
     )
 }

@@ -1,0 +1,161 @@
+import Foundation
+import XCTest
+
+/// Paths in this repository, for tests that run its scripts and examples.
+enum Repo {
+    /// `<root>/Tests/PiglixIntegrationTests/ScriptSupport.swift` → `<root>`.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+
+    static func read(_ relative: String) throws -> String { try String(contentsOfFile: path(relative), encoding: .utf8) }
+
+    /// A fresh directory under `.build/` for one test's files.
+    static func scratchDirectory(_ name: String) throws -> String {
+        let directory = path(".build/test-scratch/\(name)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return directory
+    }
+}
+
+/// The executable `tool` on `PATH`, if any.
+func which(_ tool: String) -> String? {
+    let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+    for directory in path.split(separator: ":") {
+        let candidate = "\(directory)/\(tool)"
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+}
+
+/// Skips the test, naming the tool, when `tool` is not installed.
+func requireTool(_ tool: String, install: String) throws -> String {
+    guard let path = which(tool) else {
+        throw XCTSkip("skipped: \(tool) is not installed (\(install)); .ci/run installs it")
+    }
+    return path
+}
+
+/// Skips the test when python3 cannot import `modules`, naming them.
+func requirePythonModules(_ modules: [String], install: String) async throws {
+    _ = try requireTool("python3", install: "apt-get install python3")
+    let check = try await runTool(["python3", "-c", "import " + modules.joined(separator: ", ")], timeout: .seconds(60))
+    if check.status != 0 {
+        throw XCTSkip("skipped: python3 cannot import \(modules.joined(separator: ", ")) (\(install)); .ci/run installs it")
+    }
+}
+
+/// What a finished command printed (stdout and stderr, interleaved) and its status.
+struct ToolRun: CustomStringConvertible {
+    var status: Int32
+    var output: String
+    var description: String { "exit \(status):\n\(output)" }
+}
+
+/// A process whose output goes to a file, so a test can poll what it printed
+/// so far while it runs.
+final class ScriptProcess {
+    let process = Process()
+    let outputPath: String
+    let command: String
+
+    /// Starts `arguments` (the first is looked up on `PATH` unless it is a path).
+    init(
+        _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
+        currentDirectory: String = Repo.root.path
+    ) throws {
+        precondition(!arguments.isEmpty)
+        command = arguments.joined(separator: " ")
+        let directory = Repo.path(".build/test-scratch/output")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        outputPath = "\(directory)/\(UUID().uuidString).log"
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+
+        let executable = arguments[0].contains("/") ? arguments[0] : (which(arguments[0]) ?? arguments[0])
+        process.executableURL = URL(fileURLWithPath: executable, relativeTo: URL(fileURLWithPath: currentDirectory))
+        process.arguments = Array(arguments.dropFirst())
+        process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        process.standardOutput = output
+        process.standardError = output
+        if let input {
+            let inputPath = outputPath + ".in"
+            FileManager.default.createFile(atPath: inputPath, contents: Data(input.utf8))
+            process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
+        } else {
+            process.standardInput = FileHandle.nullDevice
+        }
+        try process.run()
+        try? output.close()
+    }
+
+    /// Everything printed so far.
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// Polls until the output contains `text` (fails the test with the output otherwise).
+    func waitForOutput(containing text: String, timeout: Duration = .seconds(15)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while !output.contains(text) {
+            if ContinuousClock.now >= deadline {
+                XCTFail("timed out after \(timeout) waiting until `\(command)` printed \(text)\n--- output ---\n\(output)")
+                throw TestServerError.timeout(text)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// Waits for the process to end by itself; on timeout, kills it and fails.
+    @discardableResult
+    func waitForExit(timeout: Duration = .seconds(30)) async throws -> ToolRun {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now >= deadline {
+                stop()
+                XCTFail("`\(command)` did not end within \(timeout)\n--- output ---\n\(output)")
+                throw TestServerError.timeout(command)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        process.waitUntilExit()
+        return ToolRun(status: process.terminationStatus, output: output)
+    }
+
+    /// SIGTERM, then SIGKILL if it lingers.
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        for _ in 0..<100 where process.isRunning { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
+}
+
+/// Runs a command to completion with a deadline.
+func runTool(
+    _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
+    currentDirectory: String = Repo.root.path, timeout: Duration = .seconds(60)
+) async throws -> ToolRun {
+    let script = try ScriptProcess(arguments, environment: environment, input: input, currentDirectory: currentDirectory)
+    return try await script.waitForExit(timeout: timeout)
+}
+
+/// Parses JSON text (one document) into Foundation values.
+func parseJSON(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> Any {
+    do {
+        return try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+    } catch {
+        XCTFail("not JSON: \(text.prefix(500))", file: file, line: line)
+        throw error
+    }
+}
+
+/// The JSON objects of NDJSON text, skipping lines that are not JSON objects.
+func ndjsonObjects(_ text: String) -> [[String: Any]] {
+    text.split(separator: "\n").compactMap { line in
+        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
+    }
+}
