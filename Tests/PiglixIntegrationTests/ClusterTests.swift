@@ -97,6 +97,8 @@ final class ClusterTests: XCTestCase {
         for stream in streams {
             XCTAssertEqual(Array(stream.prefix(shortest)), Array(streams[0].prefix(shortest)))
             XCTAssertEqual(Set(stream).count, stream.count, "no duplicates (P5)")
+            let sequence = stream.compactMap { Int($0.dropFirst()) }
+            XCTAssertEqual(sequence, sequence.sorted(), "publish order kept across the view change (P6)")
         }
         // Subscribers heard about the new view.
         for subscriber in subscribers {
