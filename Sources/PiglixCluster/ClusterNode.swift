@@ -88,7 +88,12 @@ public final class ClusterNode: Sendable {
     private let snapshot: NIOLockedValueBox<ClusterStatus>
     private let counterBox: NIOLockedValueBox<ClusterCounters>
 
-    struct State {
+    /// A class, not a struct: `NIOLoopBoundBox.value` has a plain getter, so
+    /// every read like `box.value.names[node]` copied the whole state (the
+    /// core with all its arrays: a retain and a release per field) before
+    /// picking one field. Through a reference a read is one field.
+    final class State {
+        init(core: GroupNode) { self.core = core }
         var core: GroupNode
         var application: (any ClusterApplication)?
         var names: [NodeID: String] = [:]

@@ -190,14 +190,36 @@ public enum MessageCodec {
 
 extension ByteBuffer {
     /// LEB128: seven bits per byte, low bits first.
+    /// Encoded into a register first, then written with one call: a byte
+    /// per `writeInteger` cost a capacity check and a copy-on-write check
+    /// each (an incarnation, a microsecond timestamp, takes 8 bytes).
     @inlinable
     mutating func writeVarint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            writeInteger(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
+        if value < 0x80 {
+            writeInteger(UInt8(truncatingIfNeeded: value))
+            return
         }
-        writeInteger(UInt8(v))
+        var v = value
+        var low: UInt64 = 0  // bytes 0..<8, little-endian
+        var count = 0
+        while v >= 0x80 && count < 8 {
+            low |= (v & 0x7F | 0x80) << (8 * UInt64(count))
+            v >>= 7
+            count += 1
+        }
+        if count < 8 {
+            low |= v << (8 * UInt64(count))
+            count += 1
+            _ = withUnsafeBytes(of: low.littleEndian) { writeBytes(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        } else {
+            // Nine or ten bytes (values of 2^56 and more).
+            writeInteger(low, endianness: .little)
+            while v >= 0x80 {
+                writeInteger(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            writeInteger(UInt8(v))
+        }
     }
 
     mutating func writeVarString(_ s: String) {

@@ -70,6 +70,30 @@ final class MessageCodecTests: XCTestCase {
         XCTAssertThrowsError(try MessageCodec.decode(&huge))
     }
 
+    func testVarintsOfEveryLengthMatchTheBytewiseEncoding() throws {
+        var values: [UInt64] = [0, 1, 127, 128, 255, 300, 16_383, 16_384, 1_795_449_495_851_490, .max, .max - 1, 1 << 63]
+        for bits in 1...63 { values += [(1 << UInt64(bits)) - 1, 1 << UInt64(bits), (1 << UInt64(bits)) + 1] }
+        for _ in 0..<1000 { values.append(UInt64.random(in: 0...UInt64.max) >> UInt64.random(in: 0...63)) }
+        for value in values {
+            var b = ByteBuffer()
+            b.writeInteger(UInt8(0xAA))  // not at offset 0
+            b.writeVarint(value)
+            b.writeInteger(UInt8(0x55))
+            // The plain LEB128 bytes.
+            var expected: [UInt8] = [0xAA]
+            var v = value
+            while v >= 0x80 {
+                expected.append(UInt8(truncatingIfNeeded: v) | 0x80)
+                v >>= 7
+            }
+            expected.append(UInt8(v))
+            expected.append(0x55)
+            XCTAssertEqual(Array(b.readableBytesView), expected, "\(value)")
+            b.moveReaderIndex(forwardBy: 1)
+            XCTAssertEqual(try b.readVarint(), value)
+        }
+    }
+
     func testNodeIDsFollowFromNamesAlone() {
         XCTAssertEqual(nodeID(forName: "n1"), nodeID(forName: "n1"))
         XCTAssertNotEqual(nodeID(forName: "n1"), nodeID(forName: "n2"))
