@@ -380,7 +380,7 @@ public final class ClusterNode: Sendable {
             case .installGroupView(let gv):
                 app?.clusterGroupViewChanged(
                     pattern: gv.pattern, view: gv.clusterView.epoch, members: gv.members.map { name($0.node) },
-                    primary: box.value.core.isInPrimary)
+                    primary: peekCore { $0.isInPrimary })
             case .primaryLost:
                 statusDirty = true
             case .rejoining:
@@ -407,11 +407,10 @@ public final class ClusterNode: Sendable {
         // compare rather than wait for an effect.
         // (Read through the box: a copy of the core would retain every field.
         // The view itself only changes with an effect.)
-        if statusDirty || box.value.lastStatus == nil || box.value.lastStatus?.primary != box.value.core.isInPrimary {
+        if statusDirty || box.value.lastStatus == nil || box.value.lastStatus?.primary != peekCore({ $0.isInPrimary }) {
             publishStatus(app)
         }
-        let buffered = box.value.core.bufferedMessageCount
-        let pending = box.value.core.pendingPublishCount
+        let (buffered, pending) = peekCore { ($0.bufferedMessageCount, $0.pendingPublishCount) }
         let counters = box.value.counters
         counterBox.withLockedValue {
             $0 = counters
@@ -419,6 +418,12 @@ public final class ClusterNode: Sendable {
             $0.pendingPublishes = pending
         }
     }
+
+    /// Reads the core in place. A computed property of the core (another
+    /// module) read straight through `box.value.core` copied the whole core
+    /// first (a retain and a release per field), several times per batch.
+    @inline(__always)
+    private func peekCore<R>(_ read: (inout GroupNode) -> R) -> R { read(&box.value.core) }
 
     private func trackPosition(_ id: MessageID) {
         if box.value.positionView != id.view {
@@ -478,7 +483,7 @@ public final class ClusterNode: Sendable {
     }
 
     private func observeFlush() {
-        let flushing = box.value.core.isFlushing
+        let flushing = peekCore { $0.isFlushing }
         if flushing, box.value.flushingSince == nil {
             box.value.flushingSince = .now()
         } else if !flushing, let since = box.value.flushingSince {

@@ -25,6 +25,8 @@ struct ClusterBenchOptions: ParsableArguments {
     var safeRate: Int = 5000
     @Option(help: "Cluster mode: view changes to measure (SIGKILL n3, restart it, repeat).")
     var viewChanges: Int = 3
+    @Option(help: "Cluster mode: publish streams on n1 (one connection each) sharing the rate; each is its own publisher session.")
+    var publishers: Int = 1
 }
 
 /// The cluster scenarios, in the order `all` runs them.
@@ -46,6 +48,7 @@ struct ClusterBenchPlan {
     var suspicionTimeoutMs: Int
     var safeRate: Int
     var viewChanges: Int
+    var publishers: Int
 
     /// Validates the options; `scenario` is the bench's positional argument
     /// (`1to1`, its default, and `all` mean every cluster scenario).
@@ -67,6 +70,7 @@ struct ClusterBenchPlan {
             throw ValidationError("--suspicion-timeout-ms must be at least 300 (3 heartbeats of 100 ms)")
         }
         guard options.viewChanges >= 1 else { throw ValidationError("--view-changes must be at least 1") }
+        guard (1...64).contains(options.publishers) else { throw ValidationError("--publishers must be 1 to 64") }
         self.nodes = nodes
         self.seconds = seconds
         self.warmup = warmup
@@ -76,6 +80,7 @@ struct ClusterBenchPlan {
         self.suspicionTimeoutMs = options.suspicionTimeoutMs
         self.safeRate = options.safeRate
         self.viewChanges = options.viewChanges
+        self.publishers = options.publishers
     }
 }
 
@@ -160,50 +165,49 @@ enum ClusterBench {
         }
         trace("\(name): subscribers ready")
 
-        var published = 0
-        var measuredSent = 0
-        let stream = try await publisherClient.publishStream(inFlightMax: plan.inFlight)
-        var payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: plan.size)
-        var measureStart: UInt64 = 0
-        var measureStartAcked = 0
-        var measureStartWire = publisherClient.wireBytes
+        // The publishers: one connection and one stream each, sharing the
+        // rate; one clock decides when measuring starts and ends for all.
         let warmupNanos = UInt64(plan.warmup * 1e9)
         let runNanos = UInt64(plan.seconds * 1e9)
-        let interval = rate.map { 1e9 / Double($0) }
-        let clock = ContinuousClock()
-        let beginInstant = clock.now
+        let interval = rate.map { 1e9 / Double($0) * Double(plan.publishers) }
+        let beginInstant = ContinuousClock.now
         let begin = monotonicNanos()
-        var measuring = false
-        while true {
-            let now = monotonicNanos()
-            let elapsed = now - begin
-            if !measuring && elapsed >= warmupNanos {
-                measuring = true
-                measureStart = now
-                measureStartAcked = stream.counts.acked
-                measureStartWire = publisherClient.wireBytes
-            }
-            if measuring && now - measureStart >= runNanos { break }
-            if let interval {
-                let due = Double(published) * interval
-                if Double(elapsed) < due {
-                    try await Task.sleep(until: beginInstant + .nanoseconds(Int64(due)), clock: clock)
+        let measureStart = begin + warmupNanos
+        let measureEnd = measureStart + runNanos
+        var publishers: [(client: PiglixClient, stream: PublishStream)] = [(publisherClient, try await publisherClient.publishStream(inFlightMax: plan.inFlight))]
+        for _ in 1..<plan.publishers {
+            let client = PiglixClient(host: "127.0.0.1", port: publishNode.httpPort)
+            try await client.connect()
+            publishers.append((client, try await client.publishStream(inFlightMax: plan.inFlight)))
+        }
+        let size = plan.size
+        let count = publishers.count
+        let cpuBefore = cluster.cpuSeconds()
+        let runs = try await withThrowingTaskGroup(of: PublisherRun.self) { group in
+            for (index, publisher) in publishers.enumerated() {
+                let stream = publisher.stream
+                let client = publisher.client
+                group.addTask {
+                    try await publishLoop(
+                        stream: stream, client: client, topic: topic, delivery: delivery, size: size, offset: Double(index) / Double(count),
+                        interval: interval, begin: begin, beginInstant: beginInstant, measureStart: measureStart, measureEnd: measureEnd)
                 }
             }
-            let sentAt = interval == nil ? now : monotonicNanos()
-            payload.setInteger(sentAt, at: 0)
-            payload.setInteger(UInt8(measuring ? 1 : 0), at: 8)
-            try await stream.send(PublishRecord(topic: topic, payload: payload, delivery: delivery))
-            published += 1
-            if measuring { measuredSent += 1 }
+            var runs: [PublisherRun] = []
+            for try await run in group { runs.append(run) }
+            return runs
         }
-        let publishEnd = monotonicNanos()
-        let ackedAtEnd = stream.counts.acked
-        let endWire = publisherClient.wireBytes
-        try await stream.finish()
+        let publishEnd = runs.map(\.publishEnd).max() ?? measureEnd
+        let published = runs.reduce(0) { $0 + $1.published }
+        let measuredSent = runs.reduce(0) { $0 + $1.measuredSent }
+        let ackedWhileMeasuring = runs.reduce(0) { $0 + $1.ackedAtEnd - $1.ackedAtStart }
+        let wireSent = runs.reduce(0) { $0 + $1.wireSentWhileMeasuring }
+        for publisher in publishers { try await publisher.stream.finish() }
         let finished = monotonicNanos()
-        let rejected = stream.counts.rejected
-        trace("\(name): published \(published), counts \(stream.counts)")
+        let cpuAfter = cluster.cpuSeconds()
+        let rejected = publishers.reduce(0) { $0 + $1.stream.counts.rejected }
+        trace("\(name): published \(published), rejected \(rejected)")
+        for publisher in publishers.dropFirst() { try? await publisher.client.close() }
 
         // Every subscriber gets everything accepted (or gives up after 15 s).
         let expected = published - rejected
@@ -227,12 +231,15 @@ enum ClusterBench {
 
         let pacing = rate.map { "paced at \($0) msgs/s" } ?? "unpaced"
         let sinks = subscribers.map { cluster.nodes[$0].name }.joined(separator: ",")
-        print("scenario \(name): \(delivery.name), publish on \(publishNode.name), subscribe on \(sinks), \(plan.size)-byte payloads, \(pacing), in-flight \(plan.inFlight)")
+        let streams = plan.publishers == 1 ? "1 publish stream" : "\(plan.publishers) publish streams (connections) sharing the rate"
+        print(
+            "scenario \(name): \(delivery.name), publish on \(publishNode.name), subscribe on \(sinks), \(plan.size)-byte payloads, \(pacing), \(streams), in-flight \(plan.inFlight) per stream"
+        )
         let publishSeconds = Double(publishEnd - measureStart) / 1e9
         print(
             String(
                 format: "published %d (%d measured over %.2f s), rejected %d, publisher acks %.0f/s while measuring, stream finished %.0f ms after the last send",
-                published, measuredSent, publishSeconds, rejected, Double(ackedAtEnd - measureStartAcked) / publishSeconds,
+                published, measuredSent, publishSeconds, rejected, Double(ackedWhileMeasuring) / publishSeconds,
                 Double(finished - publishEnd) / 1e6))
         guard incomplete.isEmpty else {
             throw ClusterBenchFailure("subscribers incomplete after 15 s: \(incomplete.joined(separator: "; "))")
@@ -255,7 +262,54 @@ enum ClusterBench {
         if results.count > 1 {
             print(String(format: "  all: %.0f deliveries/s over the %d subscribers; latency µs %@", Double(totalMeasured) / slowest, results.count, percentiles(merged)))
         }
-        print(String(format: "  publisher wire bytes sent per message: %.1f", Double(endWire.sent - measureStartWire.sent) / Double(max(measuredSent, 1))))
+        print(String(format: "  publisher wire bytes sent per message: %.1f", Double(wireSent) / Double(max(measuredSent, 1))))
+        // CPU time per message is what a busy shared machine does not distort much.
+        let cpu = zip(cpuBefore, cpuAfter).enumerated().map { index, pair in
+            let name = index < cluster.nodes.count ? cluster.nodes[index].name : "bench"
+            return String(format: "%@ %.1f", name, (pair.1 - pair.0) / Double(max(published, 1)) * 1e6)
+        }
+        print(
+            String(
+                format: "  CPU µs per published message (user+system, whole run incl. warm-up, %.2f s wall): %@", Double(finished - begin) / 1e9,
+                cpu.joined(separator: ", ")))
+    }
+
+    /// One publisher's part of a run: sends until `measureEnd`, paced when
+    /// `interval` (ns between its own sends) is set, starting `offset` of an
+    /// interval late so several publishers interleave.
+    static func publishLoop(
+        stream: PublishStream, client: PiglixClient, topic: String, delivery: DeliveryLevel, size: Int, offset: Double, interval: Double?,
+        begin: UInt64, beginInstant: ContinuousClock.Instant, measureStart: UInt64, measureEnd: UInt64
+    ) async throws -> PublisherRun {
+        var run = PublisherRun()
+        var payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
+        var measuring = false
+        var wireAtStart = client.wireBytes.sent
+        while true {
+            let now = monotonicNanos()
+            if !measuring && now >= measureStart {
+                measuring = true
+                run.ackedAtStart = stream.counts.acked
+                wireAtStart = client.wireBytes.sent
+            }
+            if now >= measureEnd { break }
+            if let interval {
+                let due = (Double(run.published) + offset) * interval
+                if Double(now - begin) < due {
+                    try await Task.sleep(until: beginInstant + .nanoseconds(Int64(due)), clock: .continuous)
+                }
+            }
+            let sentAt = interval == nil ? now : monotonicNanos()
+            payload.setInteger(sentAt, at: 0)
+            payload.setInteger(UInt8(measuring ? 1 : 0), at: 8)
+            try await stream.send(PublishRecord(topic: topic, payload: payload, delivery: delivery))
+            run.published += 1
+            if measuring { run.measuredSent += 1 }
+        }
+        run.publishEnd = monotonicNanos()
+        run.ackedAtEnd = stream.counts.acked
+        run.wireSentWhileMeasuring = client.wireBytes.sent - wireAtStart
+        return run
     }
 
     static func percentiles(_ h: Histogram<UInt64>) -> String {
@@ -345,6 +399,15 @@ enum ClusterBench {
 struct ClusterBenchFailure: Error {
     var reason: String
     init(_ reason: String) { self.reason = reason }
+}
+
+struct PublisherRun: Sendable {
+    var published = 0
+    var measuredSent = 0
+    var ackedAtStart = 0
+    var ackedAtEnd = 0
+    var wireSentWhileMeasuring = 0
+    var publishEnd: UInt64 = 0
 }
 
 struct FlowConsumerResult: Sendable {
@@ -446,6 +509,27 @@ final class LocalCluster {
         let (status, body) = try httpGet(port: nodes[index].httpPort, path: "/v1/cluster")
         guard status == 200 else { throw ClusterBenchFailure("GET /v1/cluster on \(nodes[index].name): HTTP \(status)") }
         return try JSONDecoder().decode(ClusterInfo.self, from: Data(body))
+    }
+
+    /// User plus system CPU seconds of each node so far (0 for one not
+    /// running), then of this process (the bench's clients).
+    func cpuSeconds() -> [Double] {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var out: [Double] = processes.map { process in
+            guard let process, process.isRunning,
+                let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { return 0 }
+            // Fields after "(comm)": state is field 3; utime, stime are 14, 15.
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+            return (user + system) / ticks
+        }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        out.append(
+            Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6)
+        return out
     }
 
     func kill(_ index: Int) {
