@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Foundation
 import Histogram
 import NIOCore
@@ -582,40 +581,50 @@ struct ClusterInfo: Decodable {
 
 /// Kills the bench's children when the bench itself is interrupted
 /// (SIGINT, SIGTERM, SIGHUP); errors and normal exits stop them in `defer`.
+/// The handler is a plain C signal handler: it only reads a fixed table of
+/// pids and calls `kill` and `_exit`, which are async-signal-safe.
 enum ChildReaper {
-    static let pids = Mutex<Set<Int32>>([])
+    static let capacity = 16
+    /// Child pids, 0 for a free slot; written by the bench task only.
+    nonisolated(unsafe) static let slots: UnsafeMutablePointer<Int32> = {
+        let slots = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
+        slots.initialize(repeating: 0, count: capacity)
+        return slots
+    }()
+    static let signals = [SIGINT, SIGTERM, SIGHUP]
 
-    static func add(_ pid: Int32) { _ = pids.withLock { $0.insert(pid) } }
-    static func remove(_ pid: Int32) { _ = pids.withLock { $0.remove(pid) } }
+    static func add(_ pid: Int32) {
+        for i in 0..<capacity where slots[i] == 0 {
+            slots[i] = pid
+            return
+        }
+    }
 
-    static func killAll() {
-        for pid in pids.withLock({ $0 }) { _ = Glibc.kill(pid, SIGKILL) }
+    static func remove(_ pid: Int32) {
+        for i in 0..<capacity where slots[i] == pid { slots[i] = 0 }
     }
 
     final class Handlers {
-        let sources: [any DispatchSourceSignal]
-        init(_ sources: [any DispatchSourceSignal]) { self.sources = sources }
         func cancel() {
-            for source in sources { source.cancel() }
-            for signalNumber in [SIGINT, SIGTERM, SIGHUP] { signal(signalNumber, SIG_DFL) }
+            for signalNumber in ChildReaper.signals { signal(signalNumber, SIG_DFL) }
         }
     }
 
     static func install() -> Handlers {
-        var sources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGINT, SIGTERM, SIGHUP] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler {
-                killAll()
-                FileHandle.standardError.write(Data("piglix bench: signal \(signalNumber), killed the cluster nodes\n".utf8))
-                exit(128 + signalNumber)
-            }
-            source.resume()
-            sources.append(source)
-        }
-        return Handlers(sources)
+        _ = slots
+        for signalNumber in signals { signal(signalNumber, reaperSignalHandler) }
+        return Handlers()
     }
+}
+
+private func reaperSignalHandler(_ signalNumber: Int32) {
+    for i in 0..<ChildReaper.capacity {
+        let pid = ChildReaper.slots[i]
+        if pid > 0 { _ = kill(pid, SIGKILL) }
+    }
+    let message: StaticString = "piglix bench: interrupted, killed the cluster nodes\n"
+    _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+    _exit(128 + signalNumber)
 }
 
 // MARK: - Small blocking helpers (loopback only)
