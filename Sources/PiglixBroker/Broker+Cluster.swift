@@ -18,11 +18,19 @@ extension Broker: ClusterApplication {
     /// batch and each result comes when its level is reached here (`fifo`,
     /// `total`: delivered in order; `safe`: stable).
     public func publish(_ records: [PublishRecord], session: UInt64) async -> [Result<PublishReceipt, PublishError>] {
-        guard let cluster else {
-            return records.map { record in
-                do throws(PublishError) { return .success(try publish(record)) } catch { return .failure(error) }
-            }
+        guard cluster != nil else { return publishLocally(records) }
+        return await withCheckedContinuation { continuation in
+            publish(records, session: session) { continuation.resume(returning: $0) }
         }
+    }
+
+    /// The same without waiting: `done` gets the results, in input order
+    /// (at once on a single node). A publish stream keeps several batches in
+    /// flight this way and writes their acks in order as they complete.
+    public func publish(
+        _ records: [PublishRecord], session: UInt64, done: @escaping @Sendable ([Result<PublishReceipt, PublishError>]) -> Void
+    ) {
+        guard let cluster else { return done(publishLocally(records)) }
         var results = [Result<PublishReceipt, PublishError>?](repeating: nil, count: records.count)
         var batch: [ClusterPublish] = []
         var indices: [Int] = []
@@ -40,28 +48,41 @@ extension Broker: ClusterApplication {
                 results[i] = .failure(error)
             }
         }
+        let levels = records.map(\.delivery)
         let started = ContinuousClock.now
-        let outcomes = await cluster.publish(batch)
-        let nanoseconds = (ContinuousClock.now - started).nanosecondsClamped
-        for (k, outcome) in outcomes.enumerated() {
-            let i = indices[k]
-            switch outcome {
-            case .acked(let view, let delivered):
-                let id = PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered))
-                results[i] = .success(PublishReceipt(id: id, delivery: records[i].delivery))
-                PublishLatency.timers[Int(records[i].delivery.rawValue)].recordNanoseconds(nanoseconds)
-            case .refused(let why):
-                results[i] = .failure(.unavailable(why.description))
-            case .failed(.lostPrimary):
-                results[i] = .failure(
-                    .outcomeUnknown("this node left the primary component before the message reached its level; it may or may not be delivered"))
-            case .failed(.leftCluster):
-                results[i] = .failure(.outcomeUnknown("this node left the cluster before the message reached its level"))
+        let resolved = results
+        let positions = indices
+        cluster.publish(batch) { [weak self] outcomes in
+            var results = resolved
+            let nanoseconds = (ContinuousClock.now - started).nanosecondsClamped
+            var published: UInt64 = 0
+            for (k, outcome) in outcomes.enumerated() {
+                let i = positions[k]
+                switch outcome {
+                case .acked(let view, let delivered):
+                    let id = PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered))
+                    results[i] = .success(PublishReceipt(id: id, delivery: levels[i]))
+                    PublishLatency.timers[Int(levels[i].rawValue)].recordNanoseconds(nanoseconds)
+                    published += 1
+                case .refused(let why):
+                    results[i] = .failure(.unavailable(why.description))
+                case .failed(.lostPrimary):
+                    results[i] = .failure(
+                        .outcomeUnknown(
+                            "this node left the primary component before the message reached its level; it may or may not be delivered"))
+                case .failed(.leftCluster):
+                    results[i] = .failure(.outcomeUnknown("this node left the cluster before the message reached its level"))
+                }
             }
+            if published > 0 { self?.state.withLock { $0.published += published } }
+            done(results.map { $0! })
         }
-        let published = UInt64(outcomes.count { if case .acked = $0 { true } else { false } })
-        if published > 0 { state.withLock { $0.published += published } }
-        return results.map { $0! }
+    }
+
+    private func publishLocally(_ records: [PublishRecord]) -> [Result<PublishReceipt, PublishError>] {
+        records.map { record in
+            do throws(PublishError) { return .success(try publish(record)) } catch { return .failure(error) }
+        }
     }
 
     // MARK: Subscribe
