@@ -48,43 +48,73 @@ public struct Frame: Sendable {
     }
 }
 
-/// Cuts a byte stream into frames. Holds at most one partial frame, whose
-/// size is checked against `bodyBytesMax` from its header before any of it is
-/// buffered, so a hostile length cannot make it allocate.
+/// Cuts a byte stream into frames. Frames that lie whole in one appended
+/// chunk are slices of it, not copies; only a frame that straddles two chunks
+/// is copied together. Holds at most one partial frame, whose size is checked
+/// against `bodyBytesMax` from its header before any of its body is buffered,
+/// so a hostile length cannot make it allocate.
 public struct FrameDecoder: Sendable {
     public let bodyBytesMax: Int
+    /// The latest chunk; whole frames are cut from it.
     private var buffer = ByteBuffer()
+    /// A frame begun in an earlier chunk, gathered until it is whole.
+    private var partial = ByteBuffer()
 
     public init(bodyBytesMax: Int) {
         self.bodyBytesMax = bodyBytesMax
     }
 
     /// Bytes held that do not yet make a whole frame.
-    public var bufferedBytes: Int { buffer.readableBytes }
+    public var bufferedBytes: Int { buffer.readableBytes + partial.readableBytes }
 
     public mutating func append(_ bytes: ByteBuffer) {
-        if buffer.readableBytes == 0 {
-            buffer = bytes
-        } else {
-            var bytes = bytes
-            buffer.writeBuffer(&bytes)
+        if buffer.readableBytes > 0 {
+            // The rest of the previous chunk begins a frame: keep only that.
+            var rest = buffer
+            partial.writeBuffer(&rest)
         }
+        buffer = bytes
     }
 
     /// The next whole frame, nil when more bytes are needed.
     public mutating func next() throws(FrameError) -> Frame? {
-        guard buffer.readableBytes >= FrameHeader.size,
-            let rawType: UInt8 = buffer.getInteger(at: buffer.readerIndex),
-            let length: UInt32 = buffer.getInteger(at: buffer.readerIndex + 1)
-        else { return nil }
+        if partial.readableBytes > 0 { return try nextFromPartial() }
+        guard buffer.readableBytes >= FrameHeader.size else { return nil }
+        let (type, bodyLength) = try header(of: buffer)
+        guard buffer.readableBytes >= FrameHeader.size + bodyLength else { return nil }
+        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
+        return Frame(type: type, body: buffer.readSlice(length: bodyLength)!)
+    }
+
+    /// Completes the frame in `partial` from the current chunk.
+    private mutating func nextFromPartial() throws(FrameError) -> Frame? {
+        if partial.readableBytes < FrameHeader.size {
+            var head = buffer.readSlice(length: min(FrameHeader.size - partial.readableBytes, buffer.readableBytes))!
+            partial.writeBuffer(&head)
+            if partial.readableBytes < FrameHeader.size { return nil }
+        }
+        let (type, bodyLength) = try header(of: partial)
+        let missing = FrameHeader.size + bodyLength - partial.readableBytes
+        if missing > 0 {
+            partial.reserveCapacity(minimumWritableBytes: missing)
+            var piece = buffer.readSlice(length: min(missing, buffer.readableBytes))!
+            partial.writeBuffer(&piece)
+            if partial.readableBytes < FrameHeader.size + bodyLength { return nil }
+        }
+        partial.moveReaderIndex(forwardBy: FrameHeader.size)
+        let body = partial.readSlice(length: bodyLength)!
+        if partial.readableBytes == 0 { partial = ByteBuffer() }
+        return Frame(type: type, body: body)
+    }
+
+    /// The type and body length of the frame at the front of `bytes` (5 bytes or more).
+    private func header(of bytes: ByteBuffer) throws(FrameError) -> (FrameType, Int) {
+        let rawType: UInt8 = bytes.getInteger(at: bytes.readerIndex)!
+        let length: UInt32 = bytes.getInteger(at: bytes.readerIndex + 1)!
         guard let type = FrameType(rawValue: rawType) else { throw .unknownType(rawType) }
         let bodyLength = Int(length)
         if bodyLength > bodyBytesMax { throw .tooLarge(length: bodyLength, max: bodyBytesMax) }
-        guard buffer.readableBytes >= FrameHeader.size + bodyLength else { return nil }
-        buffer.moveReaderIndex(forwardBy: FrameHeader.size)
-        let body = buffer.readSlice(length: bodyLength)!
-        if buffer.readableBytes == 0 { buffer.clear() }
-        return Frame(type: type, body: body)
+        return (type, bodyLength)
     }
 }
 
@@ -152,10 +182,11 @@ struct RawWriter {
         let lengthIndex = position
         position &+= 2
         let start = position
-        let copied = string.utf8.withContiguousStorageIfAvailable { utf8 -> Void in
+        let copied: Bool? = string.utf8.withContiguousStorageIfAvailable { utf8 in
             UnsafeMutableRawBufferPointer(rebasing: bytes[position..<(position + utf8.count)])
                 .copyMemory(from: UnsafeRawBufferPointer(utf8))
             position &+= utf8.count
+            return true
         }
         if copied == nil {
             for byte in string.utf8 { self.byte(byte) }

@@ -34,6 +34,18 @@ struct Bench: AsyncParsableCommand {
     var size: Int = 128
     @Option(help: "Most unacked records of the publisher.")
     var inFlight: Int = 8192
+    @Option(
+        help: """
+            Most messages the publisher may be ahead of the subscriber (published, less \
+            received or reported lost); 0 for no bound. Keep it under the node's subscriber \
+            queue bound (10,000 messages by default), or a subscriber that falls behind loses \
+            messages (drop-oldest) instead of slowing the publisher.
+            """)
+    var window: Int = 8192
+    @Option(help: "Subscriber's linger_ms: how long the node waits to fill a batch (node default when absent).")
+    var lingerMs: Int?
+    @Option(help: "Subscriber's batch_bytes: most bytes per batch (node default when absent).")
+    var batchBytes: Int?
     @Option(help: "A running node's URL; without it the bench starts its own.")
     var url: String?
     @OptionGroup(title: "Cluster mode (ClusterBench.swift)")
@@ -47,6 +59,7 @@ struct Bench: AsyncParsableCommand {
         guard scenario == "1to1" else { throw ValidationError("unknown scenario \(scenario); known: 1to1") }
         guard size >= 16 else { throw ValidationError("--size must be at least 16") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if window < 0 { throw ValidationError("--window must be 0 (no bound) or positive") }
 
         var server: ServerProcess? = nil
         let baseURL: String
@@ -66,14 +79,22 @@ struct Bench: AsyncParsableCommand {
 
         let topic = "bench.1to1.\(UInt32.random(in: 0...UInt32.max))"
         let shared = BenchShared()
-        let subscription = subscriberClient.subscribe(patterns: [topic], format: .binary)
+        let subscription = subscriberClient.subscribe(
+            patterns: [topic], format: .binary, options: SubscribeOptions(batchBytes: batchBytes, lingerMs: lingerMs))
         let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
 
         let consumer = Task { () -> ConsumerResult in
+            // A publisher waiting on a subscriber that stopped must not wait forever.
+            defer { shared.consumerEnded() }
             var result = ConsumerResult()
             var signalled = false
             for try await record in subscription {
                 guard case .message(let message) = record else {
+                    if case .control(.gap(let lost, _)) = record {
+                        // Dropped for this slow subscriber: accounted for, never to arrive.
+                        result.lost += Int(lost)
+                        shared.didReceive(result.received + result.lost)
+                    }
                     if !signalled {
                         signalled = true
                         readyContinuation.yield()
@@ -93,7 +114,7 @@ struct Bench: AsyncParsableCommand {
                     _ = result.latency.record(now &- sentAt)
                     result.lastMeasuredAt = now
                 }
-                shared.received.store(result.received, ordering: .relaxed)
+                shared.didReceive(result.received + result.lost)
             }
             return result
         }
@@ -123,14 +144,21 @@ struct Bench: AsyncParsableCommand {
                 measureStartWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
             }
             if measuring && now - measureStart >= runNanos { break }
+            // The loop's clock read is the send time unless the loop waited:
+            // one read per message.
+            var sentAt = now
             if let interval {
                 let due = Double(published) * interval
                 if Double(elapsed) < due {
                     try await Task.sleep(until: beginInstant + .nanoseconds(Int64(due)), clock: clock)
+                    sentAt = monotonicNanos()
                 }
             }
-            // Unpaced, the loop's clock read is the send time: one read per message.
-            let sentAt = interval == nil ? now : monotonicNanos()
+            if window > 0, published - shared.accounted >= window {
+                // Wait until the subscriber is half a window behind (one wake per half window).
+                await shared.wait(until: published - window / 2)
+                sentAt = monotonicNanos()
+            }
             payload.setInteger(sentAt, at: 0)
             payload.setInteger(UInt8(measuring ? 1 : 0), at: 8)
             try await stream.send(PublishRecord(topic: topic, payload: payload))
@@ -147,10 +175,10 @@ struct Bench: AsyncParsableCommand {
         // then stop it; it returns what it measured.
         let expected = published - rejected
         let deadline = ContinuousClock.now + .seconds(10)
-        while shared.received.load(ordering: .relaxed) < expected && ContinuousClock.now < deadline {
+        while shared.accounted < expected && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        let complete = shared.received.load(ordering: .relaxed) >= expected
+        let complete = shared.accounted >= expected
         consumer.cancel()
         let result: ConsumerResult? = complete ? try await consumer.value : nil
         trace("consumer done")
@@ -159,7 +187,7 @@ struct Bench: AsyncParsableCommand {
         try? await subscriberClient.close()
 
         guard let result else {
-            print("the subscriber did not receive all \(published - rejected) messages within 10 s")
+            print("the subscriber did not receive (or hear of the loss of) all \(published - rejected) messages within 10 s")
             throw ExitCode.failure
         }
         let lastDelivery = max(result.lastMeasuredAt, measureStart + 1)
@@ -174,12 +202,18 @@ struct Bench: AsyncParsableCommand {
         func micros(_ percentile: Double) -> String {
             String(format: "%.0f", Double(result.latency.valueAtPercentile(percentile)) / 1000)
         }
-        print("scenario 1to1: \(size)-byte payloads, \(rate.map { "paced at \($0) msgs/s" } ?? "unpaced"), in-flight \(inFlight), \(baseURL)")
+        let batching = [lingerMs.map { "linger_ms \($0)" }, batchBytes.map { "batch_bytes \($0)" }].compactMap { $0 }
+        print(
+            "scenario 1to1: \(size)-byte payloads, \(rate.map { "paced at \($0) msgs/s" } ?? "unpaced"), in-flight \(inFlight)"
+                + (batching.isEmpty ? "" : ", " + batching.joined(separator: ", ")) + ", \(baseURL)")
         print(String(format: "published %d (%d measured over %.2f s), rejected %d, delivered %d measured", published, measuredSent, publishSeconds, rejected, result.measured))
         print(String(format: "throughput: %.0f msgs/s delivered, %.1f MB/s payload", messagesPerSecond, megabytesPerSecond))
         print(
             "latency publish→deliver µs: p50 \(micros(50)) p90 \(micros(90)) p99 \(micros(99)) p99.9 \(micros(99.9)) max \(String(format: "%.0f", Double(result.latency.max) / 1000))"
         )
+        if result.lost > 0 {
+            print("LOST \(result.lost) messages (gap records: the subscriber fell behind its queue bound); figures are not comparable")
+        }
         print(String(format: "wire bytes per message: publisher sent %.1f, subscriber received %.1f (HTTP/2 framing included)", sentPerMessage, receivedPerMessage))
         if let server {
             print("server peak RSS (VmHWM): \(server.peakRSS() ?? "unknown")")
@@ -189,15 +223,66 @@ struct Bench: AsyncParsableCommand {
 
 struct ConsumerResult: Sendable {
     var received = 0
+    /// Messages the node reported dropped for this subscriber (gap records).
+    var lost = 0
     var measured = 0
     var payloadBytes = 0
     var lastMeasuredAt: UInt64 = 0
     var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
 }
 
+/// What the consumer task tells the publisher: how far it got, and a wake-up
+/// when the publisher waits for it (the `--window` bound).
 final class BenchShared: Sendable {
-    /// Messages the consumer received so far.
-    let received = Atomic<Int>(0)
+    /// Messages received or reported lost so far.
+    private let count = Atomic<Int>(0)
+    private let waiting = Atomic<Bool>(false)
+    private let ended = Atomic<Bool>(false)
+    private let waiter = Mutex<(target: Int, continuation: CheckedContinuation<Void, Never>)?>(nil)
+
+    var accounted: Int { count.load(ordering: .relaxed) }
+
+    /// Consumer: `total` messages are now accounted for. The store and the
+    /// load below are sequentially consistent, as are the publisher's in
+    /// `wait`, so a wait is never missed.
+    func didReceive(_ total: Int) {
+        count.store(total, ordering: .sequentiallyConsistent)
+        guard waiting.load(ordering: .sequentiallyConsistent) else { return }
+        let continuation = waiter.withLock { waiter -> CheckedContinuation<Void, Never>? in
+            guard let current = waiter, total >= current.target else { return nil }
+            waiter = nil
+            waiting.store(false, ordering: .sequentiallyConsistent)
+            return current.continuation
+        }
+        continuation?.resume()
+    }
+
+    /// Consumer: it stopped; a waiting publisher goes on (and the run then
+    /// reports what was not received).
+    func consumerEnded() {
+        let continuation = waiter.withLock { waiter -> CheckedContinuation<Void, Never>? in
+            ended.store(true, ordering: .sequentiallyConsistent)
+            defer { waiter = nil }
+            return waiter?.continuation
+        }
+        continuation?.resume()
+    }
+
+    /// Publisher: waits until `target` messages are accounted for.
+    func wait(until target: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = waiter.withLock { waiter -> Bool in
+                waiter = (target, continuation)
+                waiting.store(true, ordering: .sequentiallyConsistent)
+                guard count.load(ordering: .sequentiallyConsistent) >= target || ended.load(ordering: .sequentiallyConsistent)
+                else { return false }
+                waiter = nil
+                waiting.store(false, ordering: .sequentiallyConsistent)
+                return true
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
 }
 
 /// Progress lines on stderr when PIGLIX_BENCH_TRACE is set.

@@ -252,3 +252,141 @@ final class CompressionTests: XCTestCase {
         XCTAssertNil(ContentCoding.negotiate(acceptEncoding: "gzip;q=0"))
     }
 }
+
+/// The hot-path writers (one raw write per frame head) against the plain
+/// field-by-field layout of docs/protocol.md, byte for byte.
+final class HotPathWireTests: XCTestCase {
+    func testMessageAndAckFramesMatchTheFieldByFieldLayout() {
+        let headerSets: [[MessageHeader]] = [[], [MessageHeader(name: "k", value: "v"), MessageHeader(name: "é", value: "")]]
+        for sequence: UInt64 in [0, 9, 10, 99, 1042, 999_999, 1_000_000, .max] {
+            let id = MessageID(epoch: 0x5F3A_09C1, sequence: sequence)
+            let idText = "5f3a09c1-\(sequence)"
+            XCTAssertEqual(id.description, idText)
+            XCTAssertEqual(ByteBuffer.messageIDLength(id), idText.utf8.count)
+            for headers in headerSets {
+                var fast = ByteBuffer(string: "prefix")
+                RecordEncoder.writeMessage(
+                    format: .binary, topic: "bench.1to1.topic-über", id: id, delivery: .total, headers: headers,
+                    payload: ByteBuffer(bytes: [0, 1, 2, 255]), payloadIsText: false, into: &fast)
+                var plain = ByteBuffer(string: "prefix")
+                let lengthIndex = plain.beginFrame(.message)
+                plain.writeInteger(DeliveryLevel.total.rawValue)
+                plain.writeShortString("bench.1to1.topic-über")
+                plain.writeShortString(idText)
+                plain.writeInteger(UInt8(headers.count))
+                for header in headers {
+                    plain.writeShortString(header.name)
+                    plain.writeShortString(header.value)
+                }
+                plain.writeBytes([0, 1, 2, 255])
+                plain.endFrame(at: lengthIndex)
+                XCTAssertEqual(fast, plain, "message frame, sequence \(sequence), \(headers.count) headers")
+            }
+            var fastAck = ByteBuffer()
+            AckCodec.writeOK(id: id, delivery: .safe, status: 200, binary: true, into: &fastAck)
+            var plainAck = ByteBuffer()
+            let lengthIndex = plainAck.beginFrame(.ack)
+            plainAck.writeInteger(UInt16(200))
+            plainAck.writeShortString(idText)
+            plainAck.writeInteger(DeliveryLevel.safe.rawValue)
+            plainAck.writeInteger(UInt16(0))
+            plainAck.endFrame(at: lengthIndex)
+            XCTAssertEqual(fastAck, plainAck, "ack frame, sequence \(sequence)")
+            XCTAssertEqual(try AckCodec.decodeFrameStatus(plainAck.getSlice(at: 5, length: plainAck.readableBytes - 5)!), 200)
+        }
+        XCTAssertThrowsError(try AckCodec.decodeFrameStatus(ByteBuffer(bytes: [0, 202])))
+    }
+
+    func testFramesComeOutWholeWhateverTheChunking() throws {
+        var wire = ByteBuffer()
+        var expected: [String] = []
+        for index in 0..<300 {
+            let payload = String(repeating: "p", count: index % 40)
+            PublishRecord(topic: "t.\(index)", payload: ByteBuffer(string: payload)).encodeFrame(into: &wire)
+            expected.append("t.\(index) \(payload)")
+        }
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<50 {
+            var decoder = FrameDecoder(bodyBytesMax: 1024)
+            var rest = wire
+            var seen: [String] = []
+            while rest.readableBytes > 0 {
+                let size = min(rest.readableBytes, round == 0 ? 1 : Int.random(in: 1...200, using: &generator))
+                decoder.append(rest.readSlice(length: size)!)
+                // Sometimes a second chunk arrives before the first is drained.
+                if Bool.random(using: &generator), rest.readableBytes > 0 {
+                    decoder.append(rest.readSlice(length: min(rest.readableBytes, Int.random(in: 1...50, using: &generator)))!)
+                }
+                while let frame = try decoder.next() {
+                    let record = try PublishRecord.decodeFrame(frame.body)
+                    seen.append("\(record.topic) \(String(buffer: record.payload))")
+                }
+            }
+            XCTAssertEqual(seen, expected, "round \(round)")
+            XCTAssertEqual(decoder.bufferedBytes, 0)
+        }
+        // An oversize frame is refused once its header is whole, across chunks too.
+        var decoder = FrameDecoder(bodyBytesMax: 10)
+        decoder.append(ByteBuffer(bytes: [FrameType.publish.rawValue, 0, 0]))
+        XCTAssertNil(try decoder.next())
+        decoder.append(ByteBuffer(bytes: [0, 11, 1, 2, 3]))
+        XCTAssertThrowsError(try decoder.next()) { XCTAssertEqual($0 as? FrameError, .tooLarge(length: 11, max: 10)) }
+    }
+
+    func testDecimalsAndIDsGrowTheBufferThemselves() {
+        var out = ByteBuffer()
+        for value: UInt64 in [0, 7, 10, 12345, .max] { out.writeDecimal(value); out.writeString(",") }
+        XCTAssertEqual(String(buffer: out), "0,7,10,12345,\(UInt64.max),")
+        // Many ids into a buffer that starts with no room.
+        var ids = ByteBuffer()
+        for sequence in 0..<2000 { ids.writeMessageID(MessageID(epoch: 1, sequence: UInt64(sequence))) }
+        XCTAssertEqual(ids.readableBytes, (0..<2000).reduce(0) { $0 + 9 + String($1).utf8.count })
+    }
+
+    func testUTF8CheckAgreesWithTheStandardLibrary() {
+        let cases: [[UInt8]] = [
+            [], Array("plain ascii text, more than eight bytes".utf8), Array("héllo wörld €𝄞".utf8),
+            [0xC0, 0x80], [0xC1, 0xBF], [0xE0, 0x80, 0x80], [0xE0, 0xA0, 0x80], [0xED, 0x9F, 0xBF], [0xED, 0xA0, 0x80],
+            [0xF0, 0x8F, 0xBF, 0xBF], [0xF0, 0x90, 0x80, 0x80], [0xF4, 0x8F, 0xBF, 0xBF], [0xF4, 0x90, 0x80, 0x80],
+            [0xF5, 0x80, 0x80, 0x80], [0xFF], [0x80], [0xE2, 0x82], Array("abcdefgh".utf8) + [0xE2, 0x82],
+            Array("12345678".utf8) + [0xC3, 0xA9] + Array("12345678".utf8),
+        ]
+        for bytes in cases {
+            XCTAssertEqual(UTF8Check.isValid(ByteBuffer(bytes: bytes)), String(validating: bytes, as: UTF8.self) != nil, "\(bytes)")
+        }
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<5000 {
+            let length = Int.random(in: 0..<24, using: &generator)
+            // Bias toward bytes that make multi-byte sequences.
+            let bytes = (0..<length).map { _ in
+                Bool.random(using: &generator) ? UInt8.random(in: 0x80...0xF5, using: &generator) : UInt8.random(in: 0...0x7F, using: &generator)
+            }
+            XCTAssertEqual(UTF8Check.isValid(ByteBuffer(bytes: bytes)), String(validating: bytes, as: UTF8.self) != nil, "\(bytes)")
+        }
+        // A timestamp at the front of a text payload (the bench's) is not text.
+        var payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: 128)
+        payload.setInteger(UInt64(0x0123_4567_89AB_CDEF), at: 0)
+        XCTAssertFalse(UTF8Check.isValid(payload))
+    }
+
+    func testSubscribeDecoderReusesARepeatedTopicAndNoticesAChange() throws {
+        var out = ByteBuffer()
+        for (index, topic) in ["sensors.paris.temperature", "sensors.paris.temperature", "sensors.lyon.temperature", "a"].enumerated() {
+            RecordEncoder.writeMessage(
+                format: .binary, topic: topic, id: MessageID(epoch: 2, sequence: UInt64(index)), delivery: .fifo, headers: [],
+                payload: ByteBuffer(string: "p\(index)"), payloadIsText: true, into: &out)
+        }
+        var decoder = FrameDecoder(bodyBytesMax: 1024)
+        decoder.append(out)
+        var topics = TopicReuse()
+        var seen: [String] = []
+        while let frame = try decoder.next() {
+            guard case .message(let message) = try DeliveredRecord.decode(frame: frame, topics: &topics) else { return XCTFail("not a message") }
+            seen.append("\(message.topic) \(message.id) \(String(buffer: message.payload))")
+        }
+        XCTAssertEqual(seen, [
+            "sensors.paris.temperature 00000002-0 p0", "sensors.paris.temperature 00000002-1 p1",
+            "sensors.lyon.temperature 00000002-2 p2", "a 00000002-3 p3",
+        ])
+    }
+}
