@@ -79,10 +79,56 @@ extension Broker: ClusterApplication {
         }
     }
 
+    /// A single node's batch: validation outside the lock (a topic repeated
+    /// from the previous record is validated once), then one lock for the
+    /// whole batch, and each subscriber's writer woken at most once.
     private func publishLocally(_ records: [PublishRecord]) -> [Result<PublishReceipt, PublishError>] {
-        records.map { record in
-            do throws(PublishError) { return .success(try publish(record)) } catch { return .failure(error) }
+        if records.count == 1 {
+            do throws(PublishError) { return [.success(try publish(records[0]))] } catch { return [.failure(error)] }
         }
+        var results = [Result<PublishReceipt, PublishError>?](repeating: nil, count: records.count)
+        var valid: [(index: Int, topic: Topic, isText: Bool)] = []
+        valid.reserveCapacity(records.count)
+        var last: Topic?
+        for (i, record) in records.enumerated() {
+            do throws(PublishError) {
+                let topic: Topic
+                if let last, last.name == record.topic {
+                    if record.payload.readableBytes > settings.messageBytesMax {
+                        throw .tooLarge(bytes: record.payload.readableBytes, max: settings.messageBytesMax)
+                    }
+                    topic = last
+                } else {
+                    topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+                    last = topic
+                }
+                valid.append((i, topic, UTF8Check.isValid(record.payload)))
+            } catch {
+                results[i] = .failure(error)
+            }
+        }
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            for (i, topic, isText) in valid {
+                let record = records[i]
+                if state.closed {
+                    results[i] = .failure(.shuttingDown)
+                    continue
+                }
+                state.sequence += 1
+                let message = StoredMessage(
+                    id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
+                    delivery: record.delivery, headers: record.headers, payloadIsText: isText)
+                state.published += 1
+                state.retention.append(message)
+                for subscriber in state.trie.match(topic) {
+                    Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+                }
+                results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
+            }
+        }
+        for continuation in wake { continuation.resume() }
+        return results.map { $0! }
     }
 
     // MARK: Subscribe
