@@ -230,7 +230,7 @@ final class DockerTests: XCTestCase {
                     continue
                 }
                 var isDirectory: ObjCBool = false
-                FileManager.default.fileExists(atPath: Repo.path("\(top)/\(relative)"), isDirectory: &isDirectory)
+                _ = FileManager.default.fileExists(atPath: Repo.path("\(top)/\(relative)"), isDirectory: &isDirectory)
                 if !isDirectory.boolValue, !relative.hasSuffix("Package.resolved") { onDisk.insert("\(top)/\(relative)") }
             }
         }

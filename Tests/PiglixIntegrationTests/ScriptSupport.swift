@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import XCTest
 
 /// Paths in this repository, for tests that run its scripts and examples.
@@ -53,12 +54,35 @@ struct ToolRun: CustomStringConvertible {
     var description: String { "exit \(status):\n\(output)" }
 }
 
-/// A process whose output goes to a file, so a test can poll what it printed
-/// so far while it runs.
+/// What a child process printed, collected by a reader thread.
+final class OutputBuffer: Sendable {
+    private let state = Mutex<(bytes: [UInt8], finished: Bool)>(([], false))
+
+    /// Reads `fd` until end of file on a thread of its own, then closes it.
+    init(reading fd: Int32) {
+        Thread { [self] in
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if count < 0, errno == EINTR { continue }
+                if count <= 0 { break }
+                state.withLock { $0.bytes += chunk[..<count] }
+            }
+            close(fd)
+            state.withLock { $0.finished = true }
+        }.start()
+    }
+
+    var text: String { state.withLock { String(decoding: $0.bytes, as: UTF8.self) } }
+    var finished: Bool { state.withLock { $0.finished } }
+}
+
+/// A running process whose stdout and stderr (one pipe, as a terminal would
+/// interleave them) a test can poll while it runs.
 final class ScriptProcess {
     let process = Process()
-    let outputPath: String
     let command: String
+    private let buffer: OutputBuffer
 
     /// Starts `arguments` (the first is looked up on `PATH` unless it is a path).
     init(
@@ -67,32 +91,32 @@ final class ScriptProcess {
     ) throws {
         precondition(!arguments.isEmpty)
         command = arguments.joined(separator: " ")
-        let directory = Repo.path(".build/test-scratch/output")
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        outputPath = "\(directory)/\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-
         let executable = arguments[0].contains("/") ? arguments[0] : (which(arguments[0]) ?? arguments[0])
         process.executableURL = URL(fileURLWithPath: executable, relativeTo: URL(fileURLWithPath: currentDirectory))
         process.arguments = Array(arguments.dropFirst())
         process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory)
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let output = Pipe()
         process.standardOutput = output
         process.standardError = output
         if let input {
-            let inputPath = outputPath + ".in"
-            FileManager.default.createFile(atPath: inputPath, contents: Data(input.utf8))
+            let directory = Repo.path(".build/test-scratch/input")
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let inputPath = "\(directory)/\(UUID().uuidString)"
+            _ = FileManager.default.createFile(atPath: inputPath, contents: Data(input.utf8))
             process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputPath))
         } else {
             process.standardInput = FileHandle.nullDevice
         }
+        // The reader owns a duplicate of the read end, so the Pipe object may go.
+        buffer = OutputBuffer(reading: dup(output.fileHandleForReading.fileDescriptor))
         try process.run()
-        try? output.close()
+        try? output.fileHandleForWriting.close()
+        try? output.fileHandleForReading.close()
     }
 
     /// Everything printed so far.
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    var output: String { buffer.text }
 
     /// Polls until the output contains `text` (fails the test with the output otherwise).
     func waitForOutput(containing text: String, timeout: Duration = .seconds(15)) async throws {
@@ -119,14 +143,22 @@ final class ScriptProcess {
             try await Task.sleep(for: .milliseconds(20))
         }
         process.waitUntilExit()
+        // Let the reader drain the pipe; a grandchild that kept it open
+        // (a daemonized helper) must not hold the test up for long.
+        let drained = ContinuousClock.now + .seconds(2)
+        while !buffer.finished, ContinuousClock.now < drained { try await Task.sleep(for: .milliseconds(10)) }
         return ToolRun(status: process.terminationStatus, output: output)
     }
 
-    /// SIGTERM, then SIGKILL if it lingers.
+    /// SIGTERM, then SIGKILL if it lingers (a child may inherit a signal
+    /// mask that blocks SIGTERM).
     func stop() {
         guard process.isRunning else { return }
         process.terminate()
-        for _ in 0..<100 where process.isRunning { usleep(20_000) }
+        for _ in 0..<25 {
+            if !process.isRunning { break }
+            usleep(20_000)
+        }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
