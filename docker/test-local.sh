@@ -267,7 +267,7 @@ say "published on n1 and n3, delivered on n2"
 
 podman_ stop -t 15 "$prefix-n3" >/dev/null
 say "stopped n3"
-new_view() { same_view 2 0 1 && read -r v m <"$work/view" && [ "$v" -gt "$view3" ]; }
+new_view() { same_view 2 0 1 && read -r v _ <"$work/view" && [ "$v" -gt "$view3" ]; }
 poll 60 "n1 and n2 install a new view of 2 members" new_view
 read -r view2 members2 <"$work/view"
 say "view $view2 with members $members2 on n1 and n2"
