@@ -225,6 +225,7 @@ final class DockerTests: XCTestCase {
         "examples/swift/Package.swift": "ExamplesTests.test_swift_publisherAndSubscriber_… (builds the package)",
         "examples/swift/Sources/publisher/main.swift": "ExamplesTests.test_swift_publisherAndSubscriber_…",
         "examples/swift/Sources/subscriber/main.swift": "ExamplesTests.test_swift_publisherAndSubscriber_…",
+        "examples/local-cluster.sh": "ClusterTests.testLocalClusterExampleScriptPublishesOnOneNodeAndDeliversOnAnother",
         "examples/browser/index.html": "ExamplesTests.test_browser_examplePage_showsAPublishedMessage_inHeadlessChromium",
     ]
 
