@@ -547,10 +547,11 @@ public final class ClusterNode: Sendable {
                 logger.warning("ignoring seed \(seed): expected host:port")
                 continue
             }
-            let ips = await Task.detached { resolveHost(host) }.value
+            var ips = await Task.detached { resolveHost(host) }.value
             if ips.isEmpty {
-                logger.debug("seed \(host) does not resolve (yet)")
-                continue
+                // Let the dialer try the name itself (and say why it fails).
+                logger.debug("seed \(host) does not resolve (yet); dialing it by name")
+                ips = [host]
             }
             for ip in ips {
                 let address = ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
@@ -563,6 +564,11 @@ public final class ClusterNode: Sendable {
 
 /// The addresses a host name resolves to (IP literals resolve to themselves).
 func resolveHost(_ host: String) -> [String] {
+    // An IP literal needs no resolver (a minimal container image may have
+    // no NSS configuration at all).
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    if inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1 { return [host] }
     var hints = addrinfo()
     hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
     var result: UnsafeMutablePointer<addrinfo>?

@@ -100,7 +100,7 @@ public final class ClusterTransport: Sendable {
         let helloTimeout = settings.helloTimeout
         return ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: frameBytesMax)))
@@ -191,9 +191,9 @@ public final class ClusterTransport: Sendable {
         state.value.dials[address, default: Dial()].inFlight = true
         let frameBytesMax = settings.frameBytesMax
         let helloTimeout = settings.helloTimeout
-        ClientBootstrap(group: loop)
+        let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(settings.connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: frameBytesMax)))
@@ -201,7 +201,15 @@ public final class ClusterTransport: Sendable {
                         PeerHandler(transport: self, dialedByMe: true, address: address, helloTimeout: helloTimeout))
                 }
             }
-            .connect(host: host, port: port)
+        // An IP literal is dialed as an address: the name resolver is not
+        // needed (and a minimal container image may not support it).
+        let connecting: EventLoopFuture<any Channel>
+        if let literal = try? SocketAddress(ipAddress: host, port: port) {
+            connecting = bootstrap.connect(to: literal)
+        } else {
+            connecting = bootstrap.connect(host: host, port: port)
+        }
+        connecting
             .whenComplete { result in
                 self.state.value.dials[address]?.inFlight = false
                 if case .failure = result { self.redial(address) }
