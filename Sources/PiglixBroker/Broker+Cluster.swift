@@ -257,41 +257,57 @@ extension Broker: ClusterApplication {
 
     // MARK: ClusterApplication (called on the cluster's event loop)
 
-    public func clusterDeliver(_ delivery: Delivery, viewEpoch: UInt64, delivered: [UInt64]) {
-        let position = ClusterPosition(view: viewEpoch, delivered: delivered)
-        guard case .publish(.topic(let topic)) = delivery.message.kind, !delivery.groups.isEmpty,
-            let (headers, payload) = ClusterPayload.decode(delivery.message.payload)
-        else {
-            if !delivery.afterCheckpoint { state.withLock { $0.position = position } }
-            return
+    public func clusterDeliver(_ batch: [ClusterDelivery]) {
+        // Decoded outside the lock; then one lock for the batch.
+        struct Prepared {
+            var delivery: Delivery
+            var position: ClusterPosition
+            var message: StoredMessage?
+            var topic: Topic?
         }
-        let isText = UTF8Check.isValid(payload)
-        let id = delivery.message.id
-        let source = MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq)
-        let level = PiglixWire.DeliveryLevel(rawValue: delivery.message.level.rawValue) ?? .fifo
+        var prepared: [Prepared] = []
+        prepared.reserveCapacity(batch.count)
+        for item in batch {
+            let delivery = item.delivery
+            let position = ClusterPosition(view: item.viewEpoch, delivered: item.delivered)
+            guard case .publish(.topic(let topic)) = delivery.message.kind, !delivery.groups.isEmpty,
+                let (headers, payload) = ClusterPayload.decode(delivery.message.payload)
+            else {
+                prepared.append(Prepared(delivery: delivery, position: position))
+                continue
+            }
+            let id = delivery.message.id
+            var message = StoredMessage(
+                id: PiglixWire.MessageID(sequence: 0, position: position), topic: topic.name, payload: payload,
+                delivery: PiglixWire.DeliveryLevel(rawValue: delivery.message.level.rawValue) ?? .fifo, headers: headers,
+                payloadIsText: UTF8Check.isValid(payload))
+            message.source = MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq)
+            prepared.append(Prepared(delivery: delivery, position: position, message: message, topic: topic))
+        }
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
-            if !delivery.afterCheckpoint { state.position = position }
-            state.sequence += 1
-            var message = StoredMessage(
-                id: PiglixWire.MessageID(sequence: state.sequence, position: position), topic: topic.name, payload: payload,
-                delivery: level, headers: headers, payloadIsText: isText)
-            message.source = source
-            if delivery.afterCheckpoint, let group = delivery.groups.first {
-                // Released after a checkpoint: other local groups matching the
-                // topic had it live already, and so had their subscribers.
-                let elsewhere = state.active.contains { $0 != group && $0.matches(topic) }
-                if !elsewhere { state.retention.append(message) }
-                for subscriber in state.trie.match(topic) {
-                    guard let queue = state.queues[subscriber], queue.patterns.contains(group),
-                        !queue.patterns.contains(where: { $0 != group && state.active.contains($0) && $0.matches(topic) })
-                    else { continue }
-                    Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
-                }
-            } else {
-                state.retention.append(message)
-                for subscriber in state.trie.match(topic) {
-                    Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+            for item in prepared {
+                let delivery = item.delivery
+                if !delivery.afterCheckpoint { state.position = item.position }
+                guard var message = item.message, let topic = item.topic else { continue }
+                state.sequence += 1
+                message.id.sequence = state.sequence
+                if delivery.afterCheckpoint, let group = delivery.groups.first {
+                    // Released after a checkpoint: other local groups matching the
+                    // topic had it live already, and so had their subscribers.
+                    let elsewhere = state.active.contains { $0 != group && $0.matches(topic) }
+                    if !elsewhere { state.retention.append(message) }
+                    for subscriber in state.trie.match(topic) {
+                        guard let queue = state.queues[subscriber], queue.patterns.contains(group),
+                            !queue.patterns.contains(where: { $0 != group && state.active.contains($0) && $0.matches(topic) })
+                        else { continue }
+                        Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+                    }
+                } else {
+                    state.retention.append(message)
+                    for subscriber in state.trie.match(topic) {
+                        Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+                    }
                 }
             }
         }

@@ -12,10 +12,10 @@ import Glibc
 /// What the broker does with the core's application effects. Every call
 /// runs on the cluster's event loop, in the order the core emitted them.
 public protocol ClusterApplication: AnyObject, Sendable {
-    /// A message to hand to local subscribers. `viewEpoch` and `delivered`
-    /// are this node's delivery position right after it (per origin rank of
-    /// the view, how many of its messages were delivered): the resume id.
-    func clusterDeliver(_ delivery: Delivery, viewEpoch: UInt64, delivered: [UInt64])
+    /// Messages to hand to local subscribers, in delivery order: the
+    /// consecutive deliveries of one core event, handed over together so the
+    /// broker takes its lock once per batch.
+    func clusterDeliver(_ batch: [ClusterDelivery])
     /// The cluster view, primary state or incarnation changed.
     func clusterStatusChanged(_ status: ClusterStatus)
     /// A local group's view changed (members by node name).
@@ -28,6 +28,15 @@ public protocol ClusterApplication: AnyObject, Sendable {
     /// Local groups were dropped (rejoining as a new incarnation): they are
     /// joined again, with state transfer.
     func clusterRejoining()
+}
+
+/// One delivery with this node's delivery position right after it (per
+/// origin rank of the view, how many of its messages were delivered): the
+/// message's resume id.
+public struct ClusterDelivery: Sendable {
+    public var delivery: Delivery
+    public var viewEpoch: UInt64
+    public var delivered: [UInt64]
 }
 
 /// How a publish handed to the cluster ended.
@@ -365,15 +374,25 @@ public final class ClusterNode: Sendable {
         var index = 0
         let app = box.value.application
         var statusDirty = false
+        var deliveries: [ClusterDelivery] = []
         while index < queue.count {
             let effect = queue[index]
             index += 1
+            switch effect {
+            case .send, .deliver, .setTimer: break
+            default:
+                // Every other effect sees the deliveries before it applied.
+                if !deliveries.isEmpty {
+                    app?.clusterDeliver(deliveries)
+                    deliveries.removeAll(keepingCapacity: true)
+                }
+            }
             switch effect {
             case .send(let to, let message):
                 enqueue(message, to: to)
             case .deliver(let d):
                 trackPosition(d.message.id)
-                app?.clusterDeliver(d, viewEpoch: d.message.id.view.epoch, delivered: box.value.delivered)
+                deliveries.append(ClusterDelivery(delivery: d, viewEpoch: d.message.id.view.epoch, delivered: box.value.delivered))
             case .installClusterView:
                 box.value.counters.viewChanges += 1
                 statusDirty = true
@@ -401,6 +420,7 @@ public final class ClusterNode: Sendable {
                 schedule(at)
             }
         }
+        if !deliveries.isEmpty { app?.clusterDeliver(deliveries) }
         flushOutgoing()
         observeFlush()
         // The core regains the primary silently (a suspect is heard again):
