@@ -43,7 +43,7 @@ def fail(reason: str) -> None:
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import TimeoutException, WebDriverException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -87,14 +87,19 @@ def start_browser(artifacts: str):
 
 def wait_for(driver, what: str, condition, timeout: float = 15):
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: condition(d))
+        # The console re-renders its tables on every poll: an element found a
+        # moment ago can be gone, so a stale reference just means "look again".
+        return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                             ignored_exceptions=(StaleElementReferenceException,)).until(lambda d: condition(d))
     except TimeoutException:
         fail(f"timed out after {timeout}s waiting until {what}")
 
 
 def text_of(driver, selector: str) -> str:
-    elements = driver.find_elements(By.CSS_SELECTOR, selector)
-    return elements[0].text if elements else ""
+    # One script call finds and reads the element, so a re-render in between
+    # cannot leave a stale reference.
+    return driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.innerText.trim() : ''", selector)
 
 
 def check_console(driver, node: str) -> None:
@@ -124,9 +129,9 @@ def check_console(driver, node: str) -> None:
     message_id = publish(node, "console.check", payload)
     wait_for(driver, f"the published message {message_id} appears in the tail",
              lambda d: any(payload in li.text for li in d.find_elements(By.CSS_SELECTOR, '#tail-log li.message[data-topic="console.check"]')))
-    row = driver.find_element(By.CSS_SELECTOR, f'#tail-log li.message[data-id="{message_id}"]')
-    if "console.check" not in row.text:
-        fail(f"the tail line for {message_id} lacks its topic: {row.text!r}")
+    row = text_of(driver, f'#tail-log li.message[data-id="{message_id}"]')
+    if "console.check" not in row:
+        fail(f"the tail line for {message_id} lacks its topic: {row!r}")
 
     # Rates come from `delivered` deltas between polls: publish for a while
     # and wait for the group's row to show a non-zero rate.
