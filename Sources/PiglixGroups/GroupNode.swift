@@ -64,6 +64,8 @@ public struct GroupNode: Sendable {
     var newEntriesFirst: UInt64 = 0
     var newEntries: [OrderEntry] = []
     var ackDirty = false
+    /// Messages received since this member last acked (`ackEveryMessages`).
+    var receivedSinceAck = 0
     var stableDirty = false
 
     // Groups and state transfer (Groups.swift, StateTransfer.swift)
@@ -206,6 +208,9 @@ public struct GroupNode: Sendable {
     public var bufferedMessageCount: Int { log.map { $0.streams.reduce(0) { $0 + $1.buffer.count } } ?? 0 }
     public var pendingPublishCount: Int { pending.count }
     public var position: StreamPosition? { log?.position }
+    /// The view this process accepted in a flush and has not installed yet:
+    /// it may be committed, by this coordinator or a later one (Paxos).
+    public var acceptedView: ClusterView? { acceptedValue?.install.view }
 
     // MARK: Handler frame
 
@@ -229,7 +234,14 @@ public struct GroupNode: Sendable {
         }
         if ackDirty {
             ackDirty = false
-            if !vlog.isSequencer { send(vlog.view.coordinator.node, .ack(view: vlog.view.id, digest: claimedDigest)) }
+            receivedSinceAck = 0
+            if !vlog.isSequencer {
+                send(vlog.view.coordinator.node, .ack(view: vlog.view.id, digest: claimedDigest))
+            } else if !flushing && vlog.recomputeStable() {
+                // The sequencer's own receipt can be what stability waited for.
+                stableDirty = true
+                deliver(hint: nil)
+            }
         }
         if stableDirty {
             stableDirty = false

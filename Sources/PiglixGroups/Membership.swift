@@ -89,7 +89,11 @@ extension GroupNode {
         blocked = false
         guard alive.first == me else { return }
         if let c = coordinating {
-            if c.survivors.contains(where: { suspects.contains($0) }) { startFlush() }
+            // Start over when a survivor became suspect, or when the flush
+            // began with a minority (a rejected ballot restarts it with the
+            // suspects of that moment) and enough members are back: a
+            // minority of survivors can never commit (seed 1401).
+            if c.survivors.contains(where: { suspects.contains($0) }) || !view.isMajority(c.survivors) { startFlush() }
             return
         }
         if !suspects.isEmpty || !joiners.isEmpty { startFlush() }
@@ -235,6 +239,8 @@ extension GroupNode {
         let received = vlog.streams[r].received
         if m.id.seq == received + 1 {
             vlog.streams[r].append(m)
+            receivedSinceAck += 1
+            if receivedSinceAck >= settings.ackEveryMessages { ackDirty = true }
             if m.level != .fifo {
                 if vlog.isSequencer && !flushing { sequence(origin: r, seq: m.id.seq) }
                 if m.level == .safe { ackDirty = true }

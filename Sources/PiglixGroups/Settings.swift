@@ -20,6 +20,12 @@ public struct GroupSettings: Hashable, Sendable {
     public var unstableMessagesMax: Int = 8192
     /// Most payload bytes of own unstable messages.
     public var unstableBytesMax: Int = 32 << 20
+    /// A member that received this many messages since its last ack acks
+    /// at once instead of waiting for its next heartbeat, so `fifo` and
+    /// `total` traffic becomes stable (and leaves the senders' unstable
+    /// windows) at the rate it arrives. Keep it well below
+    /// `unstableMessagesMax`.
+    public var ackEveryMessages: Int = 1024
     /// Most publishes waiting to be sent (during a flush, or while the
     /// unstable window is full). Beyond it a publish is refused.
     public var pendingPublishesMax: Int = 8192
@@ -64,6 +70,7 @@ public struct GroupSettings: Hashable, Sendable {
             ("unstableMessagesMax", unstableMessagesMax), ("unstableBytesMax", unstableBytesMax),
             ("pendingPublishesMax", pendingPublishesMax), ("pendingBytesMax", pendingBytesMax),
             ("futureMessagesMax", futureMessagesMax), ("transferBufferMax", transferBufferMax),
+            ("ackEveryMessages", ackEveryMessages),
         ]
         for (name, value) in counts where value <= 0 { throw .notPositive(name: name) }
         if matchCacheCapacity < 0 { throw .notPositive(name: "matchCacheCapacity") }

@@ -81,8 +81,8 @@ struct PublishRoute: Sendable {
             }
             var session = PublishSession(broker: broker, settings: settings, binary: binary)
             var acks = ByteBuffer()
-            session.consume(body, acks: &acks)
-            session.finish(acks: &acks)
+            session.consume(body)
+            session.finish()
             await session.drain(into: &acks)
             return Response(
                 status: .ok, headers: [.contentType: ackType, .contentLength: String(acks.readableBytes)],
@@ -95,34 +95,92 @@ struct PublishRoute: Sendable {
         return Response(
             status: .ok, headers: [.contentType: ackType, .cacheControl: "no-cache"],
             body: ResponseBody { writer in
+                if broker.cluster == nil {
+                    try await Self.streamStopAndWait(request, broker: broker, settings: settings, coding: coding, binary: binary, writer: &writer)
+                } else {
+                    try await Self.streamPipelined(request, broker: broker, settings: settings, coding: coding, binary: binary, writer: &writer)
+                }
+                try await writer.finish(nil)
+            })
+    }
+
+    /// A single node publishes synchronously: one task reads a chunk,
+    /// publishes its records and writes their acks, then reads the next.
+    static func streamStopAndWait(
+        _ request: Request, broker: Broker, settings: ServerSettings, coding: ContentCoding?, binary: Bool,
+        writer: inout any ResponseBodyWriter
+    ) async throws {
+        var session = PublishSession(broker: broker, settings: settings, binary: binary)
+        var acks = ByteBuffer()
+        // Records are bounded one by one (LineSplitter, FrameDecoder), so
+        // a stream's total decompressed size needs no bound of its own.
+        let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
+        do {
+            for try await chunk in request.body {
+                if let decompressor {
+                    try decompressor.decompress(chunk) { session.consume($0) }
+                } else {
+                    session.consume(chunk)
+                }
+                await session.drain(into: &acks)
+                if session.fatal { break }
+                if acks.readableBytes > 0 {
+                    try await writer.write(acks)
+                    acks = ByteBuffer()
+                }
+            }
+            session.finish()
+            await session.drain(into: &acks)
+        } catch let error as CorruptCompressedData {
+            await session.drain(into: &acks)
+            AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
+        }
+        if acks.readableBytes > 0 { try await writer.write(acks) }
+    }
+
+    /// In a cluster a batch's level is reached a round trip or more later,
+    /// so the body is read on while earlier batches are in flight (up to
+    /// `publishInFlightRecordsMax` records or `publishInFlightBytesMax`
+    /// bytes): a child task reads and publishes, this one writes the acks
+    /// in input order as their batches complete.
+    static func streamPipelined(
+        _ request: Request, broker: Broker, settings: ServerSettings, coding: ContentCoding?, binary: Bool,
+        writer: inout any ResponseBodyWriter
+    ) async throws {
+        let pipeline = AckPipeline(recordsMax: settings.publishInFlightRecordsMax, bytesMax: settings.publishInFlightBytesMax)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                defer { pipeline.endReading() }
                 var session = PublishSession(broker: broker, settings: settings, binary: binary)
-                var acks = ByteBuffer()
-                // Records are bounded one by one (LineSplitter, FrameDecoder), so
-                // a stream's total decompressed size needs no bound of its own.
                 let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
                 do {
                     for try await chunk in request.body {
                         if let decompressor {
-                            try decompressor.decompress(chunk) { session.consume($0, acks: &acks) }
+                            try decompressor.decompress(chunk) { session.consume($0) }
                         } else {
-                            session.consume(chunk, acks: &acks)
+                            session.consume(chunk)
                         }
-                        await session.drain(into: &acks)
-                        if session.fatal { break }
-                        if acks.readableBytes > 0 {
-                            try await writer.write(acks)
-                            acks = ByteBuffer()
-                        }
+                        session.submit(to: pipeline)
+                        if session.fatal { return }
+                        if pipeline.isFull, await !pipeline.waitForRoom() { return }
                     }
-                    session.finish(acks: &acks)
-                    await session.drain(into: &acks)
+                    session.finish()
+                    session.submit(to: pipeline)
                 } catch let error as CorruptCompressedData {
-                    await session.drain(into: &acks)
+                    session.submit(to: pipeline)
+                    var acks = ByteBuffer()
                     AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
+                    pipeline.complete(pipeline.reserve(records: 0, bytes: 0), acks: acks)
                 }
-                if acks.readableBytes > 0 { try await writer.write(acks) }
-                try await writer.finish(nil)
-            })
+            }
+            do {
+                while let acks = await pipeline.next() { try await writer.write(acks) }
+            } catch {
+                pipeline.abort()
+                throw error
+            }
+            try await group.waitForAll()
+        }
     }
 
     static func decompress(_ body: ByteBuffer, coding: ContentCoding, limit: Int, what: String) throws -> ByteBuffer {
@@ -177,7 +235,7 @@ struct PublishSession {
         self.headerLimits = settings.broker.headerLimits
     }
 
-    mutating func consume(_ bytes: ByteBuffer, acks: inout ByteBuffer) {
+    mutating func consume(_ bytes: ByteBuffer) {
         guard !fatal else { return }
         if binary {
             frames.append(bytes)
@@ -202,21 +260,21 @@ struct PublishSession {
             }
         } else {
             lines.append(bytes)
-            while let item = lines.next() { handle(item, acks: &acks) }
+            while let item = lines.next() { handle(item) }
         }
     }
 
-    mutating func finish(acks: inout ByteBuffer) {
+    mutating func finish() {
         if binary {
             if !fatal && frames.bufferedBytes > 0 {
                 items.append(.error(status: 400, message: "the body ends inside a frame"))
             }
         } else if let item = lines.finish() {
-            handle(item, acks: &acks)
+            handle(item)
         }
     }
 
-    private mutating func handle(_ item: LineSplitter.Item, acks: inout ByteBuffer) {
+    private mutating func handle(_ item: LineSplitter.Item) {
         switch item {
         case .line(let line):
             do {
@@ -243,18 +301,57 @@ struct PublishSession {
                 index += 1
             }
             if !records.isEmpty {
-                for result in await broker.publish(records, session: session) {
-                    switch result {
-                    case .success(let receipt):
-                        AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: binary, into: &acks)
-                    case .failure(let error):
-                        AckCodec.writeError(status: error.status, error: error.description, binary: binary, into: &acks)
-                    }
-                }
+                Self.writeAcks(await broker.publish(records, session: session), binary: binary, into: &acks)
             }
             if index < pending.count, case .error(let status, let message) = pending[index] {
                 AckCodec.writeError(status: status, error: message, binary: binary, into: &acks)
                 index += 1
+            }
+        }
+    }
+
+    /// Publishes what was decoded without waiting for it: each run of
+    /// records is one batch with its own slot in `pipeline`, filled when the
+    /// batch reaches its levels; a record that could not be decoded gets its
+    /// error ack in its place.
+    mutating func submit(to pipeline: AckPipeline) {
+        guard !items.isEmpty else { return }
+        let pending = items
+        items.removeAll(keepingCapacity: true)
+        let binary = self.binary
+        var index = 0
+        while index < pending.count {
+            var records: [PublishRecord] = []
+            var bytes = 0
+            while index < pending.count, case .record(let record) = pending[index] {
+                records.append(record)
+                bytes += record.payload.readableBytes
+                index += 1
+            }
+            if !records.isEmpty {
+                let slot = pipeline.reserve(records: records.count, bytes: bytes)
+                broker.publish(records, session: session) { results in
+                    var acks = ByteBuffer()
+                    Self.writeAcks(results, binary: binary, into: &acks)
+                    pipeline.complete(slot, acks: acks)
+                }
+            }
+            if index < pending.count, case .error(let status, let message) = pending[index] {
+                var acks = ByteBuffer()
+                AckCodec.writeError(status: status, error: message, binary: binary, into: &acks)
+                pipeline.complete(pipeline.reserve(records: 0, bytes: 0), acks: acks)
+                index += 1
+            }
+        }
+    }
+
+    static func writeAcks(_ results: [Result<PublishReceipt, PublishError>], binary: Bool, into acks: inout ByteBuffer) {
+        for result in results {
+            switch result {
+            case .success(let receipt):
+                AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: receipt.status, binary: binary, into: &acks)
+            case .failure(let error):
+                AckCodec.writeError(status: error.status, error: error.description, binary: binary, into: &acks)
             }
         }
     }

@@ -21,6 +21,12 @@ public struct ServerSettings: Sendable {
     /// most bytes on the wire, and most bytes once decompressed.
     public var batchRequestBytesMax = 16 << 20
     public var decompressedBytesMax = 64 << 20
+    /// A streaming publish in a cluster keeps reading its body while earlier
+    /// batches wait for their level, up to this many records or payload bytes
+    /// without an ack; then it stops reading (HTTP/2 flow control slows the
+    /// publisher) until acks go out.
+    public var publishInFlightRecordsMax = 8192
+    public var publishInFlightBytesMax = 8 << 20
     public var prefaceTimeout = Duration.seconds(30)
     /// How long a graceful shutdown waits for streams to end before it cuts them.
     public var shutdownGracePeriod = Duration.seconds(10)
@@ -49,6 +55,9 @@ public struct ServerSettings: Sendable {
             throw Invalid(description: "linger default must lie in 0...\(lingerMax)")
         }
         if shutdownGracePeriod < .zero { throw Invalid(description: "shutdown grace period must not be negative") }
+        if publishInFlightRecordsMax <= 0 || publishInFlightBytesMax <= 0 {
+            throw Invalid(description: "publish in-flight limits must be positive")
+        }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {
             throw Invalid(description: "request size limits must be positive")
         }

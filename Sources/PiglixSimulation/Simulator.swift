@@ -30,6 +30,8 @@ public struct SimulationConfig: Hashable, Sendable {
         s.suspicionTimeoutTicks = 60
         s.deliverUnmatched = true
         s.unstableMessagesMax = 64
+        // Eager acks by receipt count run under faults too, not only heartbeats.
+        s.ackEveryMessages = 8
         s.pendingPublishesMax = 256
         return s
     }()
@@ -325,18 +327,27 @@ public struct Simulator {
 
     /// Crashes are permanent losses for the primary-component rule, so the
     /// simulator keeps a majority of the newest view alive (a real cluster
-    /// that loses its majority needs an operator). Pauses and partitions are
-    /// not restricted.
+    /// that loses its majority needs an operator). A view accepted in a flush
+    /// and not installed yet counts too: a later coordinator must commit it
+    /// unchanged (seed 2008: its coordinator crashed, the survivors of the
+    /// partition committed it after the heal, and a second crash had left
+    /// it without a live majority). Pauses and partitions are not restricted.
+    /// The newest installed view must keep its majority as well, for the
+    /// flush that installs the accepted one needs it (seed 1551).
     func crashAllowed(_ i: Int) -> Bool {
-        var newest: ClusterView?
+        var installed: ClusterView?
+        var accepted: ClusterView?
         for node in nodes where node.status != .down {
-            if let v = node.view, newest == nil || v.id > newest!.id { newest = v }
+            if let v = node.view, installed == nil || v.id > installed!.id { installed = v }
+            if let v = node.core.acceptedView, accepted == nil || v.id > accepted!.id { accepted = v }
         }
-        guard let v = newest else { return true }
-        let alive = v.members.filter { m in
-            nodes.enumerated().contains { $0.offset != i && $0.element.status != .down && $0.element.core.me == m }
+        for case let v? in [installed, accepted] {
+            let alive = v.members.filter { m in
+                nodes.enumerated().contains { $0.offset != i && $0.element.status != .down && $0.element.core.me == m }
+            }
+            if alive.count * 2 <= v.members.count + 1 { return false }
         }
-        return alive.count * 2 > v.members.count + 1
+        return true
     }
 
     mutating func restart(_ i: Int) {

@@ -177,10 +177,17 @@ enum Curl {
 final class CurlSubscriber: @unchecked Sendable {
     private let process = Process()
     private let buffer = Locked(Data())
+    private let input: Pipe?
 
-    init(_ url: String, headers: [String] = []) throws {
+    /// With `upload`, curl POSTs its stdin as a streaming body (no
+    /// Content-Length) fed by ``write(_:)``: a streaming publisher whose
+    /// acks are collected as records.
+    init(_ url: String, headers: [String] = [], upload: Bool = false) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-sN", "--http2-prior-knowledge"] + headers.flatMap { ["-H", $0] } + [url]
+        input = upload ? Pipe() : nil
+        process.arguments = ["-sN", "--http2-prior-knowledge"] + (upload ? ["-X", "POST", "-T", "-"] : [])
+            + headers.flatMap { ["-H", $0] } + [url]
+        if let input { process.standardInput = input }
         let out = Pipe()
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
@@ -219,6 +226,17 @@ final class CurlSubscriber: @unchecked Sendable {
 
     /// The first record (a `view`) says the subscription is live.
     func waitUntilLive() async throws { try await waitFor("the first view record") { !$0.views.isEmpty } }
+
+    /// curl reads an upload from stdin in blocks of up to 64 KiB and waits
+    /// for a full block: each write is padded with empty lines (NDJSON skips
+    /// them) so curl sends it at once.
+    func write(_ text: String) {
+        input?.fileHandleForWriting.write(Data((text + String(repeating: "\n", count: 256 * 1024)).utf8))
+    }
+
+    func closeInput() { try? input?.fileHandleForWriting.close() }
+
+    var isRunning: Bool { process.isRunning }
 
     func stop() {
         if process.isRunning { process.terminate() }

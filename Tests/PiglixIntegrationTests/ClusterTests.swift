@@ -55,6 +55,59 @@ final class ClusterTests: XCTestCase {
         }
     }
 
+    /// A streaming publish in a cluster keeps several batches in flight: each
+    /// ack comes while the body is still open, acks keep input order although
+    /// a `safe` record reaches its level after a later `fifo` one, and the
+    /// session's messages arrive once each in publish order (P5, P6).
+    func testStreamingPublishAcksArriveWhileTheBodyIsOpenInInputOrder_P5_P6() async throws {
+        let cluster = try LocalCluster.loopback(3)
+        try cluster.start()
+        try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
+        let subscriber = try CurlSubscriber("\(cluster.member("n2").base)/v1/subscribe?topic=flow.*")
+        try await subscriber.waitUntilLive()
+        let publisher = try CurlSubscriber(
+            "\(cluster.member("n1").base)/v1/publish", headers: ["Content-Type: application/x-ndjson"], upload: true)
+
+        func record(_ i: Int, _ level: String) -> String {
+            #"{"topic":"flow.t\#(i % 3)","data":"f\#(i)","delivery":"\#(level)"}"# + "\n"
+        }
+        publisher.write(record(0, "safe"))
+        try await publisher.waitFor("the first ack") { $0.records.count >= 1 }
+        XCTAssertTrue(publisher.isRunning, "the first ack came while the request body is still open")
+
+        let levels = ["safe", "fifo", "total"]
+        let count = 300
+        var expected = ["safe"]
+        var block = ""
+        for i in 1..<count {
+            block += record(i, levels[i % 3])
+            expected.append(levels[i % 3])
+            if i % 50 == 0 {
+                publisher.write(block)
+                block = ""
+            }
+        }
+        publisher.write(block)
+        try await publisher.waitFor("\(count) acks") { $0.records.count >= count }
+        XCTAssertTrue(publisher.isRunning, "every ack came while the request body is still open")
+        publisher.closeInput()
+        let acks = publisher.records
+        XCTAssertEqual(acks.count, count)
+        XCTAssertTrue(acks.allSatisfy { $0["ok"] as? Bool == true }, "\(acks.filter { $0["ok"] as? Bool != true }.prefix(3))")
+        XCTAssertEqual(acks.map { $0["delivery"] as? String ?? "?" }, expected, "acks in input order")
+
+        try await subscriber.waitFor("all \(count) messages") { $0.payloads.count >= count }
+        try await Task.sleep(for: .milliseconds(200))
+        XCTAssertEqual(subscriber.payloads.sorted(), (0..<count).map { "f\($0)" }.sorted(), "each message once")
+        for t in 0..<3 {
+            // Each topic carries one level here: per session and topic, publish order (P6).
+            let got = subscriber.messages.filter { $0["topic"] as? String == "flow.t\(t)" }.compactMap { $0["data"] as? String }
+            XCTAssertEqual(got, stride(from: t, to: count, by: 3).map { "f\($0)" }, "order on flow.t\(t)")
+        }
+        publisher.stop()
+        subscriber.stop()
+    }
+
     func testCoordinatorSIGKILLMidStreamSurvivorsAgreeAndGetEveryAckedSafeMessage_P3_P8() async throws {
         let cluster = try LocalCluster.loopback(5)
         try cluster.start()
