@@ -84,6 +84,7 @@ public enum MessageCodec {
             b.writeVarint(r.totalDelivered)
             b.writeOptional(r.accepted) { $0.writeInstall($1) }
             b.writeOptional(r.acceptedBallot) { $0.writeViewID($1) }
+            b.writeArray(r.activeGroups) { $0.writeVarString($1.name) }
         case .flushReject(let previous, let promised):
             b.writeInteger(Tag.flushReject.rawValue)
             b.writeViewID(previous)
@@ -158,11 +159,13 @@ public enum MessageCodec {
             let totalDelivered = try b.readVarint()
             let accepted = try b.readOptional { b throws(MessageDecodingError) in try b.readInstall() }
             let acceptedBallot = try b.readOptional { b throws(MessageDecodingError) in try b.readViewID() }
+            let activeGroups = try b.readArray { b throws(MessageDecodingError) in try b.readPattern() }
             return .flushReport(
                 FlushReport(
                     previous: previous, ballot: ballot, digest: digest, knownStable: knownStable, messages: messages,
                     ordersFirst: ordersFirst, orders: orders, delivered: delivered, floors: floors,
-                    totalDelivered: totalDelivered, accepted: accepted, acceptedBallot: acceptedBallot))
+                    totalDelivered: totalDelivered, accepted: accepted, acceptedBallot: acceptedBallot,
+                    activeGroups: activeGroups))
         case .flushReject:
             return .flushReject(previous: try b.readViewID(), promised: try b.readViewID())
         case .propose:
@@ -325,6 +328,10 @@ extension ByteBuffer {
             b.writeArray(g.members) { $0.writeProcessID($1) }
             b.writeArray(g.ready) { $0.writeInteger(UInt8($1 ? 1 : 0)) }
         }
+        writeArray(i.readyAtCut) { b, m in
+            b.writeVarString(m.pattern.name)
+            b.writeProcessID(m.member)
+        }
     }
 }
 
@@ -484,8 +491,11 @@ extension ByteBuffer {
             guard ready.count == members.count else { throw MessageDecodingError("group \(pattern.name): ready flags do not match members") }
             return GroupRecord(pattern: pattern, members: members, ready: ready)
         }
+        let readyAtCut = try readArray { b throws(MessageDecodingError) -> GroupMember in
+            GroupMember(pattern: try b.readPattern(), member: try b.readProcessID())
+        }
         return Install(
             previous: previous, view: view, cut: cut, ordersCut: ordersCut, messages: messages, ordersFirst: ordersFirst,
-            orders: orders, groups: groups)
+            orders: orders, groups: groups, readyAtCut: readyAtCut)
     }
 }

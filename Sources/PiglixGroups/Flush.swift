@@ -76,7 +76,8 @@ extension GroupNode {
             previous: log.view.id, ballot: proposal.id, digest: log.digest, knownStable: log.stable,
             messages: log.heldMessages, ordersFirst: log.ordersFloor + 1, orders: log.heldOrders,
             delivered: log.streams.map(\.delivered), floors: log.streams.map(\.floor), totalDelivered: log.totalDelivered,
-            accepted: acceptedValue?.install, acceptedBallot: acceptedValue?.ballot)
+            accepted: acceptedValue?.install, acceptedBallot: acceptedValue?.ballot,
+            activeGroups: local.filter { $0.value.isActive }.keys.sorted { $0.name < $1.name })
         if from == me {
             receiveReport(from: me, report)
         } else {
@@ -236,9 +237,13 @@ extension GroupNode {
             orders.append(entries[g]!)
             g += 1
         }
+        var readyAtCut: [GroupMember] = []
+        for p in c.survivors {
+            for pattern in c.reports[p]!.activeGroups { readyAtCut.append(GroupMember(pattern: pattern, member: p)) }
+        }
         return Install(
             previous: view.id, view: c.proposal, cut: cut, ordersCut: ordersCut, messages: messages,
-            ordersFirst: minOrders + 1, orders: orders, groups: [])
+            ordersFirst: minOrders + 1, orders: orders, groups: [], readyAtCut: readyAtCut)
     }
 
     mutating func receiveInstall(_ inst: Install) {
@@ -290,6 +295,7 @@ extension GroupNode {
             precondition(vlog.streams[r].delivered == inst.cut[r], "\(me) stopped short of cut \(inst.cut): \(vlog.streams.map(\.delivered)) orders \(vlog.totalDelivered)/\(inst.ordersCut)")
         }
         precondition(vlog.totalDelivered == inst.ordersCut, "\(me) stopped short of orders cut \(inst.ordersCut): \(vlog.totalDelivered)")
+        for mark in inst.readyAtCut { groups.setReady(mark.pattern, mark.member) }
         // Own messages beyond the cut are sent again in the next view.
         let rank = vlog.myRank
         var resend: [PendingPublish] = []

@@ -173,7 +173,13 @@ public struct FlushReport: Hashable, Sendable {
     /// new coordinator must propose it again (it may have been committed).
     public var accepted: Install?
     public var acceptedBallot: ViewID?
-    public init(previous: ViewID, ballot: ViewID, digest: Digest, knownStable: Digest, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], delivered: [UInt64], floors: [UInt64], totalDelivered: UInt64, accepted: Install?, acceptedBallot: ViewID?) {
+    /// The groups this member has completed its state transfer for. Its
+    /// `groupReady` may still be beyond the cut; the install marks it ready
+    /// at the cut, so a joiner does not take an empty state while this
+    /// member holds the group's history (seed 6801).
+    public var activeGroups: [TopicPattern]
+    public init(previous: ViewID, ballot: ViewID, digest: Digest, knownStable: Digest, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], delivered: [UInt64], floors: [UInt64], totalDelivered: UInt64, accepted: Install?, acceptedBallot: ViewID?, activeGroups: [TopicPattern] = []) {
+        self.activeGroups = activeGroups
         self.accepted = accepted
         self.acceptedBallot = acceptedBallot
         self.previous = previous
@@ -206,7 +212,11 @@ public struct Install: Hashable, Sendable {
     /// Group table after the cut, before the membership change is applied;
     /// a joining process adopts it.
     public var groups: [GroupRecord]
-    public init(previous: ViewID?, view: ClusterView, cut: [UInt64], ordersCut: UInt64, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], groups: [GroupRecord]) {
+    /// Members marked ready at the cut, from the survivors' reports
+    /// (`FlushReport.activeGroups`), in survivor order.
+    public var readyAtCut: [GroupMember]
+    public init(previous: ViewID?, view: ClusterView, cut: [UInt64], ordersCut: UInt64, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], groups: [GroupRecord], readyAtCut: [GroupMember] = []) {
+        self.readyAtCut = readyAtCut
         self.previous = previous
         self.view = view
         self.cut = cut
@@ -215,5 +225,15 @@ public struct Install: Hashable, Sendable {
         self.ordersFirst = ordersFirst
         self.orders = orders
         self.groups = groups
+    }
+}
+
+/// A member of a group: which process, in which pattern's group.
+public struct GroupMember: Hashable, Sendable {
+    public var pattern: TopicPattern
+    public var member: ProcessID
+    public init(pattern: TopicPattern, member: ProcessID) {
+        self.pattern = pattern
+        self.member = member
     }
 }

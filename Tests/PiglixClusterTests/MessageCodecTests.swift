@@ -23,7 +23,8 @@ final class MessageCodecTests: XCTestCase {
         let install = Install(
             previous: view, view: ClusterView(id: ViewID(epoch: 4, coordinator: a), members: [a]), cut: [4, 42], ordersCut: 17,
             messages: [data], ordersFirst: 15, orders: [OrderEntry(origin: 1, seq: 41), OrderEntry(origin: 0, seq: 4)],
-            groups: [GroupRecord(pattern: pattern, members: [a, b], ready: [true, false])])
+            groups: [GroupRecord(pattern: pattern, members: [a, b], ready: [true, false])],
+            readyAtCut: [GroupMember(pattern: pattern, member: b)])
         return [
             .data(data),
             .data(DataMessage(id: data.id, publish: data.publish, session: 0, level: .total, kind: .groupJoin(pattern), payload: [])),
@@ -36,7 +37,7 @@ final class MessageCodecTests: XCTestCase {
                 FlushReport(
                     previous: view, ballot: install.view.id, digest: digest, knownStable: digest, messages: [data], ordersFirst: 15,
                     orders: install.orders, delivered: [4, 40], floors: [1, 2], totalDelivered: 16, accepted: install,
-                    acceptedBallot: install.view.id)),
+                    acceptedBallot: install.view.id, activeGroups: [pattern])),
             .flushReject(previous: view, promised: install.view.id), .propose(ballot: install.view.id, install),
             .accepted(ballot: install.view.id), .install(install), .installRequest(view: view), .viewNotice(cluster),
             .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2])),
