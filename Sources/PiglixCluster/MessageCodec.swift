@@ -109,11 +109,15 @@ public enum MessageCodec {
             b.writeInteger(Tag.checkpointRequest.rawValue)
             b.writeVarString(p.name)
             b.writeStreamPosition(after)
-        case .checkpoint(let p, let cut, let state):
+        case .checkpoint(let p, let cut, let state, let skip):
             b.writeInteger(Tag.checkpoint.rawValue)
             b.writeVarString(p.name)
             b.writeStreamPosition(cut)
             b.writeVarBytes(state)
+            b.writeArray(skip) { b, id in
+                b.writeProcessID(id.origin)
+                b.writeVarint(id.seq)
+            }
         }
     }
 
@@ -184,7 +188,8 @@ public enum MessageCodec {
             let p = try b.readPattern()
             let cut = try b.readStreamPosition()
             let state = try b.readVarBytes()
-            return .checkpoint(pattern: p, cut: cut, state: state)
+            let skip = try b.readArray { b throws(MessageDecodingError) in PublishID(origin: try b.readProcessID(), seq: try b.readVarint()) }
+            return .checkpoint(pattern: p, cut: cut, state: state, skip: skip)
         }
     }
 }

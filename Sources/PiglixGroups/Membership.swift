@@ -178,8 +178,8 @@ extension GroupNode {
             }
         case .checkpointRequest(let p, let after):
             checkpointRequested(from: from, pattern: p, after: after)
-        case .checkpoint(let p, let cut, let state):
-            checkpointReceived(p, cut: cut, state: state)
+        case .checkpoint(let p, let cut, let state, let skip):
+            checkpointReceived(p, cut: cut, state: state, skip: skip)
         }
     }
 

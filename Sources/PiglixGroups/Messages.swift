@@ -146,7 +146,10 @@ public enum ProtocolMessage: Hashable, Sendable {
     /// at or after `after`.
     indirect case checkpointRequest(pattern: TopicPattern, after: StreamPosition)
     /// Provider to joiner: the application state of `pattern` at `cut`.
-    indirect case checkpoint(pattern: TopicPattern, cut: StreamPosition, state: [UInt8])
+    /// `skip`: re-sends the provider will not deliver to the group because
+    /// the state already holds them (a `safe` message a checkpoint took
+    /// before a flush left it out); the joiner skips them too (seed 18533).
+    indirect case checkpoint(pattern: TopicPattern, cut: StreamPosition, state: [UInt8], skip: [PublishID])
 }
 
 /// A survivor's answer to a flush start (the "what I hold" step of the

@@ -31,6 +31,8 @@ struct Ticket: Sendable {
     var joiner: ProcessID
     var pattern: TopicPattern
     var cut: StreamPosition
+    /// The provider's re-sends to skip for the pattern at the cut.
+    var skip: [PublishID]
 }
 
 extension GroupNode {
@@ -86,12 +88,15 @@ extension GroupNode {
         }
     }
 
-    mutating func completeTransfer(_ p: TopicPattern, state: [UInt8], cut: StreamPosition?) {
+    mutating func completeTransfer(_ p: TopicPattern, state: [UInt8], cut: StreamPosition?, skip: [PublishID] = []) {
         guard case .awaiting(let t) = local[p] else { return }
         out.append(.applyCheckpoint(pattern: p, state: state))
+        var skipping = Set(skip)
         for m in t.buffer where !(cut?.covers(m.id) ?? false) {
+            if !skipping.isEmpty, skipping.remove(m.publish) != nil { continue }
             out.append(.deliver(Delivery(message: m, view: m.id.view, groups: [p], afterCheckpoint: true)))
         }
+        if !skipping.isEmpty { self.skip[p, default: []].formUnion(skipping) }
         local[p] = .active
         if let cut, let log, cut.view >= log.view.id { cuts[p] = cut }
         trie.insert(p, p)
@@ -122,7 +127,8 @@ extension GroupNode {
                 pos = here
                 if here.isAtOrAfter(d.after) {
                     nextTicket += 1
-                    tickets[nextTicket] = Ticket(joiner: d.joiner, pattern: d.pattern, cut: here)
+                    tickets[nextTicket] = Ticket(
+                        joiner: d.joiner, pattern: d.pattern, cut: here, skip: skip[d.pattern].map { $0.sorted() } ?? [])
                     out.append(.requestCheckpoint(CheckpointRequest(ticket: nextTicket, pattern: d.pattern, joiner: d.joiner, cut: here)))
                     deferred.remove(at: i)
                     continue
@@ -134,11 +140,11 @@ extension GroupNode {
 
     mutating func supplyCheckpoint(ticket: UInt64, state: [UInt8]) {
         guard let t = tickets.removeValue(forKey: ticket), let log, log.view.contains(t.joiner) else { return }
-        send(t.joiner.node, .checkpoint(pattern: t.pattern, cut: t.cut, state: state))
+        send(t.joiner.node, .checkpoint(pattern: t.pattern, cut: t.cut, state: state, skip: t.skip))
     }
 
-    mutating func checkpointReceived(_ p: TopicPattern, cut: StreamPosition, state: [UInt8]) {
+    mutating func checkpointReceived(_ p: TopicPattern, cut: StreamPosition, state: [UInt8], skip: [PublishID]) {
         guard case .awaiting(let t) = local[p], let after = t.after, cut.isAtOrAfter(after) else { return }
-        completeTransfer(p, state: state, cut: cut)
+        completeTransfer(p, state: state, cut: cut, skip: skip)
     }
 }

@@ -41,7 +41,7 @@ final class MessageCodecTests: XCTestCase {
             .flushReject(previous: view, promised: install.view.id), .propose(ballot: install.view.id, install),
             .accepted(ballot: install.view.id), .install(install), .installRequest(view: view), .viewNotice(cluster),
             .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2])),
-            .checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [4, 42]), state: [0, 1, 2, 255]),
+            .checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [4, 42]), state: [0, 1, 2, 255], skip: [data.publish]),
         ]
     }
 
