@@ -117,11 +117,7 @@ struct PublishRoute: Sendable {
         let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
         do {
             for try await chunk in request.body {
-                if let decompressor {
-                    try decompressor.decompress(chunk) { session.consume($0) }
-                } else {
-                    session.consume(chunk)
-                }
+                try session.consume(chunk, through: decompressor)
                 await session.drain(into: &acks)
                 if session.fatal { break }
                 if acks.readableBytes > 0 {
@@ -155,11 +151,7 @@ struct PublishRoute: Sendable {
                 let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
                 do {
                     for try await chunk in request.body {
-                        if let decompressor {
-                            try decompressor.decompress(chunk) { session.consume($0) }
-                        } else {
-                            session.consume(chunk)
-                        }
+                        try session.consume(chunk, through: decompressor)
                         session.submit(to: pipeline)
                         if session.fatal { return }
                         if pipeline.isFull, await !pipeline.waitForRoom() { return }
@@ -264,6 +256,15 @@ struct PublishSession {
         }
     }
 
+    /// Decodes a body chunk, decompressing it first when the body is encoded.
+    mutating func consume(_ chunk: ByteBuffer, through decompressor: BoundedDecompressor?) throws {
+        if let decompressor {
+            try decompressor.decompress(chunk) { consume($0) }
+        } else {
+            consume(chunk)
+        }
+    }
+
     mutating func finish() {
         if binary {
             if !fatal && frames.bufferedBytes > 0 {
@@ -290,22 +291,12 @@ struct PublishSession {
     /// Publishes what was decoded, as one batch per run of records, and
     /// writes the acks in input order.
     mutating func drain(into acks: inout ByteBuffer) async {
-        guard !items.isEmpty else { return }
-        let pending = items
-        items.removeAll(keepingCapacity: true)
-        var index = 0
-        while index < pending.count {
-            var records: [PublishRecord] = []
-            while index < pending.count, case .record(let record) = pending[index] {
-                records.append(record)
-                index += 1
-            }
-            if !records.isEmpty {
+        for run in takeRuns() {
+            switch run {
+            case .records(let records, _):
                 Self.writeAcks(await broker.publish(records, session: session), binary: binary, into: &acks)
-            }
-            if index < pending.count, case .error(let status, let message) = pending[index] {
+            case .error(let status, let message):
                 AckCodec.writeError(status: status, error: message, binary: binary, into: &acks)
-                index += 1
             }
         }
     }
@@ -315,34 +306,52 @@ struct PublishSession {
     /// batch reaches its levels; a record that could not be decoded gets its
     /// error ack in its place.
     mutating func submit(to pipeline: AckPipeline) {
-        guard !items.isEmpty else { return }
-        let pending = items
-        items.removeAll(keepingCapacity: true)
         let binary = self.binary
-        var index = 0
-        while index < pending.count {
-            var records: [PublishRecord] = []
-            var bytes = 0
-            while index < pending.count, case .record(let record) = pending[index] {
-                records.append(record)
-                bytes += record.payload.readableBytes
-                index += 1
-            }
-            if !records.isEmpty {
+        for run in takeRuns() {
+            switch run {
+            case .records(let records, let bytes):
                 let slot = pipeline.reserve(records: records.count, bytes: bytes)
                 broker.publish(records, session: session) { results in
                     var acks = ByteBuffer()
                     Self.writeAcks(results, binary: binary, into: &acks)
                     pipeline.complete(slot, acks: acks)
                 }
-            }
-            if index < pending.count, case .error(let status, let message) = pending[index] {
+            case .error(let status, let message):
                 var acks = ByteBuffer()
                 AckCodec.writeError(status: status, error: message, binary: binary, into: &acks)
                 pipeline.complete(pipeline.reserve(records: 0, bytes: 0), acks: acks)
-                index += 1
             }
         }
+    }
+
+    private enum Run {
+        case records([PublishRecord], payloadBytes: Int)
+        case error(status: Int, message: String)
+    }
+
+    /// Takes what was decoded, in input order: runs of records (one batch
+    /// each) between the errors of records that could not be decoded.
+    private mutating func takeRuns() -> [Run] {
+        guard !items.isEmpty else { return [] }
+        let pending = items
+        items.removeAll(keepingCapacity: true)
+        var runs: [Run] = []
+        var records: [PublishRecord] = []
+        var bytes = 0
+        for item in pending {
+            switch item {
+            case .record(let record):
+                records.append(record)
+                bytes += record.payload.readableBytes
+            case .error(let status, let message):
+                if !records.isEmpty { runs.append(.records(records, payloadBytes: bytes)) }
+                records = []
+                bytes = 0
+                runs.append(.error(status: status, message: message))
+            }
+        }
+        if !records.isEmpty { runs.append(.records(records, payloadBytes: bytes)) }
+        return runs
     }
 
     static func writeAcks(_ results: [Result<PublishReceipt, PublishError>], binary: Bool, into acks: inout ByteBuffer) {
