@@ -48,6 +48,7 @@ let package = Package(
         .target(
             name: "PiglixWire",
             dependencies: [
+                "PiglixTopics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
@@ -104,7 +105,7 @@ let package = Package(
         .target(
             name: "PiglixClient",
             dependencies: [
-                "PiglixWire",
+                "PiglixWire", "PiglixTopics",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -132,7 +133,7 @@ let package = Package(
         .testTarget(name: "PiglixTopicsTests", dependencies: ["PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups"], swiftSettings: strict),
-        .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire"], swiftSettings: strict),
+        .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire", "PiglixTopics"], swiftSettings: strict),
         .testTarget(
             name: "PiglixClusterTests",
             dependencies: [

@@ -41,7 +41,7 @@ extension Broker: ClusterApplication {
                 let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
                 batch.append(
                     ClusterPublish(
-                        destination: .topic(topic), level: PiglixGroups.DeliveryLevel(rawValue: record.delivery.rawValue)!,
+                        destination: .topic(topic), level: record.delivery,
                         session: session, payload: ClusterPayload.encode(record)))
                 indices.append(i)
             } catch {
@@ -279,7 +279,7 @@ extension Broker: ClusterApplication {
             let id = delivery.message.id
             var message = StoredMessage(
                 id: PiglixWire.MessageID(sequence: 0, position: position), topic: topic.name, payload: payload,
-                delivery: PiglixWire.DeliveryLevel(rawValue: delivery.message.level.rawValue) ?? .fifo, headers: headers,
+                delivery: delivery.message.level, headers: headers,
                 payloadIsText: UTF8Check.isValid(payload))
             message.source = MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq)
             prepared.append(Prepared(delivery: delivery, position: position, message: message, topic: topic))
@@ -534,7 +534,7 @@ enum CheckpointCodec {
         guard let count: UInt32 = b.readInteger() else { throw Corrupt() }
         var out: [StoredMessage] = []
         for _ in 0..<count {
-            guard let topic = read(&b), let rawLevel: UInt8 = b.readInteger(), let level = PiglixWire.DeliveryLevel(rawValue: rawLevel),
+            guard let topic = read(&b), let rawLevel: UInt8 = b.readInteger(), let level = DeliveryLevel(rawValue: rawLevel),
                 let isText: UInt8 = b.readInteger(), let headerCount: UInt16 = b.readInteger()
             else { throw Corrupt() }
             var headers: [MessageHeader] = []
@@ -575,8 +575,9 @@ enum CheckpointCodec {
 /// (`piglix_publish_ack_seconds{delivery=…}` in `/metrics`). Created once:
 /// a metrics factory lookup per message would cost more than the message.
 enum PublishLatency {
-    static let timers: [Metrics.Timer] = ["fifo", "total", "safe"].map {
-        Metrics.Timer(label: "piglix_publish_ack_seconds", dimensions: [("delivery", $0)], preferredDisplayUnit: .seconds)
+    /// Indexed by `DeliveryLevel.rawValue`.
+    static let timers: [Metrics.Timer] = DeliveryLevel.allCases.map {
+        Metrics.Timer(label: "piglix_publish_ack_seconds", dimensions: [("delivery", $0.metricLabel)], preferredDisplayUnit: .seconds)
     }
 }
 

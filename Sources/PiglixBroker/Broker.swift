@@ -73,7 +73,7 @@ public struct PublishReceipt: Sendable, Equatable {
     public var id: MessageID
     public var delivery: DeliveryLevel
     /// 200 when the level is reached (`safe`: stable), 202 when accepted.
-    public var status: Int { delivery == .safe ? 200 : 202 }
+    public var status: Int { delivery.ackStatus }
 }
 
 /// A group as `/v1/groups` shows it: a pattern with local subscribers.

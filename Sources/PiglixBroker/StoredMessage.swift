@@ -1,3 +1,4 @@
+import PiglixTopics
 import NIOCore
 import PiglixWire
 

@@ -201,10 +201,10 @@ extension GroupNode {
                         changed = true
                         break
                     }
-                    if m.level != .fifo && s > maxDel[r] {
+                    if m.level.isTotallyOrdered && s > maxDel[r] {
                         var ok = false
                         if let g = entryIndex[OrderEntry(origin: UInt32(r), seq: s)], g <= ordersCut { ok = true }
-                        if m.level == .safe && s > cutStable[r] { ok = false }
+                        if m.level.needsStability && s > cutStable[r] { ok = false }
                         if !ok {
                             cut[r] = s - 1
                             changed = true

@@ -80,23 +80,6 @@ public struct PublishID: Hashable, Comparable, Sendable, CustomStringConvertible
     public var description: String { "\(origin):\(seq)" }
 }
 
-/// The ordering level a publisher asks for (DESIGN.md §1).
-public enum DeliveryLevel: UInt8, Hashable, Sendable, CaseIterable, CustomStringConvertible {
-    /// Per publisher session order, no sequencer.
-    case fifo
-    /// One order per group, fixed sequencer.
-    case total
-    /// Total plus stability: delivered once every member holds it.
-    case safe
-    public var description: String {
-        switch self {
-        case .fifo: "fifo"
-        case .total: "total"
-        case .safe: "safe"
-        }
-    }
-}
-
 /// Where a publish goes: a topic (every group whose pattern matches) or one
 /// group named by its pattern.
 public enum Destination: Hashable, Sendable, CustomStringConvertible {

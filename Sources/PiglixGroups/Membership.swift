@@ -241,9 +241,9 @@ extension GroupNode {
             vlog.streams[r].append(m)
             receivedSinceAck += 1
             if receivedSinceAck >= settings.ackEveryMessages { ackDirty = true }
-            if m.level != .fifo {
+            if m.level.isTotallyOrdered {
                 if vlog.isSequencer && !flushing { sequence(origin: r, seq: m.id.seq) }
-                if m.level == .safe { ackDirty = true }
+                if m.level.needsStability { ackDirty = true }
             }
             deliver(hint: r)
         } else if m.id.seq > received + 1 {

@@ -130,7 +130,7 @@ struct ViewLog: Sendable {
 
     /// Whether `m` is delivered in the total order (not per origin only).
     @inline(__always)
-    static func isOrdered(_ m: DataMessage) -> Bool { m.level != .fifo }
+    static func isOrdered(_ m: DataMessage) -> Bool { m.level.isTotallyOrdered }
 
     /// The next message of origin `r` if the delivery rule allows it now;
     /// advances the delivery counters.
@@ -149,7 +149,7 @@ struct ViewLog: Sendable {
         guard let e = entry(g), e.origin == UInt32(r), e.seq == seq else { return nil }
         if let limit {
             guard g <= limit.ordersCut else { return nil }
-        } else if m.level == .safe && stable.received[r] < seq {
+        } else if m.level.needsStability && stable.received[r] < seq {
             return nil
         }
         streams[r].delivered = seq

@@ -82,7 +82,7 @@ extension GroupNode {
         if case .groupJoin(let pattern) = p.kind { markJoinSent(pattern) }
         let data = ProtocolMessage.data(m)
         for (r, q) in vlog.view.members.enumerated() where r != rank { out.append(.send(to: q.node, data)) }
-        if vlog.isSequencer && p.level != .fifo { sequence(origin: rank, seq: seq) }
+        if vlog.isSequencer && p.level.isTotallyOrdered { sequence(origin: rank, seq: seq) }
         deliver(hint: rank)
     }
 

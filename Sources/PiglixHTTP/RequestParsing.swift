@@ -1,3 +1,4 @@
+import PiglixTopics
 import HTTPTypes
 import Hummingbird
 import PiglixBroker

@@ -121,7 +121,7 @@ public struct Checker: Sendable {
         for (p, views) in live {
             for (v, list) in views {
                 let o = list.filter {
-                    if case .deliver(_, _, _, _, _, _, _, let l, _, _) = $0.1 { return l != .fifo }
+                    if case .deliver(_, _, _, _, _, _, _, let l, _, _) = $0.1 { return l.isTotallyOrdered }
                     return false
                 }
                 if !o.isEmpty { ordered[v, default: []].append((p, o)) }

@@ -420,7 +420,7 @@ public struct Simulator {
                 record(.deliver(at: now, process: me, view: nodes[i].view?.id, id: d.message.id, publish: d.message.publish, session: d.message.session, number: n, level: d.message.level, groups: d.groups.map(\.name), afterCheckpoint: d.afterCheckpoint))
                 for g in d.groups { nodes[i].states[g, default: []].insert(n) }
                 if probes[n] != nil && !d.afterCheckpoint { probes[n]!.insert(me) }
-                if d.message.level == .safe && !d.afterCheckpoint { safeCheck(i, d.message.id) }
+                if d.message.level.needsStability && !d.afterCheckpoint { safeCheck(i, d.message.id) }
             case .installClusterView(let v):
                 nodes[i].view = v
                 lastInstallAt = now
@@ -441,7 +441,7 @@ public struct Simulator {
                 record(.checkpoint(at: now, process: me, pattern: p.name, numbers: set.sorted()))
             case .publishAcked(let token, let id, let level):
                 record(.ack(at: now, process: me, number: token, level: level))
-                if level == .safe, let view = nodes[i].core.currentView {
+                if level.needsStability, let view = nodes[i].core.currentView {
                     _ = id
                     // The ack follows the local delivery of the same message.
                     _ = view

@@ -1,3 +1,4 @@
+import PiglixTopics
 import NIOCore
 
 /// A record of the subscribe stream as a client reads it.

@@ -1,3 +1,4 @@
+import PiglixTopics
 import NIOCore
 
 /// One message a client asks to publish, from either input format.

@@ -1,3 +1,4 @@
+import PiglixTopics
 import NIOCore
 
 /// One user header carried with a message.
@@ -322,7 +323,7 @@ public enum AckCodec {
             default: break
             }
         }
-        if ok && ack.status == 0 { ack.status = ack.delivery == .safe ? 200 : 202 }
+        if ok && ack.status == 0 { ack.status = (ack.delivery ?? .fifo).ackStatus }
         return ack
     }
 }

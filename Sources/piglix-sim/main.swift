@@ -99,7 +99,7 @@ struct Bench: ParsableCommand {
     @Option var payload: Int = 128
     @Option var level: String = "fifo"
     func run() throws {
-        guard let l = DeliveryLevel.allCases.first(where: { $0.description == level }) else { throw ValidationError("level is fifo, total or safe") }
+        guard let l = DeliveryLevel(name: level) else { throw ValidationError("level is fifo, total or safe") }
         let r = CoreBenchmark.run(nodes: nodes, messages: messages, payloadBytes: payload, level: l)
         print(r)
     }
