@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "piglix-sim",
             dependencies: [
-                "PiglixSimulation", "PiglixGroups",
+                "PiglixSimulation", "PiglixGroups", "PiglixTopics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -132,7 +132,7 @@ let package = Package(
         ),
         .testTarget(name: "PiglixTopicsTests", dependencies: ["PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups", "PiglixTopics"], swiftSettings: strict),
-        .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups"], swiftSettings: strict),
+        .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire", "PiglixTopics"], swiftSettings: strict),
         .testTarget(
             name: "PiglixClusterTests",
@@ -143,11 +143,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .testTarget(name: "PiglixBrokerTests", dependencies: ["PiglixBroker", "PiglixTopics"], swiftSettings: strict),
+        .testTarget(
+            name: "PiglixBrokerTests",
+            dependencies: [
+                "PiglixBroker", "PiglixTopics", "PiglixWire", "PiglixCluster", "PiglixGroups",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "PiglixHTTPTests",
             dependencies: [
-                "PiglixHTTP", "PiglixBroker", "PiglixClient", "PiglixWire",
+                "PiglixHTTP", "PiglixBroker", "PiglixClient", "PiglixWire", "PiglixTopics",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],

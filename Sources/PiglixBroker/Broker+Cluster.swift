@@ -13,13 +13,12 @@ extension Broker: ClusterApplication {
 
     // MARK: Publish
 
-    /// Publishes records in order. On a single node this is `publish(_:)`
-    /// per record; in a cluster the records go to the group protocol as one
-    /// batch and each result comes when its level is reached here (`fifo`,
-    /// `total`: delivered in order; `safe`: stable).
+    /// Publishes records in order and returns when each has its result. On
+    /// a single node that is at once; in a cluster the records go to the
+    /// group protocol as one batch and each result comes when its level is
+    /// reached here (`fifo`, `total`: delivered in order; `safe`: stable).
     public func publish(_ records: [PublishRecord], session: UInt64) async -> [Result<PublishReceipt, PublishError>] {
-        guard cluster != nil else { return publishLocally(records) }
-        return await withCheckedContinuation { continuation in
+        await withCheckedContinuation { continuation in
             publish(records, session: session) { continuation.resume(returning: $0) }
         }
     }
@@ -439,151 +438,28 @@ extension Broker: ClusterApplication {
     /// The cluster as this node sees it, nil for a single node.
     public var clusterStatus: ClusterStatus? { cluster?.status }
 
+    /// The group layer's counters, nil for a single node.
+    public var clusterCounters: ClusterCounters? { cluster?.counters }
+
+    /// Whether this node is a member of a cluster (not a single node).
+    public var isClustered: Bool { cluster != nil }
+
+    /// Joins (or forms) the cluster, with this broker receiving its
+    /// deliveries; nothing on a single node.
+    public func startCluster() async throws {
+        _ = try await cluster?.start(application: self)
+    }
+
+    /// Leaves the cluster: peers see the silence and install a view without
+    /// this node. Nothing on a single node.
+    public func leaveCluster() async {
+        await cluster?.shutdown()
+    }
+
     /// Ready for traffic: a single node always; a cluster node while it is a
     /// member of the primary component.
     public var isReady: Bool {
         guard let cluster else { return !isShuttingDown }
         return !isShuttingDown && cluster.status.primary
-    }
-}
-
-/// How a published record travels inside a cluster message: its headers
-/// (`u16` count, then `u16`-length-prefixed name and value each) and then the
-/// payload bytes. The topic travels as the message's destination.
-enum ClusterPayload {
-    static func encode(_ record: PublishRecord) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(2 + record.payload.readableBytes + record.headers.count * 32)
-        out.append(UInt8(truncatingIfNeeded: record.headers.count >> 8))
-        out.append(UInt8(truncatingIfNeeded: record.headers.count))
-        for header in record.headers {
-            for text in [header.name, header.value] {
-                let count = text.utf8.count
-                out.append(UInt8(truncatingIfNeeded: count >> 8))
-                out.append(UInt8(truncatingIfNeeded: count))
-                out.append(contentsOf: text.utf8)
-            }
-        }
-        record.payload.withUnsafeReadableBytes { out.append(contentsOf: $0) }
-        return out
-    }
-
-    static func decode(_ bytes: [UInt8]) -> (headers: [MessageHeader], payload: ByteBuffer)? {
-        var i = 0
-        func u16() -> Int? {
-            guard i + 2 <= bytes.count else { return nil }
-            defer { i += 2 }
-            return Int(bytes[i]) << 8 | Int(bytes[i + 1])
-        }
-        func text() -> String? {
-            guard let n = u16(), i + n <= bytes.count else { return nil }
-            defer { i += n }
-            return String(decoding: bytes[i..<(i + n)], as: UTF8.self)
-        }
-        guard let count = u16() else { return nil }
-        var headers: [MessageHeader] = []
-        for _ in 0..<count {
-            guard let name = text(), let value = text() else { return nil }
-            headers.append(MessageHeader(name: name, value: value))
-        }
-        var payload = ByteBuffer()
-        payload.reserveCapacity(bytes.count - i)
-        payload.writeBytes(bytes[i...])
-        return (headers, payload)
-    }
-}
-
-/// A group's state for state transfer: its retained messages, oldest first,
-/// each with its topic, level, headers, resume id and protocol identity.
-enum CheckpointCodec {
-    struct Corrupt: Error, CustomStringConvertible {
-        var description: String { "truncated or malformed checkpoint" }
-    }
-
-    static func encode(_ messages: [StoredMessage]) -> [UInt8] {
-        var b = ByteBuffer()
-        b.writeInteger(UInt32(messages.count))
-        for m in messages {
-            write(m.topic, into: &b)
-            b.writeInteger(m.delivery.rawValue)
-            b.writeInteger(UInt8(m.payloadIsText ? 1 : 0))
-            b.writeInteger(UInt16(m.headers.count))
-            for h in m.headers {
-                write(h.name, into: &b)
-                write(h.value, into: &b)
-            }
-            let position = m.id.position ?? ClusterPosition(view: 0, delivered: [])
-            b.writeInteger(position.view)
-            b.writeInteger(UInt32(position.delivered.count))
-            for d in position.delivered { b.writeInteger(d) }
-            let source = m.source ?? MessageSource(view: 0, origin: 0, seq: 0)
-            b.writeInteger(source.view)
-            b.writeInteger(source.origin)
-            b.writeInteger(source.seq)
-            b.writeInteger(UInt32(m.payload.readableBytes))
-            var payload = m.payload
-            b.writeBuffer(&payload)
-        }
-        return Array(b.readableBytesView)
-    }
-
-    static func decode(_ bytes: [UInt8], topicLimits: TopicLimits) throws -> [StoredMessage] {
-        // A group's first member starts from the empty state.
-        if bytes.isEmpty { return [] }
-        var b = ByteBuffer(bytes: bytes)
-        guard let count: UInt32 = b.readInteger() else { throw Corrupt() }
-        var out: [StoredMessage] = []
-        for _ in 0..<count {
-            guard let topic = read(&b), let rawLevel: UInt8 = b.readInteger(), let level = DeliveryLevel(rawValue: rawLevel),
-                let isText: UInt8 = b.readInteger(), let headerCount: UInt16 = b.readInteger()
-            else { throw Corrupt() }
-            var headers: [MessageHeader] = []
-            for _ in 0..<headerCount {
-                guard let name = read(&b), let value = read(&b) else { throw Corrupt() }
-                headers.append(MessageHeader(name: name, value: value))
-            }
-            guard let view: UInt64 = b.readInteger(), let n: UInt32 = b.readInteger(), n <= UInt32(ClusterPosition.ranksMax) else { throw Corrupt() }
-            var delivered: [UInt64] = []
-            for _ in 0..<n {
-                guard let d: UInt64 = b.readInteger() else { throw Corrupt() }
-                delivered.append(d)
-            }
-            guard let sourceView: UInt64 = b.readInteger(), let origin: UInt32 = b.readInteger(), let seq: UInt64 = b.readInteger(),
-                let length: UInt32 = b.readInteger(), let payload = b.readSlice(length: Int(length))
-            else { throw Corrupt() }
-            var message = StoredMessage(
-                id: PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered)), topic: topic,
-                payload: payload, delivery: level, headers: headers, payloadIsText: isText != 0)
-            message.source = MessageSource(view: sourceView, origin: origin, seq: seq)
-            out.append(message)
-        }
-        return out
-    }
-
-    private static func write(_ s: String, into b: inout ByteBuffer) {
-        b.writeInteger(UInt16(truncatingIfNeeded: s.utf8.count))
-        b.writeString(s)
-    }
-
-    private static func read(_ b: inout ByteBuffer) -> String? {
-        guard let n: UInt16 = b.readInteger() else { return nil }
-        return b.readString(length: Int(n))
-    }
-}
-
-/// Publish → level reached at the publishing node, per delivery level
-/// (`piglix_publish_ack_seconds{delivery=…}` in `/metrics`). Created once:
-/// a metrics factory lookup per message would cost more than the message.
-enum PublishLatency {
-    /// Indexed by `DeliveryLevel.rawValue`.
-    static let timers: [Metrics.Timer] = DeliveryLevel.allCases.map {
-        Metrics.Timer(label: "piglix_publish_ack_seconds", dimensions: [("delivery", $0.metricLabel)], preferredDisplayUnit: .seconds)
-    }
-}
-
-extension Duration {
-    var nanosecondsClamped: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds.multipliedReportingOverflow(by: 1_000_000_000).overflow ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

@@ -111,8 +111,9 @@ public final class Broker: Sendable {
     public let epoch: UInt32
     /// The single-node cluster view id (groups derive their view from it).
     public let viewID: UInt64 = 1
-    /// The cluster this node belongs to; nil for a single node.
-    public let cluster: ClusterNode?
+    /// The group layer of the cluster this node belongs to; nil for a
+    /// single node. Only the broker talks to it (GroupLayer.swift).
+    let cluster: (any GroupLayer)?
     let logger = Logger(label: "piglix.broker")
 
     struct State {
@@ -144,7 +145,7 @@ public final class Broker: Sendable {
 
     let state: Mutex<State>
 
-    public init(settings: BrokerSettings, epoch: UInt32? = nil, cluster: ClusterNode? = nil) throws(BrokerSettings.Invalid) {
+    public init(settings: BrokerSettings, epoch: UInt32? = nil, cluster: (any GroupLayer)? = nil) throws(BrokerSettings.Invalid) {
         try settings.validate()
         self.settings = settings
         self.cluster = cluster

@@ -1,7 +1,7 @@
 import PiglixTopics
 import PiglixWire
 
-/// What a subscriber wants done when its queue is full (DESIGN.md §3).
+/// What a subscriber wants done when its queue is full (docs/protocol.md, "Slow subscribers").
 public enum OverflowPolicy: String, Sendable, CaseIterable {
     /// Drop the oldest queued messages and send a `gap` record with the count
     /// lost. The default: a slow browser tab keeps its stream.

@@ -127,8 +127,10 @@ public final class ClusterNode: Sendable {
         var lastSuspectCount = 0
     }
 
-    final class PublishCompletion: @unchecked Sendable {
-        // Touched only on the loop.
+    /// One publish batch's outcomes as they arrive. Created, stored (in the
+    /// loop-bound state) and completed on the loop only, so it is not
+    /// Sendable; only its `done` closure leaves the loop.
+    final class PublishCompletion {
         var remaining: Int
         var outcomes: [ClusterPublishOutcome]
         let done: @Sendable ([ClusterPublishOutcome]) -> Void
@@ -607,8 +609,15 @@ func resolveHost(_ host: String) -> [String] {
     return out
 }
 
-/// A weak reference that can be captured by `@Sendable` closures.
+/// A weak reference that can be captured by `@Sendable` closures: the
+/// transport's callbacks need the node, which does not exist yet when the
+/// transport is created in the node's `init`.
+///
+/// `@unchecked` is sound here and nowhere else it might be reused: `value`
+/// is written once, at the end of `ClusterNode.init`, before `start` lets
+/// the transport accept or dial a connection (the only source of
+/// callbacks), and only read after that; the start's `loop.submit` orders
+/// the write before every read on the loop.
 final class WeakBox<T: AnyObject>: @unchecked Sendable {
-    // Written once before any callback can run, then only read.
     weak var value: T?
 }

@@ -80,6 +80,11 @@ final class AckPipeline: Sendable {
 
     var isFull: Bool { state.withLock { Self.isFull($0, recordsMax: recordsMax, bytesMax: bytesMax) } }
 
+    /// Whether acks at the head of the line are ready and not yet taken by the writer.
+    var hasAcksToWrite: Bool {
+        state.withLock { $0.head < $0.slots.count && $0.slots[$0.head].acks != nil }
+    }
+
     /// No more slots will be reserved; the writer ends once every slot is written.
     func endReading() {
         let writer = state.withLock { state -> CheckedContinuation<ByteBuffer?, Never>? in

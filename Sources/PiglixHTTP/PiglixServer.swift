@@ -37,7 +37,7 @@ public struct PiglixServer: Sendable {
         self.logger = logger
     }
 
-    /// The router with every route of DESIGN.md §3.
+    /// The router with every route of docs/protocol.md ("Calls", "Status endpoints").
     public func makeRouter() -> Router<PiglixRequestContext> {
         let router = Router(context: PiglixRequestContext.self)
         router.middlewares.add(ProblemMiddleware())
@@ -113,7 +113,7 @@ public struct BrokerService: Service {
     public func run() async throws {
         // A cluster node joins (or forms) the cluster before it takes traffic
         // for real; /readyz says when it is in the primary component.
-        if let cluster = broker.cluster { try await cluster.start(application: broker) }
+        try await broker.startCluster()
         try? await cancelWhenGracefulShutdown {
             while true {
                 try await Task.sleep(for: heartbeatInterval)
@@ -122,6 +122,6 @@ public struct BrokerService: Service {
         }
         broker.shutdown()
         // Leave the cluster: peers see the silence and install a view without this node.
-        await broker.cluster?.shutdown()
+        await broker.leaveCluster()
     }
 }

@@ -95,50 +95,17 @@ struct PublishRoute: Sendable {
         return Response(
             status: .ok, headers: [.contentType: ackType, .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                if broker.cluster == nil {
-                    try await Self.streamStopAndWait(request, broker: broker, settings: settings, coding: coding, binary: binary, writer: &writer)
-                } else {
-                    try await Self.streamPipelined(request, broker: broker, settings: settings, coding: coding, binary: binary, writer: &writer)
-                }
+                try await Self.streamPipelined(request, broker: broker, settings: settings, coding: coding, binary: binary, writer: &writer)
                 try await writer.finish(nil)
             })
     }
 
-    /// A single node publishes synchronously: one task reads a chunk,
-    /// publishes its records and writes their acks, then reads the next.
-    static func streamStopAndWait(
-        _ request: Request, broker: Broker, settings: ServerSettings, coding: ContentCoding?, binary: Bool,
-        writer: inout any ResponseBodyWriter
-    ) async throws {
-        var session = PublishSession(broker: broker, settings: settings, binary: binary)
-        var acks = ByteBuffer()
-        // Records are bounded one by one (LineSplitter, FrameDecoder), so
-        // a stream's total decompressed size needs no bound of its own.
-        let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
-        do {
-            for try await chunk in request.body {
-                try session.consume(chunk, through: decompressor)
-                await session.drain(into: &acks)
-                if session.fatal { break }
-                if acks.readableBytes > 0 {
-                    try await writer.write(acks)
-                    acks = ByteBuffer()
-                }
-            }
-            session.finish()
-            await session.drain(into: &acks)
-        } catch let error as CorruptCompressedData {
-            await session.drain(into: &acks)
-            AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
-        }
-        if acks.readableBytes > 0 { try await writer.write(acks) }
-    }
-
-    /// In a cluster a batch's level is reached a round trip or more later,
-    /// so the body is read on while earlier batches are in flight (up to
-    /// `publishInFlightRecordsMax` records or `publishInFlightBytesMax`
-    /// bytes): a child task reads and publishes, this one writes the acks
-    /// in input order as their batches complete.
+    /// The one publish path of a stream. In a cluster a batch's level is
+    /// reached a round trip or more later, so the body is read on while
+    /// earlier batches are in flight (up to `publishInFlightRecordsMax`
+    /// records or `publishInFlightBytesMax` bytes): a child task reads and
+    /// publishes, this one writes the acks in input order as their batches
+    /// complete. On a single node a batch completes at once, in `submit`.
     static func streamPipelined(
         _ request: Request, broker: Broker, settings: ServerSettings, coding: ContentCoding?, binary: Bool,
         writer: inout any ResponseBodyWriter
@@ -155,6 +122,11 @@ struct PublishRoute: Sendable {
                         session.submit(to: pipeline)
                         if session.fatal { return }
                         if pipeline.isFull, await !pipeline.waitForRoom() { return }
+                        // While body bytes keep arriving this loop does not
+                        // suspend; with one free thread the writer would wait
+                        // for the body to pause before sending acks that are
+                        // ready (a single node completes batches at once).
+                        if pipeline.hasAcksToWrite { await Task.yield() }
                     }
                     session.finish()
                     session.submit(to: pipeline)
@@ -204,7 +176,7 @@ struct PublishRoute: Sendable {
 struct PublishSession {
     let broker: Broker
     let binary: Bool
-    /// The publisher session: FIFO holds per session (DESIGN.md §1).
+    /// The publisher session: FIFO holds per session (docs/virtual-synchrony.md, "Delivery rule, ordering levels, stability").
     let session = UInt64.random(in: 1...UInt64.max)
     /// Decoded and not yet published, in input order, with the errors of
     /// records that could not be decoded in their place.

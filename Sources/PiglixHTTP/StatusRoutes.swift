@@ -99,8 +99,7 @@ struct StatusRoutes: Sendable {
         line("piglix_retained_topics", "gauge", "Topics with retained history.", stats.retainedTopics)
         line("piglix_view_id", "gauge", "Current cluster view id.", broker.clusterStatus?.view ?? broker.viewID)
         line("piglix_primary", "gauge", "1 when this node is in the primary component.", isPrimary ? 1 : 0)
-        if let cluster = broker.cluster {
-            let c = cluster.counters
+        if let c = broker.clusterCounters {
             line("piglix_cluster_view_changes_total", "counter", "Cluster views installed by this node.", c.viewChanges)
             line("piglix_cluster_suspicions_total", "counter", "Members removed from the view after being suspected.", c.suspicions)
             line("piglix_cluster_flushes_total", "counter", "View-change flushes this node took part in.", c.flushes)

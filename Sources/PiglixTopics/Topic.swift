@@ -7,7 +7,7 @@ public enum PatternToken: Hashable, Sendable {
     case rest
 }
 
-/// A validated topic name: dot-separated literal tokens (DESIGN.md §2).
+/// A validated topic name: dot-separated literal tokens (docs/protocol.md, "Topics and patterns").
 public struct Topic: Hashable, Sendable, CustomStringConvertible {
     public let name: String
 

@@ -13,6 +13,6 @@ public struct TopicLimits: Hashable, Sendable {
         self.tokenBytesMax = tokenBytesMax
     }
 
-    /// The defaults of DESIGN.md §2: 16 tokens, 255 bytes, 64 bytes a token.
+    /// The defaults of docs/protocol.md ("Topics and patterns"): 16 tokens, 255 bytes, 64 bytes a token.
     public static let `default` = TopicLimits()
 }

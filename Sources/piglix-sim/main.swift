@@ -1,5 +1,6 @@
 import ArgumentParser
 import PiglixGroups
+import PiglixTopics
 import PiglixSimulation
 
 /// `piglix-sim`: runs the deterministic simulator over many seeds and checks

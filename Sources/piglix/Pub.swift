@@ -16,10 +16,10 @@ struct Pub: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Publish messages: DATA, or one message per line of standard input.",
         discussion: """
-            With DATA, publishes one message (POST /v1/topics/TOPIC) and prints its id.
-            Without, streams each line of standard input as one message over one
-            POST /v1/publish stream (binary frames) and prints each ack's id, or
-            `error STATUS: reason`, one line per input line, in order. Exits non-zero
+            With DATA, publishes one message (POST /v1/topics/TOPIC) and prints its id. \
+            Without, streams each line of standard input as one message over one \
+            POST /v1/publish stream (binary frames) and prints each ack's id, or \
+            `error STATUS: reason`, one line per input line, in order. Exits non-zero \
             if any record was rejected.
             """)
 

@@ -11,8 +11,8 @@ struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a Piglix node.",
         discussion: """
-            With no flags: one node, HTTP/2 (prior knowledge) and HTTP/1.1 on 127.0.0.1:8080, no cluster.
-            Each flag falls back to the environment variable named in its help, then to its default.
+            With no flags: one node, HTTP/2 (prior knowledge) and HTTP/1.1 on 127.0.0.1:8080, no cluster. \
+            Each flag falls back to the environment variable named in its help, then to its default. \
             Sizes are in bytes. Stop with SIGTERM or SIGINT: subscribers get an `end` record.
             """)
 

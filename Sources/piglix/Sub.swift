@@ -15,10 +15,10 @@ struct Sub: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Subscribe to patterns and print the records.",
         discussion: """
-            Prints every record as NDJSON (the subscribe format of docs/protocol.md), as SSE
-            events with --format sse, or `topic: payload` lines with --format text (control
-            records then go to standard error). --format also picks the wire format
-            (text uses binary frames). Reconnects by itself and resumes after the last
+            Prints every record as NDJSON (the subscribe format of docs/protocol.md), as SSE \
+            events with --format sse, or `topic: payload` lines with --format text (control \
+            records then go to standard error). --format also picks the wire format \
+            (text uses binary frames). Reconnects by itself and resumes after the last \
             message printed. Stop with Ctrl-C.
             """)
 
@@ -85,7 +85,7 @@ struct Sub: AsyncParsableCommand {
     }
 }
 
-/// Writes delivered records back in the NDJSON and SSE formats of DESIGN.md §3.
+/// Writes delivered records back in the NDJSON and SSE formats of docs/protocol.md ("Records").
 enum RecordPrinter {
     static func writeJSON(_ record: DeliveredRecord, into out: inout ByteBuffer) {
         switch record {

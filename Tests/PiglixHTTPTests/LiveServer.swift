@@ -80,6 +80,7 @@ final class CurlStream: @unchecked Sendable {
     private let lock = NSLock()
     private var buffer = Data()
     private var newlines = 0
+    private let writes = DispatchQueue(label: "curl-stdin")
 
     init(_ arguments: [String]) throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -146,12 +147,19 @@ final class CurlStream: @unchecked Sendable {
         }
     }
 
+    /// Writes to curl's standard input in order, off the caller's thread: a
+    /// write blocks until curl has read it, and curl reads only as fast as
+    /// the server takes the body, so a blocking write on a cooperative
+    /// thread would starve the in-process server of the threads it needs.
     func write(_ text: String) {
-        input.fileHandleForWriting.write(Data(text.utf8))
+        let handle = input.fileHandleForWriting
+        let data = Data(text.utf8)
+        writes.async { handle.write(data) }
     }
 
     func closeInput() {
-        try? input.fileHandleForWriting.close()
+        let handle = input.fileHandleForWriting
+        writes.async { try? handle.close() }
     }
 
     var isRunning: Bool { process.isRunning }

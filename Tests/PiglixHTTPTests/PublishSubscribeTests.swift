@@ -2,6 +2,7 @@ import CompressNIO
 import Foundation
 import NIOCore
 import PiglixWire
+import PiglixTopics
 import XCTest
 
 /// The front end driven by curl over HTTP/2 with prior knowledge and over HTTP/1.1.

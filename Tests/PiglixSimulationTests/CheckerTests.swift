@@ -1,4 +1,5 @@
 import PiglixGroups
+import PiglixTopics
 import PiglixSimulation
 import Testing
 

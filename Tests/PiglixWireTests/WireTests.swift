@@ -1,6 +1,7 @@
 import CompressNIO
 import NIOCore
 import PiglixWire
+import PiglixTopics
 import XCTest
 
 final class FrameTests: XCTestCase {
