@@ -21,13 +21,16 @@ else
 fi
 logs=${PIGLIX_LOG_DIR:-$(mktemp -d -t piglix-cluster.XXXXXX)}
 seeds=127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003
+# Only nodes holding this key join (docs/operations.md, "Cluster key").
+key="$logs/cluster.key"
+[ -f "$key" ] || { head -c 32 /dev/urandom | base64 >"$key"; chmod 600 "$key"; }
 pids=()
 stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 
 for i in 1 2 3; do
   "$bin" serve --node-id "n$i" --listen "127.0.0.1:808$i" \
-    --cluster-listen "127.0.0.1:700$i" --seeds "$seeds" >"$logs/n$i.log" 2>&1 &
+    --cluster-listen "127.0.0.1:700$i" --seeds "$seeds" --cluster-key-file "$key" >"$logs/n$i.log" 2>&1 &
   pids+=($!)
 done
 

@@ -77,6 +77,9 @@ public struct ClusterCounters: Sendable {
     public var bytesSent: UInt64 = 0
     public var bytesReceived: UInt64 = 0
     public var decodeErrors: UInt64 = 0
+    /// Peer connections refused in the handshake (no key, another key, a
+    /// bad proof or frame).
+    public var refusedPeers: UInt64 = 0
 }
 
 /// One node of a Piglix cluster: the sans-IO core (`GroupNode`) driven over
@@ -169,6 +172,7 @@ public final class ClusterNode: Sendable {
         var frameSettings = TransportSettings()
         frameSettings.frameBytesMax = settings.frameBytesMax
         frameSettings.compressFramesAtBytes = settings.compressFramesAtBytes
+        frameSettings.clusterKey = settings.clusterKey
         var transportRef: ClusterTransport!
         let hello = Hello(name: settings.nodeName, incarnation: startIncarnation, listenAddress: settings.advertiseAddress)
         // The callbacks need `self`; they are only called after `start`.
@@ -178,7 +182,8 @@ public final class ClusterNode: Sendable {
             callbacks: TransportCallbacks(
                 received: { peer, body in weakSelf.value?.received(body, from: peer) },
                 connected: { peer in weakSelf.value?.connected(peer) },
-                disconnected: { _ in }))
+                disconnected: { _ in },
+                refused: { why in weakSelf.value?.refused(why) }))
         self.transport = transportRef
         weakSelf.value = self
     }
@@ -200,6 +205,11 @@ public final class ClusterNode: Sendable {
             self.execute(effects)
         }.get()
         scheduleSeedResolution()
+        if settings.clusterKey == nil {
+            logger.warning(
+                "no cluster key: the cluster port admits any process that reaches it as a node; set --cluster-key-file (docs/operations.md, \"Cluster key\")",
+                metadata: ["port": "\(port)"])
+        }
         logger.info(
             "cluster node started",
             metadata: ["node": "\(settings.nodeName)", "incarnation": "\(startIncarnation)", "port": "\(port)", "seeds": "\(addresses)"])
@@ -298,6 +308,12 @@ public final class ClusterNode: Sendable {
     private var now: Tick {
         let elapsed = NIODeadline.now() - startedAt
         return UInt64(max(elapsed.nanoseconds / 1_000_000, 0))
+    }
+
+    private func refused(_ why: String) {
+        box.value.counters.refusedPeers += 1
+        counterBox.withLockedValue { $0.refusedPeers = self.box.value.counters.refusedPeers }
+        logger.error("refused a cluster connection: \(why)")
     }
 
     private func connected(_ peer: Peer) {
@@ -569,7 +585,9 @@ public final class ClusterNode: Sendable {
                 logger.warning("ignoring seed \(seed): expected host:port")
                 continue
             }
-            var ips = await Task.detached { resolveHost(host) }.value
+            // getaddrinfo blocks: it runs on NIO's blocking-I/O thread pool,
+            // never on a cooperative-pool thread.
+            var ips = (try? await NIOThreadPool.singleton.runIfActive { resolveHost(host) }) ?? []
             if ips.isEmpty {
                 // Let the dialer try the name itself (and say why it fails).
                 logger.debug("seed \(host) does not resolve (yet); dialing it by name")

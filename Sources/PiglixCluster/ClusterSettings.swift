@@ -27,6 +27,9 @@ public struct ClusterSettings: Sendable {
     public var compressFramesAtBytes: Int?
     /// Largest frame accepted from a peer.
     public var frameBytesMax: Int = 64 << 20
+    /// The shared cluster key (`--cluster-key-file`); nil: the cluster port
+    /// admits anyone who can reach it.
+    public var clusterKey: ClusterKey?
     /// The core's bounds; the timings above override its tick fields.
     /// Members ack every 1,024 messages received (`ackEveryMessages`), so
     /// `fifo` and `total` traffic becomes stable at the rate it arrives;

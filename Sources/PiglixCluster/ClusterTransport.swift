@@ -23,6 +23,8 @@ public struct TransportSettings: Sendable {
     /// zlib-compress frame bodies of at least this many bytes (nil: never).
     /// A receiver always accepts compressed frames, so nodes may differ.
     public var compressFramesAtBytes: Int?
+    /// The shared cluster key; nil: peers are admitted without proof.
+    public var clusterKey: ClusterKey?
     public init() {}
 }
 
@@ -31,14 +33,19 @@ public struct TransportCallbacks: Sendable {
     public var received: @Sendable (Peer, ByteBuffer) -> Void
     public var connected: @Sendable (Peer) -> Void
     public var disconnected: @Sendable (Peer) -> Void
+    /// A connection was refused before it could carry protocol messages
+    /// (no key, another key, a bad proof or frame): why, naming the peer.
+    public var refused: @Sendable (String) -> Void
     public init(
         received: @escaping @Sendable (Peer, ByteBuffer) -> Void,
         connected: @escaping @Sendable (Peer) -> Void = { _ in },
-        disconnected: @escaping @Sendable (Peer) -> Void = { _ in }
+        disconnected: @escaping @Sendable (Peer) -> Void = { _ in },
+        refused: @escaping @Sendable (String) -> Void = { _ in }
     ) {
         self.received = received
         self.connected = connected
         self.disconnected = disconnected
+        self.refused = refused
     }
 }
 
@@ -63,6 +70,8 @@ public final class ClusterTransport: Sendable {
         var channel: any Channel
         var peer: Peer
         var dialedByMe: Bool
+        /// Seals what this node sends on the link (with a cluster key).
+        var sealer: LinkCipher?
     }
 
     struct Dial {
@@ -98,6 +107,7 @@ public final class ClusterTransport: Sendable {
     public func listen(host: String, port: Int) -> EventLoopFuture<Int> {
         let frameBytesMax = settings.frameBytesMax
         let helloTimeout = settings.helloTimeout
+        let key = settings.clusterKey
         return ServerBootstrap(group: loop)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -105,7 +115,7 @@ public final class ClusterTransport: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: frameBytesMax)))
                     try channel.pipeline.syncOperations.addHandler(
-                        PeerHandler(transport: self, dialedByMe: false, address: nil, helloTimeout: helloTimeout))
+                        PeerHandler(transport: self, dialedByMe: false, address: nil, helloTimeout: helloTimeout, key: key))
                 }
             }
             .bind(host: host, port: port)
@@ -153,6 +163,16 @@ public final class ClusterTransport: Sendable {
                 kind = .compressedMessages
             }
         }
+        if state.value.connections[peer]?.sealer != nil {
+            // Sealed in send order, which is the order the peer opens them in.
+            guard let sealed = try? state.value.connections[peer]!.sealer!.seal(kind: kind, body: body, allocator: connection.channel.allocator)
+            else {
+                connection.channel.close(promise: nil)
+                return false
+            }
+            body = sealed
+            kind = .sealed
+        }
         var frame = connection.channel.allocator.buffer(capacity: body.readableBytes + 5)
         frame.writePeerFrame(kind, body: body)
         connection.channel.write(frame, promise: nil)
@@ -191,6 +211,7 @@ public final class ClusterTransport: Sendable {
         state.value.dials[address, default: Dial()].inFlight = true
         let frameBytesMax = settings.frameBytesMax
         let helloTimeout = settings.helloTimeout
+        let key = settings.clusterKey
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(settings.connectTimeout)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
@@ -198,7 +219,7 @@ public final class ClusterTransport: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PeerFrameDecoder(frameBytesMax: frameBytesMax)))
                     try channel.pipeline.syncOperations.addHandler(
-                        PeerHandler(transport: self, dialedByMe: true, address: address, helloTimeout: helloTimeout))
+                        PeerHandler(transport: self, dialedByMe: true, address: address, helloTimeout: helloTimeout, key: key))
                 }
             }
         // An IP literal is dialed as an address: the name resolver is not
@@ -241,16 +262,21 @@ public final class ClusterTransport: Sendable {
 
     // MARK: Connections (called by PeerHandler, on the loop)
 
-    /// A hello arrived on `channel`. Returns false when the channel must close.
-    func register(_ channel: any Channel, hello: Hello, dialedByMe: Bool, address: String?) -> Bool {
-        if hello.name == me.name {
-            // A seed list usually names this node too.
-            if let address {
-                state.value.own.insert(address)
-                state.value.wanted.remove(address)
-            }
-            return false
+    /// Whether `hello` is this node's own (a seed list usually names this
+    /// node too): the address is remembered as its own, not dialed again.
+    func isOwn(_ hello: Hello, address: String?) -> Bool {
+        guard hello.name == me.name else { return false }
+        if let address {
+            state.value.own.insert(address)
+            state.value.wanted.remove(address)
         }
+        return true
+    }
+
+    /// A peer said hello (and, with a cluster key, proved it holds one) on
+    /// `channel`. Returns false when the channel must close.
+    func register(_ channel: any Channel, hello: Hello, dialedByMe: Bool, address: String?, sealer: LinkCipher?) -> Bool {
+        if isOwn(hello, address: address) { return false }
         let peer = Peer(name: hello.name, incarnation: hello.incarnation, listenAddress: hello.listenAddress)
         var announce = true
         if let existing = state.value.connections[peer.name] {
@@ -269,7 +295,7 @@ public final class ClusterTransport: Sendable {
             existing.channel.close(promise: nil)
             if announce { callbacks.disconnected(existing.peer) }
         }
-        state.value.connections[peer.name] = Connection(channel: channel, peer: peer, dialedByMe: dialedByMe)
+        state.value.connections[peer.name] = Connection(channel: channel, peer: peer, dialedByMe: dialedByMe, sealer: sealer)
         state.value.dials[peer.listenAddress]?.attempt = 0
         state.value.wanted.insert(peer.listenAddress)
         if announce { callbacks.connected(peer) }
@@ -278,6 +304,10 @@ public final class ClusterTransport: Sendable {
 
     func received(_ body: ByteBuffer, from peer: Peer) {
         callbacks.received(peer, body)
+    }
+
+    func refused(_ why: String) {
+        callbacks.refused(why)
     }
 
     func closed(_ channel: any Channel, peer: Peer?, dialedAddress: String?) {
@@ -291,74 +321,3 @@ public final class ClusterTransport: Sendable {
     }
 }
 
-/// One peer connection: says hello, waits for the peer's, then hands every
-/// frame to the transport.
-final class PeerHandler: ChannelInboundHandler {
-    typealias InboundIn = PeerFrame
-    typealias OutboundOut = ByteBuffer
-
-    private let transport: ClusterTransport
-    private let dialedByMe: Bool
-    private let address: String?
-    private let helloTimeout: TimeAmount
-    private var peer: Peer?
-    private var timeout: Scheduled<Void>?
-
-    init(transport: ClusterTransport, dialedByMe: Bool, address: String?, helloTimeout: TimeAmount) {
-        self.transport = transport
-        self.dialedByMe = dialedByMe
-        self.address = address
-        self.helloTimeout = helloTimeout
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        var frame = context.channel.allocator.buffer(capacity: 64)
-        frame.writePeerFrame(.hello, body: transport.me.encode())
-        context.writeAndFlush(wrapOutboundOut(frame), promise: nil)
-        let channel = context.channel
-        timeout = context.eventLoop.scheduleTask(in: helloTimeout) { channel.close(promise: nil) }
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
-        if let peer {
-            switch frame.kind {
-            case .messages: transport.received(frame.body, from: peer)
-            case .compressedMessages:
-                // Bounded like an uncompressed frame: a bomb closes the link.
-                var body = frame.body
-                guard let plain = try? body.decompress(with: .zlib(), maxSize: transport.settings.frameBytesMax) else {
-                    context.close(promise: nil)
-                    return
-                }
-                transport.received(plain, from: peer)
-            case .hello: context.close(promise: nil)
-            }
-            return
-        }
-        guard frame.kind == .hello, let hello = try? Hello.decode(frame.body) else {
-            context.close(promise: nil)
-            return
-        }
-        timeout?.cancel()
-        guard transport.register(context.channel, hello: hello, dialedByMe: dialedByMe, address: address) else {
-            context.close(promise: nil)
-            return
-        }
-        peer = Peer(name: hello.name, incarnation: hello.incarnation, listenAddress: hello.listenAddress)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        timeout?.cancel()
-        transport.closed(context.channel, peer: peer, dialedAddress: dialedByMe ? address : nil)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
-    }
-}
-
-@available(*, unavailable)
-extension PeerHandler: Sendable {}

@@ -9,6 +9,12 @@ public enum PeerFrameKind: UInt8, Sendable {
     case messages = 2
     /// `messages`, zlib-compressed (deflate, one block per frame).
     case compressedMessages = 3
+    /// With a cluster key: the sender's proof (HMAC-SHA256, 32 bytes),
+    /// second frame each side sends (ClusterKey.swift).
+    case proof = 4
+    /// With a cluster key: every later frame, its kind and body sealed
+    /// (ChaCha20-Poly1305, 16-byte tag at the end).
+    case sealed = 5
 }
 
 public struct PeerFrame: Sendable {
@@ -63,8 +69,11 @@ extension ByteBuffer {
 
 /// Who a peer is: sent once, first, in each direction.
 public struct Hello: Sendable, Hashable {
-    /// Protocol version of the peer framing and messages.
-    public static let version: UInt16 = 1
+    /// Protocol version of the peer framing and messages. Version 2 added
+    /// the nonce and the cluster-key flag.
+    public static let version: UInt16 = 2
+    /// Bytes of the handshake nonce.
+    static let nonceBytes = 32
     /// The node's stable name (`--node-id`).
     public var name: String
     /// This run of the node.
@@ -72,11 +81,25 @@ public struct Hello: Sendable, Hashable {
     /// Where the node accepts peer connections (`--cluster-listen`), so
     /// others can dial it back after learning of it.
     public var listenAddress: String
+    /// Whether the sender requires a cluster key: both ends must agree.
+    public var keyed: Bool
+    /// Fresh for each connection: what the proofs and link keys are bound to.
+    public var nonce: [UInt8]
 
-    public init(name: String, incarnation: UInt64, listenAddress: String) {
+    public init(name: String, incarnation: UInt64, listenAddress: String, keyed: Bool = false, nonce: [UInt8] = []) {
         self.name = name
         self.incarnation = incarnation
         self.listenAddress = listenAddress
+        self.keyed = keyed
+        self.nonce = nonce
+    }
+
+    /// This hello for one new connection, with a fresh nonce.
+    func forConnection() -> Hello {
+        var hello = self
+        var generator = SystemRandomNumberGenerator()
+        hello.nonce = (0..<Self.nonceBytes).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        return hello
     }
 
     func encode() -> ByteBuffer {
@@ -87,6 +110,9 @@ public struct Hello: Sendable, Hashable {
         buffer.writeInteger(incarnation)
         buffer.writeInteger(UInt16(listenAddress.utf8.count))
         buffer.writeString(listenAddress)
+        buffer.writeInteger(UInt8(keyed ? 1 : 0))
+        buffer.writeInteger(UInt8(nonce.count))
+        buffer.writeBytes(nonce)
         return buffer
     }
 
@@ -96,9 +122,12 @@ public struct Hello: Sendable, Hashable {
         guard version == Self.version else { throw .malformedHello("peer speaks version \(version), we speak \(Self.version)") }
         guard let nameLength: UInt16 = body.readInteger(), let name = body.readString(length: Int(nameLength)),
             let incarnation: UInt64 = body.readInteger(), let addressLength: UInt16 = body.readInteger(),
-            let address = body.readString(length: Int(addressLength))
+            let address = body.readString(length: Int(addressLength)), let keyed: UInt8 = body.readInteger(),
+            let nonceLength: UInt8 = body.readInteger(), let nonce = body.readBytes(length: Int(nonceLength))
         else { throw .malformedHello("short") }
         guard !name.isEmpty else { throw .malformedHello("empty node name") }
-        return Hello(name: name, incarnation: incarnation, listenAddress: address)
+        guard keyed <= 1, nonce.count == nonceBytes else { throw .malformedHello("bad key flag or nonce") }
+        guard body.readableBytes == 0 else { throw .malformedHello("\(body.readableBytes) bytes after the hello") }
+        return Hello(name: name, incarnation: incarnation, listenAddress: address, keyed: keyed == 1, nonce: nonce)
     }
 }

@@ -113,6 +113,9 @@ struct StatusRoutes: Sendable {
             line("piglix_cluster_bytes_sent_total", "counter", "Bytes sent to peers.", c.bytesSent)
             line("piglix_cluster_bytes_received_total", "counter", "Bytes received from peers.", c.bytesReceived)
             line("piglix_cluster_decode_errors_total", "counter", "Peer frames that could not be decoded.", c.decodeErrors)
+            line(
+                "piglix_cluster_refused_peers_total", "counter",
+                "Peer connections refused in the handshake (no cluster key, another key, a bad proof or frame).", c.refusedPeers)
         }
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],

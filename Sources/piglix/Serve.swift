@@ -1,3 +1,4 @@
+import Foundation
 import ArgumentParser
 import Logging
 import Metrics
@@ -34,6 +35,8 @@ struct Serve: AsyncParsableCommand {
     var clusterCompressBytes: Int?
     @Option(help: "How long a node that hears of no cluster waits before the one with the smallest --node-id forms the first view, ms. [env PIGLIX_BOOTSTRAP_WAIT_MS, default 2 suspicion timeouts]")
     var bootstrapWaitMs: Int?
+    @Option(help: "File of the shared cluster key (one key per line, at least 16 bytes; the first proves this node, any is accepted from a peer). Without it the cluster port admits anyone. [env PIGLIX_CLUSTER_KEY_FILE]")
+    var clusterKeyFile: String?
 
     @Option(help: "Largest message payload. [env PIGLIX_MAX_MESSAGE_BYTES, default 1048576]")
     var maxMessageBytes: Int?
@@ -107,6 +110,9 @@ struct Serve: AsyncParsableCommand {
             try int(suspicionTimeoutMs, "PIGLIX_SUSPICION_TIMEOUT_MS") { cluster.suspicionTimeoutMilliseconds = $0 }
             try int(bootstrapWaitMs, "PIGLIX_BOOTSTRAP_WAIT_MS") { cluster.bootstrapWaitMilliseconds = $0 }
             try int(clusterCompressBytes, "PIGLIX_CLUSTER_COMPRESS_BYTES") { cluster.compressFramesAtBytes = $0 > 0 ? $0 : nil }
+            if let path = string(clusterKeyFile, "PIGLIX_CLUSTER_KEY_FILE") {
+                cluster.clusterKey = try Self.readClusterKey(path)
+            }
             if cluster.heartbeatMilliseconds <= 0 || cluster.suspicionTimeoutMilliseconds <= 0 {
                 throw ValidationError("--cluster-heartbeat-ms and --suspicion-timeout-ms must be positive")
             }
@@ -115,6 +121,8 @@ struct Serve: AsyncParsableCommand {
                     "--suspicion-timeout-ms \(cluster.suspicionTimeoutMilliseconds) must be at least 3 heartbeats (\(3 * cluster.heartbeatMilliseconds) ms)")
             }
             settings.cluster = cluster
+        } else if string(clusterKeyFile, "PIGLIX_CLUSTER_KEY_FILE") != nil {
+            throw ValidationError("--cluster-key-file needs --cluster-listen: a single node has no cluster port to protect")
         } else if seedText != nil {
             throw ValidationError("--seeds needs --cluster-listen: give this node an address for its peers (for example --cluster-listen 127.0.0.1:7001)")
         }
@@ -167,4 +175,15 @@ struct Serve: AsyncParsableCommand {
     }
 
     private func string(_ flag: String?, _ name: String) -> String? { flag ?? Environment.get(name) }
+
+    /// Reads and checks the cluster key file; every failure names the file.
+    static func readClusterKey(_ path: String) throws -> ClusterKey {
+        let contents: String
+        do { contents = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ValidationError("--cluster-key-file \(path) cannot be read: \(error.localizedDescription)")
+        }
+        do { return try ClusterKey(fileContents: contents) } catch {
+            throw ValidationError("--cluster-key-file \(path): \(error.description)")
+        }
+    }
 }

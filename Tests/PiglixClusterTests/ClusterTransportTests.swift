@@ -7,13 +7,15 @@ import XCTest
 final class ClusterTransportTests: XCTestCase {
     /// What one node's transport saw.
     final class Inbox: Sendable {
-        private let state = NIOLockedValueBox<(messages: [String: [String]], connected: Set<String>)>(([:], []))
+        private let state = NIOLockedValueBox<(messages: [String: [String]], connected: Set<String>, refused: [String])>(([:], [], []))
         func received(_ peer: Peer, _ body: ByteBuffer) {
             state.withLockedValue { $0.messages[peer.name, default: []].append(String(buffer: body)) }
         }
         func connected(_ peer: Peer) { _ = state.withLockedValue { $0.connected.insert(peer.name) } }
         func disconnected(_ peer: Peer) { _ = state.withLockedValue { $0.connected.remove(peer.name) } }
+        func refused(_ why: String) { state.withLockedValue { $0.refused.append(why) } }
         var connected: Set<String> { state.withLockedValue { $0.connected } }
+        var refusals: [String] { state.withLockedValue { $0.refused } }
         func messages(from name: String) -> [String] { state.withLockedValue { $0.messages[name] ?? [] } }
     }
 
@@ -43,7 +45,8 @@ final class ClusterTransportTests: XCTestCase {
         let inbox = Inbox()
         let transport = ClusterTransport(
             loop: group.next(), me: Hello(name: name, incarnation: incarnation, listenAddress: "127.0.0.1:\(port)"), settings: settings,
-            callbacks: TransportCallbacks(received: inbox.received, connected: inbox.connected, disconnected: inbox.disconnected))
+            callbacks: TransportCallbacks(
+                received: inbox.received, connected: inbox.connected, disconnected: inbox.disconnected, refused: inbox.refused))
         let bound = try await transport.listen(host: "127.0.0.1", port: port).get()
         XCTAssertEqual(bound, port)
         try await transport.loop.submit { transport.connect(to: seeds) }.get()
@@ -121,5 +124,121 @@ final class ClusterTransportTests: XCTestCase {
         let sent = try await a.transport.loop.submit { a.transport.send(to: "nobody", ByteBuffer(string: "x")) }.get()
         XCTAssertFalse(sent)
         try await a.transport.close().get()
+    }
+
+    // MARK: Cluster key
+
+    private func keyed(_ text: String) throws -> TransportSettings {
+        var settings = TransportSettings()
+        settings.clusterKey = try ClusterKey(fileContents: text)
+        return settings
+    }
+
+    func testNodesWithTheSameKeyConnectAndExchangeSealedFrames() async throws {
+        let ports = try freePorts(2)
+        let settings = try keyed("correct horse battery staple 1\n")
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"], settings: settings)
+        let b = try await start("b", port: ports[1], seeds: [], settings: settings)
+        try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        let big = String(repeating: "x", count: 100_000)
+        try await a.transport.loop.submit {
+            for index in 0..<100 { XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: "m\(index)"))) }
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: big)))
+        }.get()
+        try await b.transport.loop.submit { XCTAssertTrue(b.transport.send(to: "a", ByteBuffer(string: "back"))) }.get()
+        try await eventually("all frames") { b.inbox.messages(from: "a").count == 101 && a.inbox.messages(from: "b") == ["back"] }
+        XCTAssertEqual(b.inbox.messages(from: "a"), (0..<100).map { "m\($0)" } + [big])
+        XCTAssertEqual(a.inbox.refusals + b.inbox.refusals, [])
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
+    func testNodeWithAnotherKeyIsRefusedOnBothSides() async throws {
+        let ports = try freePorts(2)
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"], settings: try keyed("the key of cluster one"))
+        let b = try await start("b", port: ports[1], seeds: [], settings: try keyed("the key of cluster two"))
+        try await eventually("both refuse") { !a.inbox.refusals.isEmpty && !b.inbox.refusals.isEmpty }
+        XCTAssertTrue(a.inbox.refusals[0].contains("does not hold this cluster's key"), a.inbox.refusals[0])
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(a.inbox.connected, [])
+        XCTAssertEqual(b.inbox.connected, [])
+        XCTAssertEqual(b.inbox.messages(from: "a"), [])
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
+    func testKeyedNodeRefusesAnUnkeyedOneAndTheUnkeyedSaysWhy() async throws {
+        let ports = try freePorts(2)
+        let open = try await start("open", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"])
+        let keyedNode = try await start("keyed", port: ports[1], seeds: [], settings: try keyed("a sixteen byte key!"))
+        try await eventually("both refuse") { !open.inbox.refusals.isEmpty && !keyedNode.inbox.refusals.isEmpty }
+        XCTAssertTrue(keyedNode.inbox.refusals[0].contains("has no cluster key"), keyedNode.inbox.refusals[0])
+        XCTAssertTrue(open.inbox.refusals[0].contains("requires a cluster key"), open.inbox.refusals[0])
+        XCTAssertEqual(keyedNode.inbox.connected, [])
+        try await open.transport.close().get()
+        try await keyedNode.transport.close().get()
+    }
+
+    func testRotationAcceptsTheOldKeyWhileNodesProveWithTheNew() async throws {
+        let ports = try freePorts(2)
+        // a was rotated (new key first), b not yet (old key first, new second).
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"], settings: try keyed("new key 0123456789\nold key 0123456789\n"))
+        let b = try await start("b", port: ports[1], seeds: [], settings: try keyed("# rotation in progress\nold key 0123456789\nnew key 0123456789"))
+        try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        try await a.transport.loop.submit { XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: "hi"))) }.get()
+        try await b.transport.loop.submit { XCTAssertTrue(b.transport.send(to: "a", ByteBuffer(string: "ho"))) }.get()
+        try await eventually("frames both ways") { b.inbox.messages(from: "a") == ["hi"] && a.inbox.messages(from: "b") == ["ho"] }
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
+    func testRawClientWithoutProofNeverReachesTheProtocol() async throws {
+        let ports = try freePorts(1)
+        let node = try await start("n", port: ports[0], seeds: [], settings: try keyed("a sixteen byte key!"))
+        // A client that speaks the framing but skips the proof: its hello,
+        // then a messages frame straight away.
+        let channel = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: ports[0]).get()
+        var hello = Hello(name: "intruder", incarnation: 1, listenAddress: "127.0.0.1:1", keyed: true, nonce: Array(repeating: 7, count: 32))
+        hello.keyed = true
+        var frames = ByteBuffer()
+        for (kind, body) in [(UInt8(1), helloBytes(hello)), (UInt8(2), ByteBuffer(string: "forged"))] {
+            frames.writeInteger(UInt32(body.readableBytes + 1))
+            frames.writeInteger(kind)
+            var body = body
+            frames.writeBuffer(&body)
+        }
+        try await channel.writeAndFlush(frames).get()
+        try await eventually("refused") { !node.inbox.refusals.isEmpty }
+        XCTAssertEqual(node.inbox.messages(from: "intruder"), [])
+        XCTAssertEqual(node.inbox.connected, [])
+        try? await channel.close().get()
+        try await node.transport.close().get()
+    }
+
+    func testKeyFileErrorsAreClear() {
+        XCTAssertThrowsError(try ClusterKey(fileContents: "\n# only a comment\n")) {
+            XCTAssertEqual($0 as? ClusterKey.Invalid, .empty)
+        }
+        XCTAssertThrowsError(try ClusterKey(fileContents: "short\n")) {
+            XCTAssertEqual($0 as? ClusterKey.Invalid, .tooShort(line: 1, bytes: 5))
+        }
+        XCTAssertThrowsError(try ClusterKey(fileContents: (1...5).map { "key number \($0) is long" }.joined(separator: "\n"))) {
+            XCTAssertEqual($0 as? ClusterKey.Invalid, .tooMany(5))
+        }
+    }
+
+    /// A hello as the wire carries it (version 2), written independently of the transport's encoder.
+    private func helloBytes(_ hello: Hello) -> ByteBuffer {
+        var b = ByteBuffer()
+        b.writeInteger(UInt16(2))
+        b.writeInteger(UInt16(hello.name.utf8.count))
+        b.writeString(hello.name)
+        b.writeInteger(hello.incarnation)
+        b.writeInteger(UInt16(hello.listenAddress.utf8.count))
+        b.writeString(hello.listenAddress)
+        b.writeInteger(UInt8(hello.keyed ? 1 : 0))
+        b.writeInteger(UInt8(hello.nonce.count))
+        b.writeBytes(hello.nonce)
+        return b
     }
 }
