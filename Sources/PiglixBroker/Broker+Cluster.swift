@@ -38,6 +38,7 @@ extension Broker: ClusterApplication {
             do throws(PublishError) {
                 if closed { throw PublishError.shuttingDown }
                 let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+                try check(headers: record.headers)
                 batch.append(
                     ClusterPublish(
                         destination: .topic(topic), level: record.delivery,
@@ -101,6 +102,7 @@ extension Broker: ClusterApplication {
                     topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
                     last = topic
                 }
+                try check(headers: record.headers)
                 valid.append((i, topic, UTF8Check.isValid(record.payload)))
             } catch {
                 results[i] = .failure(error)

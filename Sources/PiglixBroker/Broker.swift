@@ -156,6 +156,15 @@ public final class Broker: Sendable {
 
     // MARK: Publish
 
+    /// Validates a record's user headers against the limits. Every publish
+    /// path comes through the broker, so no path can store a header an
+    /// encoder cannot represent (binary frames carry a u8 count and u16 lengths).
+    @inline(__always)
+    func check(headers: [MessageHeader]) throws(PublishError) {
+        guard !headers.isEmpty else { return }
+        do { try settings.headerLimits.check(headers) } catch { throw .invalidHeaders(error.reason) }
+    }
+
     /// Validates a publish without doing it (topic, size, headers).
     public func check(topic name: String, payloadBytes: Int) throws(PublishError) -> Topic {
         let topic: Topic
@@ -169,6 +178,7 @@ public final class Broker: Sendable {
     /// matching subscriber (on one node every level is reached at once).
     public func publish(_ record: PublishRecord) throws(PublishError) -> PublishReceipt {
         let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+        try check(headers: record.headers)
         let isText = UTF8Check.isValid(record.payload)
         var wake: [CheckedContinuation<Void, Never>] = []
         let receipt = try state.withLock { state throws(PublishError) -> PublishReceipt in

@@ -1,6 +1,7 @@
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
 import PiglixBroker
 import PiglixWire
 
@@ -32,6 +33,9 @@ struct PublishRoute: Sendable {
             throw Problem(.contentTooLarge, "message is over the limit of \(limit) bytes")
         } catch is NIOTooManyBytesError {
             throw Problem(.contentTooLarge, "message is over the limit of \(limit) bytes")
+        } catch let error as HTTPParserError {
+            // A malformed chunk size or framing: the client's fault, not ours.
+            throw Problem(.badRequest, "malformed request body: \(error)")
         }
         if let coding { payload = try Self.decompress(payload, coding: coding, limit: limit, what: "message") }
 

@@ -39,7 +39,8 @@ public struct HeaderLimits: Sendable, Hashable {
     }
     public static let `default` = HeaderLimits()
 
-    func check(_ headers: [MessageHeader]) throws(RecordError) {
+    /// Refuses headers over the limits (count, name and value bytes).
+    public func check(_ headers: [MessageHeader]) throws(RecordError) {
         if headers.count > countMax { throw RecordError("\(headers.count) headers, the limit is \(countMax)") }
         for header in headers {
             if header.name.isEmpty || header.name.utf8.count > nameBytesMax {
