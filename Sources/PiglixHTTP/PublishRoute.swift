@@ -132,6 +132,7 @@ struct PublishRoute: Sendable {
                         // ready (a single node completes batches at once).
                         if pipeline.hasAcksToWrite { await Task.yield() }
                     }
+                    try decompressor?.finish()
                     session.finish()
                     session.submit(to: pipeline)
                 } catch let error as CorruptCompressedData {
@@ -159,6 +160,7 @@ struct PublishRoute: Sendable {
                 var chunk = chunk
                 output.writeBuffer(&chunk)
             }
+            try decompressor.finish()
             return output
         } catch let error as DecompressedTooLarge {
             throw Problem(.contentTooLarge, "\(what) decompresses to over the limit of \(error.limit) bytes")

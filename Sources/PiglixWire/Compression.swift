@@ -122,7 +122,15 @@ public struct DecompressedTooLarge: Error, Sendable, CustomStringConvertible {
 /// The compressed input is not valid for its coding. Maps to `400`.
 public struct CorruptCompressedData: Error, Sendable, CustomStringConvertible {
     public var coding: ContentCoding
-    public var description: String { "body is not valid \(coding.rawValue) data" }
+    /// The data was valid but the stream did not end (a truncated body).
+    public var truncated = false
+    public init(coding: ContentCoding, truncated: Bool = false) {
+        self.coding = coding
+        self.truncated = truncated
+    }
+    public var description: String {
+        truncated ? "body ends before its \(coding.rawValue) stream does (truncated)" : "body is not valid \(coding.rawValue) data"
+    }
 }
 
 /// Incremental decompression with a hard bound on the total output, so a zip
@@ -166,5 +174,24 @@ public final class BoundedDecompressor {
             if output.readableBytes > 0 { try emit(output) }
             if needMoreInput { break }
         }
+    }
+
+    /// The body ended: throws `CorruptCompressedData` unless the compressed
+    /// stream ended properly (a truncated gzip body is not a shorter body).
+    public func finish() throws {
+        if ended { return }
+        // zlib answers Z_STREAM_END again for a finished stream, and
+        // Z_BUF_ERROR (no input, no progress) for one cut short.
+        var empty = ByteBuffer()
+        empty.reserveCapacity(1)
+        var output = ByteBuffer()
+        output.reserveCapacity(1)
+        do {
+            try decompressor.inflate(from: &empty, to: &output)
+        } catch {
+            throw CorruptCompressedData(coding: coding, truncated: true)
+        }
+        if output.readableBytes > 0 { throw CorruptCompressedData(coding: coding, truncated: true) }
+        ended = true
     }
 }

@@ -1,4 +1,6 @@
+import CompressNIO
 import Foundation
+import NIOCore
 import XCTest
 
 /// Input that is hostile rather than merely wrong: it gets a 4xx and
@@ -64,6 +66,34 @@ final class HostileInputTests: XCTestCase {
         // Nothing of either reached the history a binary subscriber would replay.
         let replay = try Curl.run(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=h.*&lastEventID=earliest", "--max-time", "1"])
         XCTAssertFalse(replay.text.contains("\"type\":\"message\""), replay.text)
+        await live.stop()
+    }
+
+    func testTruncatedGzipBodyIsRefusedAndPublishesNothingUnacked() async throws {
+        let live = try await LiveServer.start()
+        var plain = ByteBuffer(string: (0..<1000).map { "{\"topic\":\"gz.a\",\"data\":\"\($0)\"}\n" }.joined())
+        let whole = try plain.compress(with: .gzip())
+        let half = Data(whole.readableBytesView.prefix(whole.readableBytes / 2))
+        // A batch (Content-Length) is decompressed before anything is published.
+        let batch = try Curl.run(["-H", "Content-Encoding: gzip", "--data-binary", "@-", "\(live.base)/v1/publish"], stdin: half, statusCode: true)
+        XCTAssertEqual(batch.httpCode, 400, batch.text)
+        XCTAssertTrue(batch.body.contains("truncated"), batch.body)
+        var one = ByteBuffer(string: String(repeating: "hello ", count: 500))
+        let single = try one.compress(with: .gzip())
+        let singleHalf = Data(single.readableBytesView.prefix(single.readableBytes / 2))
+        let reply = try Curl.run(["-H", "Content-Encoding: gzip", "--data-binary", "@-", "\(live.base)/v1/topics/gz.b"], stdin: singleHalf, statusCode: true)
+        XCTAssertEqual(reply.httpCode, 400, reply.text)
+        let replay = try Curl.run(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=gz.*&lastEventID=earliest", "--max-time", "1"])
+        XCTAssertFalse(replay.text.contains("\"type\":\"message\""), "nothing was published: \(replay.text.prefix(300))")
+        // A stream: what was acked was published; it ends with an error ack.
+        let stream = try Curl.run(
+            ["-H", "Content-Encoding: gzip", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-", "\(live.base)/v1/publish"], stdin: half)
+        let acks = jsonLines(stream.text)
+        XCTAssertEqual(acks.last?["ok"] as? Bool, false)
+        XCTAssertTrue((acks.last?["error"] as? String ?? "").contains("truncated"), stream.text.suffix(200).description)
+        let okCount = acks.filter { $0["ok"] as? Bool == true }.count
+        let published = try Curl.run(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=gz.*&lastEventID=earliest", "--max-time", "1"])
+        XCTAssertEqual(jsonLines(published.text).filter { $0["type"] as? String == "message" }.count, okCount)
         await live.stop()
     }
 }
