@@ -39,7 +39,7 @@ let package = Package(
         .executableTarget(
             name: "piglix-sim",
             dependencies: [
-                "PiglixSimulation", "PiglixGroups",
+                "PiglixSimulation", "PiglixGroups", "PiglixTopics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -132,7 +132,7 @@ let package = Package(
         ),
         .testTarget(name: "PiglixTopicsTests", dependencies: ["PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups", "PiglixTopics"], swiftSettings: strict),
-        .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups"], swiftSettings: strict),
+        .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire", "PiglixTopics"], swiftSettings: strict),
         .testTarget(
             name: "PiglixClusterTests",

@@ -1,5 +1,6 @@
 import PiglixGroups
 import PiglixSimulation
+import PiglixTopics
 import Testing
 
 /// The checker is fed broken traces and must report each violation.
