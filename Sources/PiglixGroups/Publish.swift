@@ -21,7 +21,7 @@ struct InflightPublish: Sendable {
 
 extension GroupNode {
     mutating func publish(_ r: PublishRequest) {
-        guard phase == .member, !blocked else {
+        guard isInPrimary else {
             out.append(.publishRefused(token: r.token, .notInPrimary))
             return
         }
@@ -58,8 +58,8 @@ extension GroupNode {
     /// Flow control: no sending during a flush, in a minority, or while own
     /// unstable messages exceed the window.
     var canSend: Bool {
-        guard phase == .member, !flushing, !blocked, hasLog else { return false }
-        return vlog.ownUnstableCount < settings.unstableMessagesMax && vlog.ownUnstableBytes < settings.unstableBytesMax
+        guard case .member(let box) = phase, !box.value.blocked, !box.value.flush.isFlushing else { return false }
+        return box.value.log.ownUnstableCount < settings.unstableMessagesMax && box.value.log.ownUnstableBytes < settings.unstableBytesMax
     }
 
     mutating func drainPending() {
@@ -89,17 +89,17 @@ extension GroupNode {
     /// Sequencer: give the message the next slot of the total order; the
     /// entries of one handler go out as one `.order` message.
     mutating func sequence(origin: Int, seq: UInt64) {
-        if newEntries.isEmpty { newEntriesFirst = vlog.ordersKnown + 1 }
+        if member.newEntries.isEmpty { member.newEntriesFirst = vlog.ordersKnown + 1 }
         let e = OrderEntry(origin: UInt32(origin), seq: seq)
         vlog.appendEntry(e)
-        newEntries.append(e)
+        member.newEntries.append(e)
     }
 
     /// Runs the delivery rule and hands out what it releases.
     /// Not reentrant: a delivery that causes a send (a group join completing
     /// a transfer multicasts `groupReady`) asks for another pass instead.
     mutating func deliver(hint: Int?) {
-        guard !flushing, hasLog else { return }
+        guard inView, !flushing else { return }
         if delivering {
             redeliver = true
             return
@@ -114,7 +114,7 @@ extension GroupNode {
             for m in batch { delivered(m) }
             batch.removeAll(keepingCapacity: true)
             h = nil
-        } while redeliver && hasLog && !flushing
+        } while redeliver && inView && !flushing
         swap(&batch, &scratch)
         delivering = false
     }
