@@ -1,16 +1,57 @@
 import PiglixGroups
 import PiglixTopics
 
+/// A kind of fault the simulator injects. The order of the cases is the
+/// order of the random choice among the enabled ones: append new kinds at
+/// the end, or existing seeds replay differently.
+public enum Fault: String, CaseIterable, Hashable, Sendable {
+    /// A node crashes and restarts later as a new incarnation.
+    case crash
+    /// A node stops beyond the suspicion timeout, then resumes.
+    case pause
+    /// The cluster splits in two sides, then heals.
+    case partition
+    /// A crash with an immediate restart, and a subscription change.
+    case churn
+}
+
 /// Which faults a run injects.
 public struct FaultSet: OptionSet, Hashable, Sendable {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let crash = FaultSet(rawValue: 1)
-    public static let pause = FaultSet(rawValue: 2)
-    public static let partition = FaultSet(rawValue: 4)
-    public static let churn = FaultSet(rawValue: 8)
-    public static let all: FaultSet = [.crash, .pause, .partition, .churn]
+    public init(_ fault: Fault) { self.init(rawValue: 1 << Fault.allCases.firstIndex(of: fault)!) }
+    public init(_ faults: some Sequence<Fault>) {
+        self.init()
+        for f in faults { insert(FaultSet(f)) }
+    }
+    public static let all = FaultSet(Fault.allCases)
     public static let none: FaultSet = []
+
+    public func contains(_ fault: Fault) -> Bool { contains(FaultSet(fault)) }
+    /// The enabled faults, in `Fault.allCases` order.
+    public var faults: [Fault] { Fault.allCases.filter { contains($0) } }
+
+    /// Parses `all`, `none`, or a comma list of fault names (`crash,pause`);
+    /// nil for an unknown name.
+    public init?(list: String) {
+        self.init()
+        for name in list.split(separator: ",") {
+            switch name {
+            case "all": formUnion(.all)
+            case "none": break
+            default:
+                guard let f = Fault(rawValue: String(name)) else { return nil }
+                insert(FaultSet(f))
+            }
+        }
+    }
+
+    /// The inverse of `init(list:)`.
+    public var list: String {
+        if self == .all { return "all" }
+        if isEmpty { return "none" }
+        return faults.map(\.rawValue).joined(separator: ",")
+    }
 }
 
 /// The knobs of one simulated run.
@@ -132,14 +173,12 @@ public struct Simulator {
 
     public mutating func run() -> SimulationResult {
         let n = config.nodes
-        let seeds = (1...n).map { NodeID(UInt64($0)) }
         for i in 0..<n {
             let startAt = i == 0 ? 0 : UInt64(rng.int(0...200))
             queue.push(startAt, .restart(node: i))
             nodes[i].status = .down
             for _ in 0..<rng.int(1...3) { queue.push(startAt + UInt64(rng.int(0...400)), .subscribe(node: i)) }
         }
-        _ = seeds
         // Workload.
         let end = config.durationTicks
         for i in 0..<n {
@@ -149,22 +188,18 @@ public struct Simulator {
         if !config.faults.isEmpty {
             for _ in 0..<rng.int(config.faultCount) {
                 let at = UInt64(rng.int(400...Int(end - 300)))
-                var kinds: [Int] = []
-                if config.faults.contains(.crash) { kinds.append(0) }
-                if config.faults.contains(.pause) { kinds.append(1) }
-                if config.faults.contains(.partition) { kinds.append(2) }
-                if config.faults.contains(.churn) { kinds.append(3) }
+                let kinds = config.faults.faults
                 let node = rng.int(0...(n - 1))
                 switch kinds[rng.int(0...(kinds.count - 1))] {
-                case 0:
+                case .crash:
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(40...400)), .restart(node: node))
-                case 1:
+                case .pause:
                     queue.push(at, .pause(node: node, ticks: UInt64(rng.int(20...250))))
-                case 2:
+                case .partition:
                     queue.push(at, .partition)
                     queue.push(at + UInt64(rng.int(50...400)), .heal)
-                default:
+                case .churn:
                     // A crash and an immediate restart: the rejoin lands in
                     // the view change the crash causes.
                     queue.push(at, .crash(node: node))
