@@ -228,7 +228,9 @@ extension GroupNode {
 
     /// Installs `inst`: a new `Member` replaces the old view's state.
     mutating func installView(_ inst: Install, announce: Bool) {
-        phase = .member(MemberBox(Member(install: inst, me: me, now: now)))
+        vlog = ViewLog(view: inst.view, me: me)
+        vlog.heardAt = Array(repeating: now, count: inst.view.members.count)
+        phase = .member(MemberBox(Member(install: inst, now: now)))
         incarnation.joiners.removeAll { j in inst.view.members.contains { $0.node == j.node } }
         epochSeen = max(epochSeen, inst.view.id.epoch)
         incarnation.cuts = incarnation.cuts.filter { $0.value.view >= inst.view.id }

@@ -1,6 +1,8 @@
 /// This process's part in the change of its current view (Flush.swift).
 /// Lives in `Member`, so a new view starts at `.none` by construction.
-enum FlushState: Sendable {
+/// `indirect`: one word, so the per-message checks (`isFlushing`, the
+/// claimed digest) do not copy the promise and the reports.
+indirect enum FlushState: Sendable {
     /// Sending and delivering in the view.
     case none
     /// Reported to a flush: no sending, no delivering in the view until

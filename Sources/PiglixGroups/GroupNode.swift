@@ -17,8 +17,15 @@ public struct GroupNode: Sendable {
     /// This process. Its incarnation grows when it is excluded and rejoins.
     public internal(set) var me: ProcessID
 
-    /// Lifetimes of the state: see NodeState.swift.
+    /// What this process is doing, carrying the state of that phase
+    /// (NodeState.swift: what survives what, and why).
     var phase: Phase = .idle
+    /// The current view's log: meaningful only while `phase` is `.member`
+    /// (NodeState.swift: why it is not in `Member`). Written only by
+    /// `installView`, with the new `Member`.
+    var vlog: ViewLog
+    /// What `rejoin()` replaces. Every other stored property except
+    /// `vlog` lives as long as the process.
     var incarnation: Incarnation
     var seeds: [NodeID] = []
     var now: Tick = 0
@@ -30,8 +37,9 @@ public struct GroupNode: Sendable {
     var nextJoinAt: Tick = 0
     var noticeSentAt: [NodeID: Tick] = [:]
     /// Messages received since this member last acked (`ackEveryMessages`).
-    /// Not reset at a view change or rejoin (it only paces eager acks;
-    /// resetting it would change every simulated trace).
+    /// Not reset at a view change or rejoin, as before the state was
+    /// regrouped: it only paces eager acks, and resetting it would change
+    /// the simulated traces the regression seeds replay.
     var receivedSinceAck = 0
 
     // Publishing (Publish.swift)
@@ -59,6 +67,7 @@ public struct GroupNode: Sendable {
         self.settings = settings
         self.me = me
         self.incarnation = Incarnation(settings: settings)
+        self.vlog = ViewLog(view: ClusterView(id: ViewID(epoch: 0, coordinator: me), members: [me]), me: me)
     }
 
     // MARK: Inputs
@@ -218,8 +227,8 @@ public struct GroupNode: Sendable {
     }
 
     mutating func broadcast(_ m: ProtocolMessage) {
-        guard case .member(let box) = phase else { return }
-        for p in box.value.log.view.members where p != me { out.append(.send(to: p.node, m)) }
+        guard inView else { return }
+        for p in vlog.view.members where p != me { out.append(.send(to: p.node, m)) }
     }
 }
 

@@ -74,8 +74,8 @@ extension GroupNode {
     /// The oldest member not suspected here.
     var actingCoordinator: ProcessID? {
         guard case .member(let box) = phase else { return nil }
-        let m = box.value
-        return m.log.view.members.first { !m.suspects.contains($0) }
+        let suspects = box.value.suspects
+        return vlog.view.members.first { !suspects.contains($0) }
     }
 
     /// Primary-component rule, then: the acting coordinator starts a view

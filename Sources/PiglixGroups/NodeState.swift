@@ -16,9 +16,15 @@ import PiglixTopics
 //   the group table, local groups and transfers, checkpoint tickets and
 //   requests, joiners waiting for admission, messages of a future view.
 //   `rejoin()` replaces it wholesale.
-// - `Phase.member(Member)` holds what belongs to the current view: its log,
+// - `Phase.member(Member)` holds what belongs to the current view: its
 //   install, suspicions, flush and the handler's sequencer/ack batch.
 //   `installView` builds a new `Member`; leaving the view drops it.
+// - The view's message log (`GroupNode.vlog`) belongs with `Member` but is
+//   stored beside `phase`: the per-message handlers mutate it many times,
+//   and reaching it through the enum payload made them 5–10 % slower
+//   (`piglix-sim bench`). There is no flag for it: `installView` writes a
+//   new log together with the new `Member`, and `log` is nil unless
+//   `phase` is `.member`.
 // - `FlushState` (inside `Member`) is this process's part in the view's
 //   change: none, reported (a Paxos promise and the frozen digest), or
 //   reported and coordinating.
@@ -50,7 +56,7 @@ enum Phase: Sendable {
 }
 
 /// The payload of `Phase.member`: one reference, so the phase moves and
-/// matches as a pointer instead of a copy of the view's log. Copy on write:
+/// matches as a pointer instead of a copy of the member state. Copy on write:
 /// `GroupNode.member` copies the box before mutating it when a copy of the
 /// `GroupNode` shares it, so `GroupNode` keeps value semantics.
 /// Its storage is a `ManagedBuffer` header, which is addressed directly:
@@ -64,16 +70,23 @@ struct MemberBox: @unchecked Sendable {
         buffer = .create(minimumCapacity: 0) { _ in value }
     }
 
+    /// Through the header's address: `buffer.header` is a class's stored
+    /// property, checked for exclusive access at run time on every use. The
+    /// pointer is only used while `buffer` (held by `self`) keeps it alive.
     var value: Member {
-        _read { yield buffer.header }
-        nonmutating _modify { yield &buffer.header }
+        _read { yield header.pointee }
+        nonmutating _modify { yield &header.pointee }
+    }
+
+    @inline(__always)
+    private var header: UnsafeMutablePointer<Member> {
+        buffer.withUnsafeMutablePointerToHeader { $0 }
     }
 }
 
-/// What exists while this process is a member of a view and ends with it.
+/// What exists while this process is a member of a view and ends with it
+/// (with the view's log, `GroupNode.vlog`).
 struct Member: Sendable {
-    /// The view's message log (streams, total order, stability, heardAt).
-    var log: ViewLog
     /// The install that made this view, sent again to members that missed it.
     let install: Install
     var suspects: Set<ProcessID> = []
@@ -91,11 +104,15 @@ struct Member: Sendable {
     /// A new stable digest is to be broadcast at the end of the handler.
     var stableDirty = false
 
-    init(install: Install, me: ProcessID, now: Tick) {
-        self.log = ViewLog(view: install.view, me: me)
-        self.log.heardAt = Array(repeating: now, count: install.view.members.count)
+    init(install: Install, now: Tick) {
         self.install = install
         self.nextHeartbeatAt = now
+    }
+
+    /// Sequencer: batches `entry`, the order's entry number `index`.
+    mutating func batch(_ entry: OrderEntry, index: UInt64) {
+        if newEntries.isEmpty { newEntriesFirst = index }
+        newEntries.append(entry)
     }
 }
 
@@ -149,25 +166,17 @@ extension GroupNode {
             yield box.value
         }
         _modify {
-            guard case .member(var box) = phase else { preconditionFailure("\(me) is not a member: \(phase.name)") }
-            phase = .modifying
+            var taken = Phase.modifying
+            swap(&taken, &phase)
+            guard case .member(var box) = consume taken else { preconditionFailure("\(me) is not a member: \(phase.name)") }
             if !isKnownUniquelyReferenced(&box.buffer) { box = MemberBox(box.value) }
             defer { phase = .member(box) }
             yield &box.value
         }
     }
 
-    /// The current view's log. Only while a member (checked).
-    var vlog: ViewLog {
-        _read { yield member.log }
-        _modify { yield &member.log }
-    }
-
     /// The current view's log, or nil outside a view.
-    var log: ViewLog? {
-        if case .member(let box) = phase { return box.value.log }
-        return nil
-    }
+    var log: ViewLog? { inView ? vlog : nil }
 
     var inView: Bool {
         if case .member = phase { return true }

@@ -59,7 +59,7 @@ extension GroupNode {
     /// unstable messages exceed the window.
     var canSend: Bool {
         guard case .member(let box) = phase, !box.value.blocked, !box.value.flush.isFlushing else { return false }
-        return box.value.log.ownUnstableCount < settings.unstableMessagesMax && box.value.log.ownUnstableBytes < settings.unstableBytesMax
+        return vlog.ownUnstableCount < settings.unstableMessagesMax && vlog.ownUnstableBytes < settings.unstableBytesMax
     }
 
     mutating func drainPending() {
@@ -76,8 +76,7 @@ extension GroupNode {
         let m = DataMessage(
             id: MessageID(view: vlog.view.id, origin: UInt32(rank), seq: seq), publish: p.id, session: p.session,
             level: p.level, kind: p.kind, payload: p.payload)
-        vlog.streams[rank].append(m)
-        vlog.ownUnstableBytes += p.payload.count
+        vlog.appendOwn(m)
         inflight.append(InflightPublish(seq: seq, token: p.token, id: p.id, level: p.level))
         if case .groupJoin(let pattern) = p.kind { markJoinSent(pattern) }
         let data = ProtocolMessage.data(m)
@@ -89,10 +88,9 @@ extension GroupNode {
     /// Sequencer: give the message the next slot of the total order; the
     /// entries of one handler go out as one `.order` message.
     mutating func sequence(origin: Int, seq: UInt64) {
-        if member.newEntries.isEmpty { member.newEntriesFirst = vlog.ordersKnown + 1 }
-        let e = OrderEntry(origin: UInt32(origin), seq: seq)
-        vlog.appendEntry(e)
-        member.newEntries.append(e)
+        let entry = OrderEntry(origin: UInt32(origin), seq: seq)
+        member.batch(entry, index: vlog.ordersKnown + 1)
+        vlog.appendEntry(entry)
     }
 
     /// Runs the delivery rule and hands out what it releases.
@@ -119,6 +117,7 @@ extension GroupNode {
         delivering = false
     }
 
+    @inline(__always)
     mutating func delivered(_ m: DataMessage) {
         // The ack follows the message's own delivery effect, so a shell that
         // tracks its delivery position sees the message before its ack.
