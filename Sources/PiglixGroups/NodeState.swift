@@ -157,9 +157,9 @@ struct Incarnation: Sendable {
 
 extension GroupNode {
     /// The current view's state. Only while `phase` is `.member` (checked).
-    /// Mutation goes through `_modify`, which parks the phase on
-    /// `.modifying` so the payload is mutated in place, without a
-    /// copy-on-write copy of the log's arrays.
+    /// Mutation goes through `_modify`, which moves the box out and parks
+    /// the phase on `.modifying`, so the box is uniquely referenced and its
+    /// contents are mutated in place, with no copy-on-write copy.
     var member: Member {
         _read {
             guard case .member(let box) = phase else { preconditionFailure("\(me) is not a member: \(phase.name)") }
@@ -168,7 +168,7 @@ extension GroupNode {
         _modify {
             var taken = Phase.modifying
             swap(&taken, &phase)
-            guard case .member(var box) = consume taken else { preconditionFailure("\(me) is not a member: \(phase.name)") }
+            guard case .member(var box) = consume taken else { preconditionFailure("\(me) is not a member") }
             if !isKnownUniquelyReferenced(&box.buffer) { box = MemberBox(box.value) }
             defer { phase = .member(box) }
             yield &box.value
