@@ -28,56 +28,53 @@ import PiglixTopics
 /// strict. Between steps 3 and 4 the install is agreed like a Paxos value
 /// (propose, accepted by a majority of the old view, commit), so concurrent
 /// coordinators cannot install two different successors of one view.
-struct CoordinatorFlush: Sendable {
-    var previous: ViewID
-    var proposal: ClusterView
-    var survivors: [ProcessID]
-    var reports: [ProcessID: FlushReport] = [:]
-    var sentAt: Tick
-    /// Phase 2: the install proposed and who accepted it.
-    var value: Install?
-    var accepts: Set<ProcessID> = []
-}
-
 extension GroupNode {
     mutating func startFlush() {
         guard let log else { return }
+        let suspects = member.suspects
         let survivors = log.view.members.filter { !suspects.contains($0) }
         var members = survivors
-        for j in joiners where !members.contains(where: { $0.node == j.node }) { members.append(j) }
-        epochSeen = max(epochSeen, log.view.id.epoch, promised?.epoch ?? 0) + 1
+        for j in incarnation.joiners where !members.contains(where: { $0.node == j.node }) { members.append(j) }
+        epochSeen = max(epochSeen, log.view.id.epoch, member.flush.promise?.promised.epoch ?? 0) + 1
         let proposal = ClusterView(id: ViewID(epoch: epochSeen, coordinator: me), members: members)
-        coordinating = CoordinatorFlush(previous: log.view.id, proposal: proposal, survivors: survivors, sentAt: now)
         for s in survivors where s != me {
             send(s.node, .flushStart(previous: log.view.id, proposal: proposal))
         }
-        acceptFlush(from: me, previous: log.view.id, proposal: proposal)
+        // Its own ballot is above anything it promised, so it accepts it.
+        let flush = CoordinatorFlush(previous: log.view.id, proposal: proposal, survivors: survivors, sentAt: now)
+        acceptFlush(from: me, previous: log.view.id, proposal: proposal, coordinating: flush)
     }
 
-    mutating func acceptFlush(from: ProcessID, previous: ViewID, proposal: ClusterView) {
-        guard phase == .member, let log else { return }
+    /// Step 2, at a survivor (`coordinating` is the coordinator's own flush,
+    /// when it reports to itself).
+    mutating func acceptFlush(from: ProcessID, previous: ViewID, proposal: ClusterView, coordinating started: CoordinatorFlush? = nil) {
+        guard let log else { return }
         if previous != log.view.id {
-            if let li = lastInstall, li.previous == previous, li.view.contains(from) { send(from.node, .install(li)) }
+            if let last = lastInstall, last.previous == previous, last.view.contains(from) { send(from.node, .install(last)) }
             return
         }
         epochSeen = max(epochSeen, proposal.id.epoch)
-        if let p = promised, proposal.id < p {
+        let earlier = member.flush.promise
+        if let p = earlier?.promised, proposal.id < p {
             send(from.node, .flushReject(previous: previous, promised: p))
             return
         }
         guard proposal.contains(me), proposal.id.coordinator == from else { return }
-        if let c = coordinating, c.proposal.id < proposal.id { coordinating = nil }
-        promised = proposal.id
-        flushing = true
-        if frozenDigest == nil { frozenDigest = log.digest }
+        if let c = member.flush.coordinator, c.proposal.id < proposal.id { member.flush.dropCoordinator() }
+        let promise = FlushPromise(promised: proposal.id, frozenDigest: earlier?.frozenDigest ?? log.digest, accepted: earlier?.accepted)
+        if let started {
+            member.flush = .coordinating(promise, started)
+        } else {
+            member.flush.setPromise(promise)
+        }
         // Entries sequenced in this handler must reach members before the
         // report freezes them; the batch is sent at the end of the handler.
         let report = FlushReport(
             previous: log.view.id, ballot: proposal.id, digest: log.digest, knownStable: log.stable,
             messages: log.heldMessages, ordersFirst: log.ordersFloor + 1, orders: log.heldOrders,
             delivered: log.streams.map(\.delivered), floors: log.streams.map(\.floor), totalDelivered: log.totalDelivered,
-            accepted: acceptedValue?.install, acceptedBallot: acceptedValue?.ballot,
-            activeGroups: local.filter { $0.value.isActive }.keys.sorted { $0.name < $1.name })
+            accepted: earlier?.accepted?.install, acceptedBallot: earlier?.accepted?.ballot,
+            activeGroups: incarnation.local.filter { $0.value.isActive }.keys.sorted { $0.name < $1.name })
         if from == me {
             receiveReport(from: me, report)
         } else {
@@ -86,9 +83,9 @@ extension GroupNode {
     }
 
     mutating func receiveReport(from: ProcessID, _ report: FlushReport) {
-        guard var c = coordinating, report.ballot == c.proposal.id, c.survivors.contains(from), c.value == nil else { return }
+        guard var c = coordinator, report.ballot == c.proposal.id, c.survivors.contains(from), c.value == nil else { return }
         c.reports[from] = report
-        coordinating = c
+        member.flush.setCoordinator(c)
         if c.reports.count == c.survivors.count { propose(c) }
     }
 
@@ -104,19 +101,20 @@ extension GroupNode {
         }
         let value = best?.1 ?? Self.computeInstall(c, view: vlog.view)
         c.value = value
-        coordinating = c
+        member.flush.setCoordinator(c)
         for s in c.survivors where s != me { send(s.node, .propose(ballot: c.proposal.id, value)) }
         receivePropose(from: me, ballot: c.proposal.id, value)
     }
 
     mutating func receivePropose(from: ProcessID, ballot: ViewID, _ value: Install) {
-        guard phase == .member, let log, value.previous == log.view.id, flushing else { return }
-        if let p = promised, ballot < p {
-            send(from.node, .flushReject(previous: log.view.id, promised: p))
+        guard let log, value.previous == log.view.id, var promise = member.flush.promise else { return }
+        if ballot < promise.promised {
+            send(from.node, .flushReject(previous: log.view.id, promised: promise.promised))
             return
         }
-        promised = ballot
-        acceptedValue = (ballot, value)
+        promise.promised = ballot
+        promise.accepted = (ballot, value)
+        member.flush.setPromise(promise)
         if from == me {
             receiveAccepted(from: me, ballot: ballot)
         } else {
@@ -125,15 +123,15 @@ extension GroupNode {
     }
 
     mutating func receiveAccepted(from: ProcessID, ballot: ViewID) {
-        guard var c = coordinating, c.proposal.id == ballot, let value = c.value, let log else { return }
+        guard var c = coordinator, c.proposal.id == ballot, let value = c.value, let log else { return }
         c.accepts.insert(from)
-        coordinating = c
+        member.flush.setCoordinator(c)
         guard log.view.isMajority(Array(c.accepts)) else { return }
         // Commit.
         var inst = value
         if inst.view.contains(me) {
             deliverToCut(inst)
-            inst.groups = groups.records
+            inst.groups = incarnation.groups.records
             installView(inst, announce: true)
         } else {
             // Not in the value: it cannot know the group table at the cut,
@@ -142,108 +140,6 @@ extension GroupNode {
             for p in inst.view.members where log.view.contains(p) { send(p.node, .install(inst)) }
             rejoin()
         }
-    }
-
-    /// Step 3: the cut every survivor delivers to.
-    static func computeInstall(_ c: CoordinatorFlush, view: ClusterView) -> Install {
-        let n = view.members.count
-        let reports = c.survivors.map { c.reports[$0]! }
-        var maxRecv = [UInt64](repeating: 0, count: n)
-        var minRecv = [UInt64](repeating: .max, count: n)
-        var maxDel = [UInt64](repeating: 0, count: n)
-        var minFloor = [UInt64](repeating: .max, count: n)
-        var cutStable = [UInt64](repeating: 0, count: n)
-        var msgs = [[UInt64: DataMessage]](repeating: [:], count: n)
-        var entries: [UInt64: OrderEntry] = [:]
-        var entryIndex: [OrderEntry: UInt64] = [:]
-        var maxOrders: UInt64 = 0
-        var minOrders: UInt64 = .max
-        var minOrdersFloor: UInt64 = .max
-        var maxTotalDelivered: UInt64 = 0
-        for rep in reports {
-            for r in 0..<n {
-                maxRecv[r] = max(maxRecv[r], rep.digest.received[r])
-                minRecv[r] = min(minRecv[r], rep.digest.received[r])
-                maxDel[r] = max(maxDel[r], rep.delivered[r])
-                minFloor[r] = min(minFloor[r], rep.floors[r])
-                cutStable[r] = max(cutStable[r], rep.knownStable.received[r])
-            }
-            for m in rep.messages { msgs[Int(m.id.origin)][m.id.seq] = m }
-            for (i, e) in rep.orders.enumerated() {
-                let g = rep.ordersFirst + UInt64(i)
-                entries[g] = e
-                entryIndex[e] = g
-            }
-            maxOrders = max(maxOrders, rep.digest.ordersKnown)
-            minOrders = min(minOrders, rep.digest.ordersKnown)
-            minOrdersFloor = min(minOrdersFloor, rep.ordersFirst - 1)
-            maxTotalDelivered = max(maxTotalDelivered, rep.totalDelivered)
-        }
-        var cut = maxRecv
-        var ordersCut = maxOrders
-        var changed = true
-        while changed {
-            changed = false
-            var g = minOrdersFloor + 1
-            while g <= ordersCut {
-                guard let e = entries[g], e.seq <= cut[Int(e.origin)] else {
-                    ordersCut = g - 1
-                    changed = true
-                    break
-                }
-                g += 1
-            }
-            for r in 0..<n {
-                var s = minFloor[r] + 1
-                while s <= cut[r] {
-                    guard let m = msgs[r][s] else {
-                        cut[r] = s - 1
-                        changed = true
-                        break
-                    }
-                    if m.level.isTotallyOrdered && s > maxDel[r] {
-                        var ok = false
-                        if let g = entryIndex[OrderEntry(origin: UInt32(r), seq: s)], g <= ordersCut { ok = true }
-                        if m.level.needsStability && s > cutStable[r] { ok = false }
-                        if !ok {
-                            cut[r] = s - 1
-                            changed = true
-                            break
-                        }
-                    }
-                    s += 1
-                }
-            }
-        }
-        for r in 0..<n where cut[r] < maxDel[r] {
-            let detail = c.survivors.map { p in
-                let r = c.reports[p]!
-                return "\(p): recv \(r.digest.received) del \(r.delivered) floors \(r.floors) orders \(r.ordersFirst)+\(r.orders.count)/\(r.digest.ordersKnown) tdel \(r.totalDelivered) stable \(r.knownStable.received) msgs \(r.messages.map { "\($0.id.origin).\($0.id.seq)\($0.level)" })"
-            }.joined(separator: "\n")
-            preconditionFailure("flush cut \(cut) below a delivery \(maxDel) in \(view) cutStable \(cutStable) ordersCut \(ordersCut)\n\(detail)")
-        }
-        precondition(ordersCut >= maxTotalDelivered, "flush orders cut \(ordersCut) below \(maxTotalDelivered) in \(view)")
-        var messages: [DataMessage] = []
-        for r in 0..<n {
-            var s = minRecv[r] + 1
-            while s <= cut[r] {
-                messages.append(msgs[r][s]!)
-                s += 1
-            }
-        }
-        var orders: [OrderEntry] = []
-        var g = minOrders + 1
-        while g <= ordersCut {
-            orders.append(entries[g]!)
-            g += 1
-        }
-        var readyAtCut: [GroupMember] = []
-        for p in c.survivors {
-            for pattern in c.reports[p]!.activeGroups { readyAtCut.append(GroupMember(pattern: pattern, member: p)) }
-        }
-        return Install(
-            previous: view.id, view: c.proposal, cut: cut, ordersCut: ordersCut, messages: messages,
-            ordersFirst: minOrders + 1, orders: orders, groups: [], readyAtCut: readyAtCut)
     }
 
     mutating func receiveInstall(_ inst: Install) {
@@ -266,9 +162,9 @@ extension GroupNode {
             deliverToCut(inst)
             // Every survivor holds the same group table at the cut; keep it
             // in the install it may forward to a joiner later.
-            inst.groups = groups.records
+            inst.groups = incarnation.groups.records
             installView(inst, announce: false)
-        case .idle, .left:
+        case .idle, .left, .modifying:
             return
         }
     }
@@ -289,13 +185,14 @@ extension GroupNode {
         }
         precondition(vlog.ordersKnown >= inst.ordersCut && vlog.totalDelivered <= inst.ordersCut, "\(me) cannot reach orders cut \(inst.ordersCut): known \(vlog.ordersKnown) delivered \(vlog.totalDelivered)")
         vlog.limit = (inst.cut, inst.ordersCut)
-        flushing = false
+        // Deliver to the cut; the install that follows starts a new `Member`.
+        member.flush = .none
         deliver(hint: nil)
         for r in inst.cut.indices {
             precondition(vlog.streams[r].delivered == inst.cut[r], "\(me) stopped short of cut \(inst.cut): \(vlog.streams.map(\.delivered)) orders \(vlog.totalDelivered)/\(inst.ordersCut)")
         }
         precondition(vlog.totalDelivered == inst.ordersCut, "\(me) stopped short of orders cut \(inst.ordersCut): \(vlog.totalDelivered)")
-        for mark in inst.readyAtCut { groups.setReady(mark.pattern, mark.member) }
+        for mark in inst.readyAtCut { incarnation.groups.setReady(mark.pattern, mark.member) }
         // Own messages beyond the cut are sent again in the next view.
         let rank = vlog.myRank
         var resend: [PendingPublish] = []
@@ -310,11 +207,11 @@ extension GroupNode {
         }
         precondition(inflight.isEmpty, "inflight left after the cut: \(inflight.count)")
         // Messages a checkpoint cut covers but the flush cut leaves out.
-        for (p, cut) in cuts.sorted(by: { $0.key.name < $1.key.name }) where cut.view == vlog.view.id {
+        for (p, cut) in incarnation.cuts.sorted(by: { $0.key.name < $1.key.name }) where cut.view == vlog.view.id {
             for r in inst.cut.indices {
                 var s = inst.cut[r] + 1
                 while s <= min(cut.delivered[r], vlog.streams[r].received) {
-                    if let m = vlog.streams[r].message(s) { skip[p, default: []].insert(m.publish) }
+                    if let m = vlog.streams[r].message(s) { incarnation.skip[p, default: []].insert(m.publish) }
                     s += 1
                 }
             }
@@ -323,39 +220,24 @@ extension GroupNode {
     }
 
     mutating func adoptAsJoiner(_ inst: Install) {
-        groups = GroupTable(records: inst.groups)
-        local = [:]
-        trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
-        lastGeneration = .max
-        transferring = []
-        cuts = [:]
+        // The rest of the incarnation is still new: nothing joins a group
+        // or serves a checkpoint before the first install.
+        incarnation.groups = GroupTable(records: inst.groups)
         installView(inst, announce: inst.previous != nil && inst.view.coordinator == me)
     }
 
+    /// Installs `inst`: a new `Member` replaces the old view's state.
     mutating func installView(_ inst: Install, announce: Bool) {
         vlog = ViewLog(view: inst.view, me: me)
-        hasLog = true
-        phase = .member
-        lastInstall = inst
-        promised = nil
-        flushing = false
-        frozenDigest = nil
-        acceptedValue = nil
-        coordinating = nil
-        blocked = false
-        suspects = []
-        joiners.removeAll { j in inst.view.members.contains { $0.node == j.node } }
         vlog.heardAt = Array(repeating: now, count: inst.view.members.count)
+        phase = .member(MemberBox(Member(install: inst, now: now)))
+        incarnation.joiners.removeAll { j in inst.view.members.contains { $0.node == j.node } }
         epochSeen = max(epochSeen, inst.view.id.epoch)
-        nextHeartbeatAt = now
-        newEntries.removeAll()
-        ackDirty = false
-        stableDirty = false
-        cuts = cuts.filter { $0.value.view >= inst.view.id }
-        if !skip.isEmpty {
+        incarnation.cuts = incarnation.cuts.filter { $0.value.view >= inst.view.id }
+        if !incarnation.skip.isEmpty {
             skipAge += 1
             if skipAge > 2 {
-                skip = [:]
+                incarnation.skip = [:]
                 skipAge = 0
             }
         }
@@ -363,14 +245,14 @@ extension GroupNode {
             for p in inst.view.members where p != me { send(p.node, .install(inst)) }
         }
         out.append(.installClusterView(inst.view))
-        groups.removeDeparted(keeping: inst.view)
-        for p in local.keys.sorted(by: { $0.name < $1.name }) { announceGroup(p) }
-        for p in wanted.sorted(by: { $0.name < $1.name }) where local[p] == nil { joinGroup(p) }
-        for p in transferring { evaluateTransfer(p, force: true) }
-        deferred.removeAll { !inst.view.contains($0.joiner) }
-        if !future.isEmpty {
-            let kept = Array(future.elements)
-            future.removeAll()
+        incarnation.groups.removeDeparted(keeping: inst.view)
+        for p in incarnation.local.keys.sorted(by: { $0.name < $1.name }) { announceGroup(p) }
+        for p in wanted.sorted(by: { $0.name < $1.name }) where incarnation.local[p] == nil { joinGroup(p) }
+        for p in incarnation.transferring { evaluateTransfer(p, force: true) }
+        incarnation.deferred.removeAll { !inst.view.contains($0.joiner) }
+        if !incarnation.future.isEmpty {
+            let kept = Array(incarnation.future.elements)
+            incarnation.future.removeAll()
             for (from, msg) in kept { receive(from: from, msg) }
         }
         drainPending()

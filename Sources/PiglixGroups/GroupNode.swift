@@ -17,41 +17,30 @@ public struct GroupNode: Sendable {
     /// This process. Its incarnation grows when it is excluded and rejoins.
     public internal(set) var me: ProcessID
 
-    enum Phase: Hashable, Sendable {
-        case idle, joining, member, left
-    }
+    /// What this process is doing, carrying the state of that phase
+    /// (NodeState.swift: what survives what, and why).
     var phase: Phase = .idle
+    /// The current view's log: meaningful only while `phase` is `.member`
+    /// (NodeState.swift: why it is not in `Member`). Written only by
+    /// `installView`, with the new `Member`.
+    var vlog: ViewLog
+    /// What `rejoin()` replaces. Every other stored property except
+    /// `vlog` lives as long as the process.
+    var incarnation: Incarnation
     var seeds: [NodeID] = []
     var now: Tick = 0
     var out: [GroupEffect] = []
 
     // Membership (Membership.swift, Flush.swift)
-    /// The current view's log; meaningful only while `hasLog` (stored
-    /// unwrapped: mutating through an optional copied it on the hot path).
-    var vlog: ViewLog
-    var hasLog = false
-    var log: ViewLog? { hasLog ? vlog : nil }
-    var lastInstall: Install?
-    var suspects: Set<ProcessID> = []
-    var joiners: [ProcessID] = []
-    var promised: ViewID?
     var epochSeen: UInt64 = 0
-    var coordinating: CoordinatorFlush?
-    /// Reported to a flush: no sending, no delivering in the current view.
-    var flushing = false
-    /// The digest at this process's first flush report in the view. While
-    /// flushing it claims no more than that to the stability computation:
-    /// reports are taken at different times, and a message must not become
-    /// stable (and be collected) on the strength of a receipt that no report
-    /// shows.
-    var frozenDigest: Digest?
-    /// Paxos acceptor state for the current view's change.
-    var acceptedValue: (ballot: ViewID, install: Install)?
-    var blocked = false
-    var nextHeartbeatAt: Tick = 0
+    /// Join retries while joining; view notices to outside seeds while a member.
     var nextJoinAt: Tick = 0
     var noticeSentAt: [NodeID: Tick] = [:]
-    var future = Ring<(ProcessID, ProtocolMessage)>()
+    /// Messages received since this member last acked (`ackEveryMessages`).
+    /// Not reset at a view change or rejoin, as before the state was
+    /// regrouped: it only paces eager acks, and resetting it would change
+    /// the simulated traces the regression seeds replay.
+    var receivedSinceAck = 0
 
     // Publishing (Publish.swift)
     var publishSeq: UInt64 = 0
@@ -60,40 +49,15 @@ public struct GroupNode: Sendable {
     /// Own messages sent in the current view, not yet delivered here.
     var inflight = Ring<InflightPublish>()
 
-    // Sequencer and stability batching (finished at the end of a handler)
-    var newEntriesFirst: UInt64 = 0
-    var newEntries: [OrderEntry] = []
-    var ackDirty = false
-    /// Messages received since this member last acked (`ackEveryMessages`).
-    var receivedSinceAck = 0
-    var stableDirty = false
-
-    // Groups and state transfer (Groups.swift, StateTransfer.swift)
-    var groups = GroupTable()
-    var local: [TopicPattern: LocalGroup] = [:]
-    var trie: PatternTrie<TopicPattern>
+    // Groups (Groups.swift, StateTransfer.swift)
+    /// The patterns the application subscribes to.
     var wanted: Set<TopicPattern> = []
-    /// The last topic matched and its result, valid while the trie's
-    /// generation is unchanged: consecutive messages on one topic (the
-    /// common case) skip the trie's hashed cache.
-    var lastTopic = ""
-    var lastGeneration: UInt64 = .max
-    var lastMatch: [TopicPattern] = []
-    /// Local patterns joining or awaiting a checkpoint.
-    var transferring: [TopicPattern] = []
-    /// Patterns whose checkpoint cut lies in the current view: live
-    /// messages the cut covers are already in the checkpoint.
-    var cuts: [TopicPattern: StreamPosition] = [:]
-    /// Publishes a checkpoint already contains although the flush cut them
-    /// (a provider delivered a `safe` message whose stability no survivor
-    /// knew, then was excluded): their re-send in the next view is skipped
-    /// for that pattern. Kept for two view changes.
-    var skip: [TopicPattern: Set<PublishID>] = [:]
-    var skipAge = 0
-    var tickets: [UInt64: Ticket] = [:]
     var nextTicket: UInt64 = 0
-    var deferred: [(joiner: ProcessID, pattern: TopicPattern, after: StreamPosition)] = []
+    /// View changes since `incarnation.skip` was last emptied (kept as it
+    /// always was: not reset by a rejoin).
+    var skipAge = 0
 
+    // Delivery (reentrancy guard and its reusable buffer)
     var scratch: [DataMessage] = []
     var delivering = false
     var redeliver = false
@@ -102,7 +66,7 @@ public struct GroupNode: Sendable {
         try settings.validate()
         self.settings = settings
         self.me = me
-        self.trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
+        self.incarnation = Incarnation(settings: settings)
         self.vlog = ViewLog(view: ClusterView(id: ViewID(epoch: 0, coordinator: me), members: [me]), me: me)
     }
 
@@ -180,29 +144,31 @@ public struct GroupNode: Sendable {
         run(now, &e) { n in
             n.failAllPublishes(.leftCluster)
             n.phase = .left
-            n.hasLog = false
         }
         return e
     }
 
     // MARK: Queries (for the shell, tests and the simulator)
 
-    public var currentView: ClusterView? { phase == .member ? log?.view : nil }
-    public var isMember: Bool { phase == .member }
-    public var isInPrimary: Bool { phase == .member && !blocked }
+    public var currentView: ClusterView? { log?.view }
+    public var isMember: Bool { inView }
+    public var isInPrimary: Bool {
+        if case .member(let box) = phase { return !box.value.blocked }
+        return false
+    }
     public var isFlushing: Bool { flushing }
     /// Whether this process holds message `id` (received, possibly already
     /// garbage-collected): used by the simulator to check P8.
     public func holds(_ id: MessageID) -> Bool { log?.holds(id) ?? false }
     public func groupView(_ pattern: TopicPattern) -> GroupView? {
-        guard let log, let members = groups.members(pattern) else { return nil }
+        guard let log, let members = incarnation.groups.members(pattern) else { return nil }
         return GroupView(pattern: pattern, clusterView: log.view.id, members: members)
     }
-    public var groupCount: Int { groups.count }
+    public var groupCount: Int { incarnation.groups.count }
     /// Every group of the cluster and its members, as this node derives them.
     public var allGroupViews: [GroupView] {
         guard let log else { return [] }
-        return groups.table.values.map { GroupView(pattern: $0.pattern, clusterView: log.view.id, members: $0.members) }
+        return incarnation.groups.table.values.map { GroupView(pattern: $0.pattern, clusterView: log.view.id, members: $0.members) }
     }
     /// Messages buffered in the current view (unstable or undelivered).
     public var bufferedMessageCount: Int { log.map { $0.streams.reduce(0) { $0 + $1.buffer.count } } ?? 0 }
@@ -210,7 +176,10 @@ public struct GroupNode: Sendable {
     public var position: StreamPosition? { log?.position }
     /// The view this process accepted in a flush and has not installed yet:
     /// it may be committed, by this coordinator or a later one (Paxos).
-    public var acceptedView: ClusterView? { acceptedValue?.install.view }
+    public var acceptedView: ClusterView? {
+        if case .member(let box) = phase { return box.value.flush.promise?.accepted?.install.view }
+        return nil
+    }
 
     // MARK: Handler frame
 
@@ -226,31 +195,31 @@ public struct GroupNode: Sendable {
     /// Sends what the handler batched: new order entries, an eager ack, a
     /// stable digest; serves deferred checkpoint requests.
     mutating func finish() {
-        guard phase == .member, hasLog else { return }
-        if !newEntries.isEmpty {
-            let msg = ProtocolMessage.order(view: vlog.view.id, first: newEntriesFirst, entries: newEntries)
+        guard inView else { return }
+        if !member.newEntries.isEmpty {
+            let msg = ProtocolMessage.order(view: vlog.view.id, first: member.newEntriesFirst, entries: member.newEntries)
             broadcast(msg)
-            newEntries.removeAll(keepingCapacity: true)
+            member.newEntries.removeAll(keepingCapacity: true)
         }
-        if ackDirty {
-            ackDirty = false
+        if member.ackDirty {
+            member.ackDirty = false
             receivedSinceAck = 0
             if !vlog.isSequencer {
                 send(vlog.view.coordinator.node, .ack(view: vlog.view.id, digest: claimedDigest))
             } else if !flushing && vlog.recomputeStable() {
                 // The sequencer's own receipt can be what stability waited for.
-                stableDirty = true
+                member.stableDirty = true
                 deliver(hint: nil)
             }
         }
-        if stableDirty {
-            stableDirty = false
+        if member.stableDirty {
+            member.stableDirty = false
             broadcast(.stable(view: vlog.view.id, digest: vlog.stable))
         }
-        if !deferred.isEmpty { serveDeferred() }
+        if !incarnation.deferred.isEmpty { serveDeferred() }
     }
 
-    var claimedDigest: Digest { frozenDigest ?? vlog.digest }
+    var claimedDigest: Digest { member.flush.promise?.frozenDigest ?? vlog.digest }
 
     @inline(__always)
     mutating func send(_ to: NodeID, _ m: ProtocolMessage) {
@@ -258,7 +227,7 @@ public struct GroupNode: Sendable {
     }
 
     mutating func broadcast(_ m: ProtocolMessage) {
-        guard hasLog else { return }
+        guard inView else { return }
         for p in vlog.view.members where p != me { out.append(.send(to: p.node, m)) }
     }
 }
@@ -266,12 +235,15 @@ public struct GroupNode: Sendable {
 extension GroupNode: CustomStringConvertible {
     /// The membership state in one line, for logs and failed checks.
     public var description: String {
-        var s = "\(me) \(phase) view \(log?.view.description ?? "-")"
-        if flushing { s += " flushing promised \(promised.map(\.description) ?? "-")" }
-        if let c = coordinating { s += " coordinating \(c.proposal) reports \(c.reports.keys.sorted())" }
-        if blocked { s += " blocked" }
-        if !suspects.isEmpty { s += " suspects \(suspects.sorted())" }
-        if !joiners.isEmpty { s += " joiners \(joiners)" }
+        var s = "\(me) \(phase.name) view \(log?.view.description ?? "-")"
+        if case .member(let box) = phase {
+            let m = box.value
+            if let p = m.flush.promise { s += " flushing promised \(p.promised)" }
+            if let c = m.flush.coordinator { s += " coordinating \(c.proposal) reports \(c.reports.keys.sorted())" }
+            if m.blocked { s += " blocked" }
+            if !m.suspects.isEmpty { s += " suspects \(m.suspects.sorted())" }
+        }
+        if !incarnation.joiners.isEmpty { s += " joiners \(incarnation.joiners)" }
         s += " pending \(pending.count) inflight \(inflight.count)"
         return s
     }
@@ -281,7 +253,7 @@ extension GroupNode {
     /// The stable digest this process knows and its own digest, for
     /// invariant checks in tests and the simulator.
     public var stabilityDebug: (view: ViewID, stable: Digest, held: Digest)? {
-        guard phase == .member, let log else { return nil }
+        guard let log else { return nil }
         return (log.view.id, log.stable, log.digest)
     }
 }

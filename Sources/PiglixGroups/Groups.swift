@@ -82,21 +82,21 @@ enum LocalGroup: Sendable {
 extension GroupNode {
     mutating func joinGroup(_ p: TopicPattern) {
         wanted.insert(p)
-        guard phase == .member, local[p] == nil else { return }
-        local[p] = .joining(Transfer())
-        transferring.append(p)
+        guard inView, incarnation.local[p] == nil else { return }
+        incarnation.local[p] = .joining(Transfer())
+        incarnation.transferring.append(p)
         publishControl(.groupJoin(p))
     }
 
     mutating func leaveGroup(_ p: TopicPattern) {
         wanted.remove(p)
-        guard let state = local[p] else { return }
-        if state.isActive { trie.remove(p, p) }
-        local[p] = nil
-        cuts[p] = nil
-        skip[p] = nil
-        transferring.removeAll { $0 == p }
-        if phase == .member { publishControl(.groupLeave(p)) }
+        guard let state = incarnation.local[p] else { return }
+        if state.isActive { incarnation.trie.remove(p, p) }
+        incarnation.local[p] = nil
+        incarnation.cuts[p] = nil
+        incarnation.skip[p] = nil
+        incarnation.transferring.removeAll { $0 == p }
+        if inView { publishControl(.groupLeave(p)) }
     }
 
     static func matches(_ dest: Destination, _ p: TopicPattern) -> Bool {
@@ -110,50 +110,50 @@ extension GroupNode {
         var targets: [TopicPattern]
         switch dest {
         case .topic(let t):
-            if trie.isEmpty {
+            if incarnation.trie.isEmpty {
                 targets = []
-            } else if trie.generation == lastGeneration && t.name == lastTopic {
-                targets = lastMatch
+            } else if incarnation.trie.generation == incarnation.lastGeneration && t.name == incarnation.lastTopic {
+                targets = incarnation.lastMatch
             } else {
-                targets = trie.match(t)
-                lastTopic = t.name
-                lastGeneration = trie.generation
-                lastMatch = targets
+                targets = incarnation.trie.match(t)
+                incarnation.lastTopic = t.name
+                incarnation.lastGeneration = incarnation.trie.generation
+                incarnation.lastMatch = targets
             }
-        case .group(let p): targets = (local[p]?.isActive ?? false) ? [p] : []
+        case .group(let p): targets = (incarnation.local[p]?.isActive ?? false) ? [p] : []
         }
-        if !cuts.isEmpty { targets.removeAll { cuts[$0]?.covers(m.id) ?? false } }
-        if !skip.isEmpty {
-            targets.removeAll { p in skip[p]?.remove(m.publish) != nil }
+        if !incarnation.cuts.isEmpty { targets.removeAll { incarnation.cuts[$0]?.covers(m.id) ?? false } }
+        if !incarnation.skip.isEmpty {
+            targets.removeAll { p in incarnation.skip[p]?.remove(m.publish) != nil }
         }
-        if !transferring.isEmpty { bufferForTransfers(m, dest) }
+        if !incarnation.transferring.isEmpty { bufferForTransfers(m, dest) }
         if !targets.isEmpty || settings.deliverUnmatched {
             out.append(.deliver(Delivery(message: m, view: view, groups: targets, afterCheckpoint: false)))
         }
     }
 
     mutating func groupJoined(_ p: TopicPattern, by who: ProcessID) {
-        groups.join(p, who)
-        if who == me, case .joining(let t) = local[p] {
-            local[p] = .awaiting(t)
+        incarnation.groups.join(p, who)
+        if who == me, case .joining(let t) = incarnation.local[p] {
+            incarnation.local[p] = .awaiting(t)
             evaluateTransfer(p, force: true)
         }
         announceGroup(p)
     }
 
     mutating func groupLeft(_ p: TopicPattern, by who: ProcessID) {
-        groups.leave(p, who)
+        incarnation.groups.leave(p, who)
         announceGroup(p)
-        if case .awaiting = local[p] { evaluateTransfer(p, force: false) }
+        if case .awaiting = incarnation.local[p] { evaluateTransfer(p, force: false) }
     }
 
     mutating func groupReadied(_ p: TopicPattern, by who: ProcessID) {
-        groups.setReady(p, who)
-        if case .awaiting = local[p] { evaluateTransfer(p, force: false) }
+        incarnation.groups.setReady(p, who)
+        if case .awaiting = incarnation.local[p] { evaluateTransfer(p, force: false) }
     }
 
     mutating func announceGroup(_ p: TopicPattern) {
-        guard local[p] != nil, let log, let members = groups.members(p), members.contains(me) else { return }
+        guard incarnation.local[p] != nil, let log, let members = incarnation.groups.members(p), members.contains(me) else { return }
         out.append(.installGroupView(GroupView(pattern: p, clusterView: log.view.id, members: members)))
     }
 }

@@ -29,7 +29,7 @@ extension GroupNode {
             }
         case .member:
             memberTick()
-        case .idle, .left:
+        case .idle, .left, .modifying:
             return
         }
         out.append(.setTimer(at: now + settings.heartbeatIntervalTicks))
@@ -40,18 +40,18 @@ extension GroupNode {
         if vlog.isSequencer && !flushing && vlog.recomputeStable() {
             deliver(hint: nil)
         }
-        if now >= nextHeartbeatAt {
-            nextHeartbeatAt = now + settings.heartbeatIntervalTicks
+        if now >= member.nextHeartbeatAt {
+            member.nextHeartbeatAt = now + settings.heartbeatIntervalTicks
             let hb = ProtocolMessage.heartbeat(view: view.id, digest: claimedDigest, stable: vlog.isSequencer ? vlog.stable : nil)
             broadcast(hb)
         }
-        for (r, p) in view.members.enumerated() where p != me && !suspects.contains(p) {
-            if now > vlog.heardAt[r] + settings.suspicionTimeoutTicks { suspects.insert(p) }
+        for (r, p) in view.members.enumerated() where p != me && !member.suspects.contains(p) {
+            if now > vlog.heardAt[r] + settings.suspicionTimeoutTicks { member.suspects.insert(p) }
         }
         evaluateMembership()
-        if var c = coordinating, now >= c.sentAt + settings.flushRetryTicks {
+        if var c = coordinator, now >= c.sentAt + settings.flushRetryTicks {
             c.sentAt = now
-            coordinating = c
+            member.flush.setCoordinator(c)
             for s in c.survivors where s != me {
                 if let value = c.value {
                     if !c.accepts.contains(s) { send(s.node, .propose(ballot: c.proposal.id, value)) }
@@ -60,7 +60,7 @@ extension GroupNode {
                 }
             }
         }
-        for p in transferring { evaluateTransfer(p, force: false) }
+        for p in incarnation.transferring { evaluateTransfer(p, force: false) }
         drainPending()
         // Tell seeds outside the view which view this is, so two components
         // that cannot otherwise hear of each other merge: the one with the
@@ -72,23 +72,28 @@ extension GroupNode {
     }
 
     /// The oldest member not suspected here.
-    var actingCoordinator: ProcessID? { log?.view.members.first { !suspects.contains($0) } }
+    var actingCoordinator: ProcessID? {
+        guard case .member(let box) = phase else { return nil }
+        let suspects = box.value.suspects
+        return vlog.view.members.first { !suspects.contains($0) }
+    }
 
     /// Primary-component rule, then: the acting coordinator starts a view
     /// change when a member is suspected or a process asks to join.
     mutating func evaluateMembership() {
-        guard phase == .member, let view = log?.view else { return }
+        guard let view = log?.view else { return }
+        let suspects = member.suspects
         let alive = view.members.filter { !suspects.contains($0) }
         if !view.isMajority(alive) {
-            if !blocked {
-                blocked = true
+            if !member.blocked {
+                member.blocked = true
                 out.append(.primaryLost(lastView: view.id))
             }
             return
         }
-        blocked = false
+        member.blocked = false
         guard alive.first == me else { return }
-        if let c = coordinating {
+        if let c = coordinator {
             // Start over when a survivor became suspect, or when the flush
             // began with a minority (a rejected ballot restarts it with the
             // suspects of that moment) and enough members are back: a
@@ -96,7 +101,7 @@ extension GroupNode {
             if c.survivors.contains(where: { suspects.contains($0) }) || !view.isMajority(c.survivors) { startFlush() }
             return
         }
-        if !suspects.isEmpty || !joiners.isEmpty { startFlush() }
+        if !suspects.isEmpty || !incarnation.joiners.isEmpty { startFlush() }
     }
 
     // MARK: Message routing
@@ -112,7 +117,7 @@ extension GroupNode {
         case .ack(let v, let d):
             guard current(v, from, msg), vlog.isSequencer, !flushing, let r = vlog.view.rank(of: from) else { return }
             if vlog.recordDigest(d, of: r) {
-                stableDirty = true
+                member.stableDirty = true
                 deliver(hint: nil)
                 drainPending()
             }
@@ -148,7 +153,7 @@ extension GroupNode {
         case .flushStart(let previous, let proposal):
             acceptFlush(from: from, previous: previous, proposal: proposal)
         case .flushReject(let previous, let p):
-            guard let c = coordinating, c.previous == previous, c.proposal.id < p else { return }
+            guard let c = coordinator, c.previous == previous, c.proposal.id < p else { return }
             epochSeen = max(epochSeen, p.epoch)
             startFlush()
         case .propose(let ballot, let value):
@@ -160,13 +165,13 @@ extension GroupNode {
         case .install(let inst):
             receiveInstall(inst)
         case .installRequest(let v):
-            if let li = lastInstall, li.previous == v, li.view.contains(from) {
-                send(from.node, .install(li))
+            if let last = lastInstall, last.previous == v, last.view.contains(from) {
+                send(from.node, .install(last))
             } else if let view = currentView, v < view.id {
                 send(from.node, .viewNotice(view))
             }
         case .viewNotice(let v):
-            guard phase == .member, let mine = log?.view else { return }
+            guard let mine = log?.view else { return }
             if v.id > mine.id && !v.contains(me) {
                 rejoin()
             } else if v.id > mine.id && !flushing {
@@ -192,7 +197,7 @@ extension GroupNode {
             if v == vlog.view.id {
                 guard let r = vlog.view.rank(of: from) else { return false }
                 vlog.heardAt[r] = now
-                if !suspects.isEmpty { suspects.remove(from) }
+                if !member.suspects.isEmpty { member.suspects.remove(from) }
                 return true
             }
             let view = vlog.view
@@ -214,20 +219,20 @@ extension GroupNode {
             if case .heartbeat = msg { return false }
             keepForLater(from, msg)
             return false
-        case .idle, .left:
+        case .idle, .left, .modifying:
             return false
         }
     }
 
     mutating func keepForLater(_ from: ProcessID, _ msg: ProtocolMessage) {
-        if future.count < settings.futureMessagesMax { future.append((from, msg)) }
+        if incarnation.future.count < settings.futureMessagesMax { incarnation.future.append((from, msg)) }
     }
 
     mutating func staleSender(_ from: ProcessID, _ v: ViewID) {
         guard let view = log?.view, now >= (noticeSentAt[from.node] ?? 0) else { return }
         noticeSentAt[from.node] = now + settings.heartbeatIntervalTicks
-        if let li = lastInstall, li.previous == v, li.view.contains(from) {
-            send(from.node, .install(li))
+        if let last = lastInstall, last.previous == v, last.view.contains(from) {
+            send(from.node, .install(last))
         } else {
             send(from.node, .viewNotice(view))
         }
@@ -240,10 +245,10 @@ extension GroupNode {
         if m.id.seq == received + 1 {
             vlog.streams[r].append(m)
             receivedSinceAck += 1
-            if receivedSinceAck >= settings.ackEveryMessages { ackDirty = true }
+            if receivedSinceAck >= settings.ackEveryMessages { member.ackDirty = true }
             if m.level.isTotallyOrdered {
                 if vlog.isSequencer && !flushing { sequence(origin: r, seq: m.id.seq) }
-                if m.level.needsStability { ackDirty = true }
+                if m.level.needsStability { member.ackDirty = true }
             }
             deliver(hint: r)
         } else if m.id.seq > received + 1 {
@@ -262,16 +267,16 @@ extension GroupNode {
         deliver(hint: nil)
     }
 
-    mutating func receiveHeartbeat(from: ProcessID, _ d: Digest, _ st: Digest?) {
-        guard let r = vlog.view.rank(of: from), d.received.count == vlog.streams.count else { return }
-        if vlog.isSequencer && !flushing && vlog.recordDigest(d, of: r) {
+    mutating func receiveHeartbeat(from: ProcessID, _ digest: Digest, _ stable: Digest?) {
+        guard let r = vlog.view.rank(of: from), digest.received.count == vlog.streams.count else { return }
+        if vlog.isSequencer && !flushing && vlog.recordDigest(digest, of: r) {
             deliver(hint: nil)
         }
-        if let st, r == 0, vlog.adoptStable(st) {
+        if let stable, r == 0, vlog.adoptStable(stable) {
             deliver(hint: nil)
         }
-        if d.received[r] > vlog.streams[r].received { nak(r) }
-        if r == 0 && d.ordersKnown > vlog.ordersKnown { orderNak() }
+        if digest.received[r] > vlog.streams[r].received { nak(r) }
+        if r == 0 && digest.ordersKnown > vlog.ordersKnown { orderNak() }
         drainPending()
     }
 
@@ -292,60 +297,38 @@ extension GroupNode {
     }
 
     mutating func receiveJoinRequest(_ p: ProcessID) {
-        guard phase == .member, let view = log?.view else { return }
+        guard let view = log?.view else { return }
         if view.contains(p) {
-            if let li = lastInstall { send(p.node, .install(li)) }
+            send(p.node, .install(member.install))
             return
         }
         if view.members.contains(where: { $0.node == p.node && $0.incarnation > p.incarnation }) { return }
         // An older incarnation of the same node has crashed (the node
         // restarted): any member may suspect it at once, so a restarted
         // coordinator does not hold its own rejoin up for a suspicion timeout.
-        for m in view.members where m.node == p.node && m.incarnation < p.incarnation && m != me { suspects.insert(m) }
+        for m in view.members where m.node == p.node && m.incarnation < p.incarnation && m != me { member.suspects.insert(m) }
         guard let acting = actingCoordinator else { return }
         if acting != me {
             send(acting.node, .joinRequest(p))
             return
         }
-        // An older incarnation of the same node has crashed: drop it.
-        for m in view.members where m.node == p.node { suspects.insert(m) }
-        if !joiners.contains(p) {
-            joiners.removeAll { $0.node == p.node }
-            joiners.append(p)
+        if !incarnation.joiners.contains(p) {
+            incarnation.joiners.removeAll { $0.node == p.node }
+            incarnation.joiners.append(p)
         }
         evaluateMembership()
     }
 
     /// Excluded from the primary view: start over as a new incarnation.
+    /// Everything of the view (`Member`) and of the incarnation
+    /// (`Incarnation`) goes; publishes in flight fail.
     mutating func rejoin() {
         failAllPublishes(.lostPrimary)
         let lastMembers = log?.view.members.map(\.node) ?? []
         me = ProcessID(node: me.node, incarnation: me.incarnation + 1)
         out.append(.rejoining(as: me))
         phase = .joining
-        hasLog = false
-        lastInstall = nil
-        promised = nil
-        flushing = false
-        coordinating = nil
-        blocked = false
-        suspects = []
-        joiners = []
-        future.removeAll()
-        groups = GroupTable()
-        local = [:]
-        trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)
-        lastGeneration = .max
-        transferring = []
-        cuts = [:]
-        skip = [:]
-        tickets = [:]
-        deferred = []
-        newEntries.removeAll()
-        ackDirty = false
-        stableDirty = false
-        frozenDigest = nil
-        acceptedValue = nil
+        incarnation = Incarnation(settings: settings)
         for n in lastMembers where n != me.node && !seeds.contains(n) { seeds.append(n) }
         nextJoinAt = now
         tick()

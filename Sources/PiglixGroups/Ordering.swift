@@ -113,15 +113,22 @@ struct ViewLog: Sendable {
         self.heardAt = Array(repeating: 0, count: n)
     }
 
-    var isSequencer: Bool { myRank == 0 }
-    var digest: Digest { Digest(received: streams.map(\.received), ordersKnown: ordersKnown) }
+    // Inlined: the log is reached through `GroupNode.member`'s box, and an
+    // out-of-line getter would be handed a copy of the whole log.
+    @inline(__always) var isSequencer: Bool { myRank == 0 }
+    @inline(__always) var digest: Digest { Digest(received: streams.map(\.received), ordersKnown: ordersKnown) }
     var position: StreamPosition { StreamPosition(view: view.id, delivered: streams.map(\.delivered)) }
     var ownSent: UInt64 { streams[myRank].received }
-    var ownUnstableCount: Int { Int(streams[myRank].received - stable.received[myRank]) }
+    @inline(__always) var ownUnstableCount: Int { Int(streams[myRank].received - stable.received[myRank]) }
 
     func entry(_ index: UInt64) -> OrderEntry? {
         guard index > ordersFloor, index <= ordersKnown else { return nil }
         return orders[Int(index - ordersFloor - 1)]
+    }
+    /// An own message, sent now: counted unstable until stable.
+    mutating func appendOwn(_ m: DataMessage) {
+        streams[myRank].append(m)
+        ownUnstableBytes += m.payload.count
     }
     mutating func appendEntry(_ e: OrderEntry) {
         orders.append(e)

@@ -21,7 +21,7 @@ struct InflightPublish: Sendable {
 
 extension GroupNode {
     mutating func publish(_ r: PublishRequest) {
-        guard phase == .member, !blocked else {
+        guard isInPrimary else {
             out.append(.publishRefused(token: r.token, .notInPrimary))
             return
         }
@@ -58,7 +58,7 @@ extension GroupNode {
     /// Flow control: no sending during a flush, in a minority, or while own
     /// unstable messages exceed the window.
     var canSend: Bool {
-        guard phase == .member, !flushing, !blocked, hasLog else { return false }
+        guard case .member(let box) = phase, !box.value.blocked, !box.value.flush.isFlushing else { return false }
         return vlog.ownUnstableCount < settings.unstableMessagesMax && vlog.ownUnstableBytes < settings.unstableBytesMax
     }
 
@@ -76,8 +76,7 @@ extension GroupNode {
         let m = DataMessage(
             id: MessageID(view: vlog.view.id, origin: UInt32(rank), seq: seq), publish: p.id, session: p.session,
             level: p.level, kind: p.kind, payload: p.payload)
-        vlog.streams[rank].append(m)
-        vlog.ownUnstableBytes += p.payload.count
+        vlog.appendOwn(m)
         inflight.append(InflightPublish(seq: seq, token: p.token, id: p.id, level: p.level))
         if case .groupJoin(let pattern) = p.kind { markJoinSent(pattern) }
         let data = ProtocolMessage.data(m)
@@ -89,17 +88,16 @@ extension GroupNode {
     /// Sequencer: give the message the next slot of the total order; the
     /// entries of one handler go out as one `.order` message.
     mutating func sequence(origin: Int, seq: UInt64) {
-        if newEntries.isEmpty { newEntriesFirst = vlog.ordersKnown + 1 }
-        let e = OrderEntry(origin: UInt32(origin), seq: seq)
-        vlog.appendEntry(e)
-        newEntries.append(e)
+        let entry = OrderEntry(origin: UInt32(origin), seq: seq)
+        member.batch(entry, index: vlog.ordersKnown + 1)
+        vlog.appendEntry(entry)
     }
 
     /// Runs the delivery rule and hands out what it releases.
     /// Not reentrant: a delivery that causes a send (a group join completing
     /// a transfer multicasts `groupReady`) asks for another pass instead.
     mutating func deliver(hint: Int?) {
-        guard !flushing, hasLog else { return }
+        guard inView, !flushing else { return }
         if delivering {
             redeliver = true
             return
@@ -114,11 +112,12 @@ extension GroupNode {
             for m in batch { delivered(m) }
             batch.removeAll(keepingCapacity: true)
             h = nil
-        } while redeliver && hasLog && !flushing
+        } while redeliver && inView && !flushing
         swap(&batch, &scratch)
         delivering = false
     }
 
+    @inline(__always)
     mutating func delivered(_ m: DataMessage) {
         // The ack follows the message's own delivery effect, so a shell that
         // tracks its delivery position sees the message before its ack.

@@ -37,19 +37,19 @@ struct Ticket: Sendable {
 
 extension GroupNode {
     mutating func markJoinSent(_ p: TopicPattern) {
-        guard case .joining(var t) = local[p], t.after == nil, let log else { return }
+        guard case .joining(var t) = incarnation.local[p], t.after == nil, let log else { return }
         t.after = log.position
-        local[p] = .joining(t)
+        incarnation.local[p] = .joining(t)
     }
 
     mutating func bufferForTransfers(_ m: DataMessage, _ dest: Destination) {
-        for p in transferring where Self.matches(dest, p) {
+        for p in incarnation.transferring where Self.matches(dest, p) {
             // Taken out of the dictionary first so the buffer is uniquely
             // referenced and appends do not copy it.
-            switch local.removeValue(forKey: p) {
+            switch incarnation.local.removeValue(forKey: p) {
             case .joining(var t):
                 t.buffer.append(m)
-                local[p] = .joining(t)
+                incarnation.local[p] = .joining(t)
             case .awaiting(var t):
                 if t.buffer.count >= settings.transferBufferMax {
                     // Too far behind: start the transfer over from here.
@@ -58,9 +58,9 @@ extension GroupNode {
                     t.provider = nil
                 }
                 t.buffer.append(m)
-                local[p] = .awaiting(t)
+                incarnation.local[p] = .awaiting(t)
             case .active:
-                local[p] = .active
+                incarnation.local[p] = .active
             case nil:
                 break
             }
@@ -70,7 +70,7 @@ extension GroupNode {
     /// Picks a provider and (re)sends the request, or starts empty when the
     /// group has no ready member and this node is its oldest member.
     mutating func evaluateTransfer(_ p: TopicPattern, force: Bool) {
-        guard case .awaiting(var t) = local[p], let after = t.after, let record = groups.record(p) else { return }
+        guard case .awaiting(var t) = incarnation.local[p], let after = t.after, let record = incarnation.groups.record(p) else { return }
         var provider: ProcessID?
         for (i, m) in record.members.enumerated() where m != me && record.ready[i] {
             provider = m
@@ -80,7 +80,7 @@ extension GroupNode {
             if force || t.provider != provider || now >= t.requestedAt + settings.transferRetryTicks {
                 t.provider = provider
                 t.requestedAt = now
-                local[p] = .awaiting(t)
+                incarnation.local[p] = .awaiting(t)
                 send(provider.node, .checkpointRequest(pattern: p, after: after))
             }
         } else if record.members.first(where: { m in !record.ready[record.members.firstIndex(of: m)!] }) == me {
@@ -89,26 +89,26 @@ extension GroupNode {
     }
 
     mutating func completeTransfer(_ p: TopicPattern, state: [UInt8], cut: StreamPosition?, skip: [PublishID] = []) {
-        guard case .awaiting(let t) = local[p] else { return }
+        guard case .awaiting(let t) = incarnation.local[p] else { return }
         out.append(.applyCheckpoint(pattern: p, state: state))
         var skipping = Set(skip)
         for m in t.buffer where !(cut?.covers(m.id) ?? false) {
             if !skipping.isEmpty, skipping.remove(m.publish) != nil { continue }
             out.append(.deliver(Delivery(message: m, view: m.id.view, groups: [p], afterCheckpoint: true)))
         }
-        if !skipping.isEmpty { self.skip[p, default: []].formUnion(skipping) }
-        local[p] = .active
-        if let cut, let log, cut.view >= log.view.id { cuts[p] = cut }
-        trie.insert(p, p)
-        transferring.removeAll { $0 == p }
+        if !skipping.isEmpty { incarnation.skip[p, default: []].formUnion(skipping) }
+        incarnation.local[p] = .active
+        if let cut, let log, cut.view >= log.view.id { incarnation.cuts[p] = cut }
+        incarnation.trie.insert(p, p)
+        incarnation.transferring.removeAll { $0 == p }
         publishControl(.groupReady(p))
     }
 
     mutating func checkpointRequested(from joiner: ProcessID, pattern: TopicPattern, after: StreamPosition) {
-        guard phase == .member else { return }
-        deferred.removeAll { $0.joiner == joiner && $0.pattern == pattern }
-        deferred.append((joiner, pattern, after))
-        if deferred.count > 1024 { deferred.removeFirst() }
+        guard inView else { return }
+        incarnation.deferred.removeAll { $0.joiner == joiner && $0.pattern == pattern }
+        incarnation.deferred.append((joiner, pattern, after))
+        if incarnation.deferred.count > 1024 { incarnation.deferred.removeFirst() }
         serveDeferred()
     }
 
@@ -116,21 +116,21 @@ extension GroupNode {
         guard let log else { return }
         var pos: StreamPosition?
         var i = 0
-        while i < deferred.count {
-            let d = deferred[i]
+        while i < incarnation.deferred.count {
+            let d = incarnation.deferred[i]
             guard log.view.contains(d.joiner) else {
-                deferred.remove(at: i)
+                incarnation.deferred.remove(at: i)
                 continue
             }
-            if local[d.pattern]?.isActive ?? false {
+            if incarnation.local[d.pattern]?.isActive ?? false {
                 let here = pos ?? log.position
                 pos = here
                 if here.isAtOrAfter(d.after) {
                     nextTicket += 1
-                    tickets[nextTicket] = Ticket(
-                        joiner: d.joiner, pattern: d.pattern, cut: here, skip: skip[d.pattern].map { $0.sorted() } ?? [])
+                    incarnation.tickets[nextTicket] = Ticket(
+                        joiner: d.joiner, pattern: d.pattern, cut: here, skip: incarnation.skip[d.pattern].map { $0.sorted() } ?? [])
                     out.append(.requestCheckpoint(CheckpointRequest(ticket: nextTicket, pattern: d.pattern, joiner: d.joiner, cut: here)))
-                    deferred.remove(at: i)
+                    incarnation.deferred.remove(at: i)
                     continue
                 }
             }
@@ -139,12 +139,12 @@ extension GroupNode {
     }
 
     mutating func supplyCheckpoint(ticket: UInt64, state: [UInt8]) {
-        guard let t = tickets.removeValue(forKey: ticket), let log, log.view.contains(t.joiner) else { return }
+        guard let t = incarnation.tickets.removeValue(forKey: ticket), let log, log.view.contains(t.joiner) else { return }
         send(t.joiner.node, .checkpoint(pattern: t.pattern, cut: t.cut, state: state, skip: t.skip))
     }
 
     mutating func checkpointReceived(_ p: TopicPattern, cut: StreamPosition, state: [UInt8], skip: [PublishID]) {
-        guard case .awaiting(let t) = local[p], let after = t.after, cut.isAtOrAfter(after) else { return }
+        guard case .awaiting(let t) = incarnation.local[p], let after = t.after, cut.isAtOrAfter(after) else { return }
         completeTransfer(p, state: state, cut: cut, skip: skip)
     }
 }

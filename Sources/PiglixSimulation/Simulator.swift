@@ -1,47 +1,6 @@
 import PiglixGroups
 import PiglixTopics
 
-/// Which faults a run injects.
-public struct FaultSet: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
-    public static let crash = FaultSet(rawValue: 1)
-    public static let pause = FaultSet(rawValue: 2)
-    public static let partition = FaultSet(rawValue: 4)
-    public static let churn = FaultSet(rawValue: 8)
-    public static let all: FaultSet = [.crash, .pause, .partition, .churn]
-    public static let none: FaultSet = []
-}
-
-/// The knobs of one simulated run.
-public struct SimulationConfig: Hashable, Sendable {
-    public var seed: UInt64
-    public var nodes: Int
-    public var faults: FaultSet = .all
-    /// Simulated ticks with faults and traffic, before the quiet phase.
-    public var durationTicks: UInt64 = 2_500
-    public var publishesPerNode: Int = 25
-    public var latencyTicks: ClosedRange<Int> = 1...4
-    public var jitterTicks: ClosedRange<Int> = 0...3
-    public var faultCount: ClosedRange<Int> = 2...5
-    public var settings: GroupSettings = {
-        var s = GroupSettings()
-        s.heartbeatIntervalTicks = 10
-        s.suspicionTimeoutTicks = 60
-        s.deliverUnmatched = true
-        s.unstableMessagesMax = 64
-        // Eager acks by receipt count run under faults too, not only heartbeats.
-        s.ackEveryMessages = 8
-        s.pendingPublishesMax = 256
-        return s
-    }()
-    public init(seed: UInt64, nodes: Int, faults: FaultSet = .all) {
-        self.seed = seed
-        self.nodes = nodes
-        self.faults = faults
-    }
-}
-
 public struct SimulationResult: Sendable {
     public var seed: UInt64
     public var trace: [TraceEvent]
@@ -132,14 +91,12 @@ public struct Simulator {
 
     public mutating func run() -> SimulationResult {
         let n = config.nodes
-        let seeds = (1...n).map { NodeID(UInt64($0)) }
         for i in 0..<n {
             let startAt = i == 0 ? 0 : UInt64(rng.int(0...200))
             queue.push(startAt, .restart(node: i))
             nodes[i].status = .down
             for _ in 0..<rng.int(1...3) { queue.push(startAt + UInt64(rng.int(0...400)), .subscribe(node: i)) }
         }
-        _ = seeds
         // Workload.
         let end = config.durationTicks
         for i in 0..<n {
@@ -149,22 +106,18 @@ public struct Simulator {
         if !config.faults.isEmpty {
             for _ in 0..<rng.int(config.faultCount) {
                 let at = UInt64(rng.int(400...Int(end - 300)))
-                var kinds: [Int] = []
-                if config.faults.contains(.crash) { kinds.append(0) }
-                if config.faults.contains(.pause) { kinds.append(1) }
-                if config.faults.contains(.partition) { kinds.append(2) }
-                if config.faults.contains(.churn) { kinds.append(3) }
+                let kinds = config.faults.faults
                 let node = rng.int(0...(n - 1))
                 switch kinds[rng.int(0...(kinds.count - 1))] {
-                case 0:
+                case .crash:
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(40...400)), .restart(node: node))
-                case 1:
+                case .pause:
                     queue.push(at, .pause(node: node, ticks: UInt64(rng.int(20...250))))
-                case 2:
+                case .partition:
                     queue.push(at, .partition)
                     queue.push(at + UInt64(rng.int(50...400)), .heal)
-                default:
+                case .churn:
                     // A crash and an immediate restart: the rejoin lands in
                     // the view change the crash causes.
                     queue.push(at, .crash(node: node))

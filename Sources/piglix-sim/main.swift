@@ -2,6 +2,7 @@ import ArgumentParser
 import PiglixGroups
 import PiglixTopics
 import PiglixSimulation
+import PiglixTopics
 
 /// `piglix-sim`: runs the deterministic simulator over many seeds and checks
 /// P1–P10; `bench` measures the core without I/O; `scale` prints the
@@ -16,6 +17,7 @@ struct PiglixSim: ParsableCommand {
 }
 
 struct NodeRange: ExpressibleByArgument {
+    var defaultValueDescription: String { "\(range.lowerBound)...\(range.upperBound)" }
     var range: ClosedRange<Int>
     init?(argument: String) {
         let parts = argument.split(separator: ".", omittingEmptySubsequences: true)
@@ -29,28 +31,21 @@ struct NodeRange: ExpressibleByArgument {
     }
 }
 
+extension FaultSet: ExpressibleByArgument {
+    public init?(argument: String) { self.init(list: argument) }
+    public var defaultValueDescription: String { list }
+}
+
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "check", abstract: "Run seeds and check P1–P10.")
     @Option(help: "Number of seeds to run.") var seeds: Int = 1000
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Cluster sizes, e.g. 3...7.") var nodes: NodeRange = NodeRange(argument: "3...7")!
-    @Option(help: "Faults: all, none, or a comma list of crash,pause,partition,churn.") var faults: String = "all"
+    @Option(help: ArgumentHelp("Faults: all, none, or a comma list of \(Fault.allCases.map(\.rawValue).joined(separator: ",")).")) var faults: FaultSet = .all
     @Flag(help: "Print the trace of the first failing seed.") var trace = false
     @Flag(help: "Check internal invariants after every event (slow).") var invariants = false
 
     func run() throws {
-        var set: FaultSet = []
-        for f in faults.split(separator: ",") {
-            switch f {
-            case "all": set.formUnion(.all)
-            case "none": break
-            case "crash": set.insert(.crash)
-            case "pause": set.insert(.pause)
-            case "partition": set.insert(.partition)
-            case "churn": set.insert(.churn)
-            default: throw ValidationError("unknown fault kind \(f)")
-            }
-        }
         var failedBy: [Property: Int] = [:]
         var firstFailure: [Property: UInt64] = [:]
         var passed = 0
@@ -61,7 +56,7 @@ struct Check: ParsableCommand {
         for k in 0..<UInt64(seeds) {
             let seed = firstSeed + k
             let n = sizes[Int(seed % UInt64(sizes.count))]
-            var sim = Simulator(config: SimulationConfig(seed: seed, nodes: n, faults: set))
+            var sim = Simulator(config: SimulationConfig(seed: seed, nodes: n, faults: faults))
             sim.debugInvariants = invariants
             let result = sim.run()
             deliveries += result.deliveries
@@ -95,10 +90,10 @@ struct Check: ParsableCommand {
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "bench", abstract: "Core throughput without I/O.")
-    @Option var nodes: Int = 3
-    @Option var messages: Int = 2_000_000
-    @Option var payload: Int = 128
-    @Option var level: String = "fifo"
+    @Option(help: "Cluster size.") var nodes: Int = 3
+    @Option(help: "Messages published, round robin over the nodes.") var messages: Int = 2_000_000
+    @Option(help: "Payload bytes per message.") var payload: Int = 128
+    @Option(help: "Delivery level: fifo, total or safe.") var level: String = "fifo"
     func run() throws {
         guard let l = DeliveryLevel(name: level) else { throw ValidationError("level is fifo, total or safe") }
         let r = CoreBenchmark.run(nodes: nodes, messages: messages, payloadBytes: payload, level: l)
@@ -108,7 +103,7 @@ struct Bench: ParsableCommand {
 
 struct Scale: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "scale", abstract: "View-change time and messages per multicast by cluster size.")
-    @Option(parsing: .upToNextOption) var sizes: [Int] = [3, 10, 50, 100]
+    @Option(parsing: .upToNextOption, help: "Cluster sizes to measure.") var sizes: [Int] = [3, 10, 50, 100]
     func run() throws {
         print(ScaleReport.header)
         for n in sizes { print(ScaleReport.measure(nodes: n).row) }

@@ -1,6 +1,7 @@
 import PiglixGroups
 import PiglixTopics
 import PiglixSimulation
+import PiglixTopics
 import Testing
 
 /// The checker is fed broken traces and must report each violation.

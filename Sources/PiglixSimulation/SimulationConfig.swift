@@ -1,0 +1,83 @@
+import PiglixGroups
+
+/// A kind of fault the simulator injects. The order of the cases is the
+/// order of the random choice among the enabled ones: append new kinds at
+/// the end, or existing seeds replay differently.
+public enum Fault: String, CaseIterable, Hashable, Sendable {
+    /// A node crashes and restarts later as a new incarnation.
+    case crash
+    /// A node stops beyond the suspicion timeout, then resumes.
+    case pause
+    /// The cluster splits in two sides, then heals.
+    case partition
+    /// A crash with an immediate restart, and a subscription change.
+    case churn
+}
+
+/// Which faults a run injects.
+public struct FaultSet: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public init(_ fault: Fault) { self.init(rawValue: 1 << Fault.allCases.firstIndex(of: fault)!) }
+    public init(_ faults: some Sequence<Fault>) {
+        self.init()
+        for f in faults { insert(FaultSet(f)) }
+    }
+    public static let all = FaultSet(Fault.allCases)
+    public static let none: FaultSet = []
+
+    public func contains(_ fault: Fault) -> Bool { contains(FaultSet(fault)) }
+    /// The enabled faults, in `Fault.allCases` order.
+    public var faults: [Fault] { Fault.allCases.filter { contains($0) } }
+
+    /// Parses `all`, `none`, or a comma list of fault names (`crash,pause`);
+    /// nil for an unknown name.
+    public init?(list: String) {
+        self.init()
+        for name in list.split(separator: ",") {
+            switch name {
+            case "all": formUnion(.all)
+            case "none": break
+            default:
+                guard let f = Fault(rawValue: String(name)) else { return nil }
+                insert(FaultSet(f))
+            }
+        }
+    }
+
+    /// The inverse of `init(list:)`.
+    public var list: String {
+        if self == .all { return "all" }
+        if isEmpty { return "none" }
+        return faults.map(\.rawValue).joined(separator: ",")
+    }
+}
+
+/// The knobs of one simulated run.
+public struct SimulationConfig: Hashable, Sendable {
+    public var seed: UInt64
+    public var nodes: Int
+    public var faults: FaultSet = .all
+    /// Simulated ticks with faults and traffic, before the quiet phase.
+    public var durationTicks: UInt64 = 2_500
+    public var publishesPerNode: Int = 25
+    public var latencyTicks: ClosedRange<Int> = 1...4
+    public var jitterTicks: ClosedRange<Int> = 0...3
+    public var faultCount: ClosedRange<Int> = 2...5
+    public var settings: GroupSettings = {
+        var s = GroupSettings()
+        s.heartbeatIntervalTicks = 10
+        s.suspicionTimeoutTicks = 60
+        s.deliverUnmatched = true
+        s.unstableMessagesMax = 64
+        // Eager acks by receipt count run under faults too, not only heartbeats.
+        s.ackEveryMessages = 8
+        s.pendingPublishesMax = 256
+        return s
+    }()
+    public init(seed: UInt64, nodes: Int, faults: FaultSet = .all) {
+        self.seed = seed
+        self.nodes = nodes
+        self.faults = faults
+    }
+}
