@@ -243,7 +243,7 @@ extension Broker: ClusterApplication {
             let records: [ControlRecord] = patterns.map { p in
                 let group = state.groupViews[p]
                 return .view(
-                    group: p.name, view: group?.view ?? state.clusterStatus?.view ?? 0, members: group?.members ?? [settings.nodeID],
+                    group: p.name, view: group?.view ?? 0, members: group?.members ?? [],
                     primary: primary)
             }
             if var queue = state.queues[id] {
@@ -326,7 +326,7 @@ extension Broker: ClusterApplication {
                 for pattern in state.queues[id]!.patterns {
                     let group = state.groupViews[pattern]
                     let record = ControlRecord.view(
-                        group: pattern.name, view: group?.view ?? status.view, members: group?.members ?? status.members,
+                        group: pattern.name, view: group?.view ?? 0, members: group?.members ?? [],
                         primary: status.primary)
                     if let w = state.queues[id]!.queueView(record) { wake.append(w) }
                 }

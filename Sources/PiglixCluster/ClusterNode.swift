@@ -243,7 +243,7 @@ public final class ClusterNode: Sendable {
     public func groupViews() async -> [(pattern: TopicPattern, view: UInt64, members: [String])] {
         (try? await loop.submit {
             self.box.value.core.allGroupViews.map { g in
-                (g.pattern, g.clusterView.epoch, g.members.map { self.name($0.node) })
+                (g.pattern, g.id, g.members.map { self.name($0.node) })
             }
         }.get()) ?? []
     }
@@ -416,7 +416,7 @@ public final class ClusterNode: Sendable {
                 statusDirty = true
             case .installGroupView(let gv):
                 app?.clusterGroupViewChanged(
-                    pattern: gv.pattern, view: gv.clusterView.epoch, members: gv.members.map { name($0.node) },
+                    pattern: gv.pattern, view: gv.id, members: gv.members.map { name($0.node) },
                     primary: peekCore { $0.isInPrimary })
             case .primaryLost:
                 statusDirty = true

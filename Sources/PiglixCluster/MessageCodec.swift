@@ -332,11 +332,13 @@ extension ByteBuffer {
             b.writeVarString(g.pattern.name)
             b.writeArray(g.members) { $0.writeProcessID($1) }
             b.writeArray(g.ready) { $0.writeInteger(UInt8($1 ? 1 : 0)) }
+            b.writeVarint(g.view)
         }
         writeArray(i.readyAtCut) { b, m in
             b.writeVarString(m.pattern.name)
             b.writeProcessID(m.member)
         }
+
     }
 }
 
@@ -494,7 +496,8 @@ extension ByteBuffer {
                 return flag != 0
             }
             guard ready.count == members.count else { throw MessageDecodingError("group \(pattern.name): ready flags do not match members") }
-            return GroupRecord(pattern: pattern, members: members, ready: ready)
+            let groupView = try b.readVarint()
+            return GroupRecord(pattern: pattern, members: members, ready: ready, view: groupView)
         }
         let readyAtCut = try readArray { b throws(MessageDecodingError) -> GroupMember in
             GroupMember(pattern: try b.readPattern(), member: try b.readProcessID())

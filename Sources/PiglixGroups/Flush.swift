@@ -245,6 +245,7 @@ extension GroupNode {
             for p in inst.view.members where p != me { send(p.node, .install(inst)) }
         }
         out.append(.installClusterView(inst.view))
+        incarnation.groups.beginView(epoch: inst.view.id.epoch)
         incarnation.groups.removeDeparted(keeping: inst.view)
         for p in incarnation.local.keys.sorted(by: { $0.name < $1.name }) { announceGroup(p) }
         for p in wanted.sorted(by: { $0.name < $1.name }) where incarnation.local[p] == nil { joinGroup(p) }

@@ -162,13 +162,13 @@ public struct GroupNode: Sendable {
     public func holds(_ id: MessageID) -> Bool { log?.holds(id) ?? false }
     public func groupView(_ pattern: TopicPattern) -> GroupView? {
         guard let log, let members = incarnation.groups.members(pattern) else { return nil }
-        return GroupView(pattern: pattern, clusterView: log.view.id, members: members)
+        return GroupView(pattern: pattern, id: incarnation.groups.record(pattern)?.view ?? 0, clusterView: log.view.id, members: members)
     }
     public var groupCount: Int { incarnation.groups.count }
     /// Every group of the cluster and its members, as this node derives them.
     public var allGroupViews: [GroupView] {
         guard let log else { return [] }
-        return incarnation.groups.table.values.map { GroupView(pattern: $0.pattern, clusterView: log.view.id, members: $0.members) }
+        return incarnation.groups.table.values.map { GroupView(pattern: $0.pattern, id: $0.view, clusterView: log.view.id, members: $0.members) }
     }
     /// Messages buffered in the current view (unstable or undelivered).
     public var bufferedMessageCount: Int { log.map { $0.streams.reduce(0) { $0 + $1.buffer.count } } ?? 0 }

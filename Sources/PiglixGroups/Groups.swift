@@ -5,8 +5,23 @@ import PiglixTopics
 /// Joins, leaves and readiness are `total` control messages, so every node
 /// applies them at the same point; departures from the cluster view are
 /// applied at install. Costs memory per group, no protocol round per group.
+///
+/// Group view ids: a change of a group's member list is numbered by the
+/// cluster view it happens in and its place among that view's group changes:
+/// id = epoch × 2^32 + change (`GroupViewID`). Within a cluster view every
+/// process that applies a change applies the same changes before it (joins
+/// and leaves follow the view's total order; departures are applied first
+/// thing at install, in pattern order), so one (group, id) names one member
+/// list on every node (P2 for groups). A plain counter would not do: a
+/// process excluded from the next view may have delivered a join past the
+/// flush cut and numbered it, while the survivors give that number to
+/// another change. Ids grow with every change, and a group that empties and
+/// forms again gets a new, higher id.
 struct GroupTable: Sendable {
     private(set) var table: [TopicPattern: GroupRecord] = [:]
+    /// The cluster view's epoch and the group changes applied in it so far.
+    private var epoch: UInt64 = 0
+    private var changes: UInt64 = 0
     var count: Int { table.count }
 
     init() {}
@@ -14,20 +29,33 @@ struct GroupTable: Sendable {
         for r in records { table[r.pattern] = r }
     }
 
+    /// A cluster view is installed: its group changes are numbered from 1.
+    mutating func beginView(epoch: UInt64) {
+        self.epoch = epoch
+        changes = 0
+    }
+
+    private mutating func issueView(_ r: inout GroupRecord) {
+        changes += 1
+        r.view = GroupViewID.make(epoch: epoch, change: changes)
+    }
+
     func members(_ p: TopicPattern) -> [ProcessID]? { table[p]?.members }
     func record(_ p: TopicPattern) -> GroupRecord? { table[p] }
 
     mutating func join(_ p: TopicPattern, _ who: ProcessID) {
-        var r = table[p] ?? GroupRecord(pattern: p, members: [], ready: [])
+        var r = table[p] ?? GroupRecord(pattern: p, members: [], ready: [], view: 0)
         guard !r.members.contains(who) else { return }
         r.members.append(who)
         r.ready.append(false)
+        issueView(&r)
         table[p] = r
     }
     mutating func leave(_ p: TopicPattern, _ who: ProcessID) {
         guard var r = table[p], let i = r.members.firstIndex(of: who) else { return }
         r.members.remove(at: i)
         r.ready.remove(at: i)
+        issueView(&r)
         table[p] = r.members.isEmpty ? nil : r
     }
     mutating func setReady(_ p: TopicPattern, _ who: ProcessID) {
@@ -55,6 +83,7 @@ struct GroupTable: Sendable {
             }
             if touched {
                 changed.append(p)
+                issueView(&r)
                 table[p] = r.members.isEmpty ? nil : r
             }
         }
@@ -153,7 +182,7 @@ extension GroupNode {
     }
 
     mutating func announceGroup(_ p: TopicPattern) {
-        guard incarnation.local[p] != nil, let log, let members = incarnation.groups.members(p), members.contains(me) else { return }
-        out.append(.installGroupView(GroupView(pattern: p, clusterView: log.view.id, members: members)))
+        guard incarnation.local[p] != nil, let log, let record = incarnation.groups.record(p), record.members.contains(me) else { return }
+        out.append(.installGroupView(GroupView(pattern: p, id: record.view, clusterView: log.view.id, members: record.members)))
     }
 }

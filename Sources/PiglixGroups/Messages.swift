@@ -18,10 +18,14 @@ public struct GroupRecord: Hashable, Sendable {
     public var pattern: TopicPattern
     public var members: [ProcessID]
     public var ready: [Bool]
-    public init(pattern: TopicPattern, members: [ProcessID], ready: [Bool]) {
+    /// The group's view id: the number the group table gave this member
+    /// list when it last changed (`GroupTable`, `GroupViewID`).
+    public var view: UInt64
+    public init(pattern: TopicPattern, members: [ProcessID], ready: [Bool], view: UInt64) {
         self.pattern = pattern
         self.members = members
         self.ready = ready
+        self.view = view
     }
 }
 
@@ -218,7 +222,10 @@ public struct Install: Hashable, Sendable {
     /// Members marked ready at the cut, from the survivors' reports
     /// (`FlushReport.activeGroups`), in survivor order.
     public var readyAtCut: [GroupMember]
-    public init(previous: ViewID?, view: ClusterView, cut: [UInt64], ordersCut: UInt64, messages: [DataMessage], ordersFirst: UInt64, orders: [OrderEntry], groups: [GroupRecord], readyAtCut: [GroupMember] = []) {
+    public init(
+        previous: ViewID?, view: ClusterView, cut: [UInt64], ordersCut: UInt64, messages: [DataMessage], ordersFirst: UInt64,
+        orders: [OrderEntry], groups: [GroupRecord], readyAtCut: [GroupMember] = []
+    ) {
         self.readyAtCut = readyAtCut
         self.previous = previous
         self.view = view

@@ -73,7 +73,7 @@ struct OriginStream: Sendable {
 /// sequence order; a `fifo` message needs nothing more; a `total` or `safe`
 /// message (and a group join/leave) must also be the next entry of the total
 /// order; a `safe` one must also be stable. FIFO per publisher therefore
-/// holds across levels (DESIGN.md §1). While `limit` is set (the end of a
+/// holds across levels (docs/virtual-synchrony.md, "Delivery rule"). While `limit` is set (the end of a
 /// flush) delivery stops at the agreed cut and `safe` needs no stability
 /// (the cut only contains `safe` messages that were already stable).
 struct ViewLog: Sendable {

@@ -1,7 +1,7 @@
 import PiglixTopics
 
-/// A publish accepted but not sent yet: held during a flush (DESIGN.md
-/// "flush without stopping the world") or while the unstable window is full.
+/// A publish accepted but not sent yet: held during a flush (docs/virtual-synchrony.md,
+/// "Membership and the view change with flush") or while the unstable window is full.
 struct PendingPublish: Sendable {
     var token: UInt64?
     var id: PublishID

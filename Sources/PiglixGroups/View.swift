@@ -28,16 +28,31 @@ public struct ClusterView: Hashable, Sendable, CustomStringConvertible {
 /// Derived by every node from the cluster's total order, so every node of a
 /// view computes the same group views without a protocol round per group
 /// (Glade, Birman & van Renesse, "Light-weight process groups in Isis", 1993).
+/// A group view's id as one comparable number: the cluster view's epoch in
+/// the high 32 bits, the change's number within that cluster view in the
+/// low 32 (docs/protocol.md, "Cluster"). It stays exact in a JSON number
+/// (2^53) up to epoch 2^21.
+public enum GroupViewID {
+    public static func make(epoch: UInt64, change: UInt64) -> UInt64 { epoch << 32 | (change & 0xFFFF_FFFF) }
+    public static func epoch(_ id: UInt64) -> UInt64 { id >> 32 }
+    public static func change(_ id: UInt64) -> UInt64 { id & 0xFFFF_FFFF }
+}
+
 public struct GroupView: Hashable, Sendable, CustomStringConvertible {
     public var pattern: TopicPattern
+    /// The group view's own id: increasing, and one (pattern, id) names one
+    /// member list on every node (`GroupTable`). What clients see as `view`.
+    public var id: UInt64
+    /// The cluster view this process is in when it reports the group view.
     public var clusterView: ViewID
     public var members: [ProcessID]
-    public init(pattern: TopicPattern, clusterView: ViewID, members: [ProcessID]) {
+    public init(pattern: TopicPattern, id: UInt64, clusterView: ViewID, members: [ProcessID]) {
         self.pattern = pattern
+        self.id = id
         self.clusterView = clusterView
         self.members = members
     }
-    public var description: String { "\(pattern.name)@\(clusterView)[\(members.map(\.description).joined(separator: ","))]" }
+    public var description: String { "\(pattern.name)#\(GroupViewID.epoch(id)).\(GroupViewID.change(id))@\(clusterView)[\(members.map(\.description).joined(separator: ","))]" }
 }
 
 /// A point in the delivery stream of a view: the view and, per origin rank,

@@ -1,6 +1,6 @@
 import PiglixGroups
 
-/// The properties of DESIGN.md §1.
+/// The properties P1–P10 (docs/virtual-synchrony.md, "How each property is kept").
 public enum Property: String, CaseIterable, Hashable, Sendable, Comparable {
     case p1SelfInclusion = "P1 self inclusion"
     case p2ViewAgreement = "P2 view agreement"
@@ -40,6 +40,9 @@ public struct Checker: Sendable {
         var published: [UInt64: TraceEvent] = [:]
         var installs: [ProcessID: [(ClusterView, TraceEvent)]] = [:]
         var viewMembers: [ViewID: (ClusterView, TraceEvent)] = [:]
+        // Group views: one member list per (pattern, id), ids never going back at a process.
+        var groupViewMembers: [String: [UInt64: ([ProcessID], TraceEvent)]] = [:]
+        var groupViewLast: [ProcessID: [String: (UInt64, TraceEvent)]] = [:]
         // Per process and view: live deliveries in order.
         var live: [ProcessID: [ViewID: [(MessageID, TraceEvent)]]] = [:]
         var seenPublish: [ProcessID: [PublishID: TraceEvent]] = [:]
@@ -61,6 +64,17 @@ public struct Checker: Sendable {
                     viewMembers[v.id] = (v, e)
                 }
                 installs[p, default: []].append((v, e))
+            case .groupView(_, let p, let pattern, let id, let members):
+                if !members.contains(p) { report(.p1SelfInclusion, "\(p) reported group view \(pattern)#\(id) without itself", [e]) }
+                if let other = groupViewMembers[pattern]?[id], other.0 != members {
+                    report(.p2ViewAgreement, "group \(pattern) view \(id) reported with two member lists", [other.1, e])
+                } else if groupViewMembers[pattern]?[id] == nil {
+                    groupViewMembers[pattern, default: [:]][id] = (members, e)
+                }
+                if let last = groupViewLast[p]?[pattern], last.0 > id {
+                    report(.p2ViewAgreement, "\(p) reported group \(pattern) view \(id) after view \(last.0)", [last.1, e])
+                }
+                groupViewLast[p, default: [:]][pattern] = (id, e)
             case .deliver(_, let p, let view, let id, let pub, let session, let n, _, let groups, let after):
                 if published[n] == nil { report(.p5Integrity, "#\(n) delivered at \(p) but never published", [e]) }
                 if !after {

@@ -378,7 +378,9 @@ public struct Simulator {
                 nodes[i].view = v
                 lastInstallAt = now
                 record(.install(at: now, process: me, view: v))
-            case .installGroupView, .primaryLost:
+            case .installGroupView(let gv):
+                record(.groupView(at: now, process: me, pattern: gv.pattern.name, id: gv.id, members: gv.members))
+            case .primaryLost:
                 break
             case .rejoining(let new):
                 record(.rejoined(at: now, old: me, new: new))

@@ -9,6 +9,8 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
     /// last; `groups` the local patterns.
     case deliver(at: UInt64, process: ProcessID, view: ViewID?, id: MessageID, publish: PublishID, session: UInt64, number: UInt64, level: DeliveryLevel, groups: [String], afterCheckpoint: Bool)
     case install(at: UInt64, process: ProcessID, view: ClusterView)
+    /// A group view reported to the application (`installGroupView`).
+    case groupView(at: UInt64, process: ProcessID, pattern: String, id: UInt64, members: [ProcessID])
     case ack(at: UInt64, process: ProcessID, number: UInt64, level: DeliveryLevel)
     /// At a `safe` delivery or ack: the members of the view that did not
     /// hold the message at that moment (must be empty: P8).
@@ -24,6 +26,7 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
         case .deliver(let t, let p, let v, let id, let pub, _, let n, let l, let g, let a):
             "t=\(t) deliver \(p) in \(v.map(\.description) ?? "-") \(id) \(pub) #\(n) \(l) groups \(g)\(a ? " after-checkpoint" : "")"
         case .install(let t, let p, let v): "t=\(t) install \(p) \(v)"
+        case .groupView(let t, let p, let pattern, let id, let m): "t=\(t) group-view \(p) \(pattern)#\(id) \(m)"
         case .ack(let t, let p, let n, let l): "t=\(t) ack \(p) #\(n) \(l)"
         case .safeCheck(let t, let p, let id, let m): "t=\(t) safe-check \(p) \(id) missing \(m)"
         case .checkpoint(let t, let p, let pat, let ns): "t=\(t) checkpoint \(p) \(pat) \(ns.count) messages"

@@ -2,7 +2,6 @@ import ArgumentParser
 import PiglixGroups
 import PiglixTopics
 import PiglixSimulation
-import PiglixTopics
 
 /// `piglix-sim`: runs the deterministic simulator over many seeds and checks
 /// P1–P10; `bench` measures the core without I/O; `scale` prints the

@@ -242,6 +242,13 @@ final class CurlSubscriber: @unchecked Sendable {
         if process.isRunning { process.terminate() }
     }
 
+    /// Ends curl at once (SIGKILL): its connection closes, as when a client dies.
+    func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
     deinit { stop() }
 }
 

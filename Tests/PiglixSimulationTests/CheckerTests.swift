@@ -1,7 +1,6 @@
 import PiglixGroups
 import PiglixTopics
 import PiglixSimulation
-import PiglixTopics
 import Testing
 
 /// The checker is fed broken traces and must report each violation.
@@ -27,6 +26,39 @@ struct CheckerTests {
         let t: [TraceEvent] = [
             .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
             publish(1, by: p), deliver(1, at: p, view: v1), deliver(1, at: q, view: v1),
+        ]
+        #expect(properties(t).isEmpty)
+    }
+
+    @Test("one group view id with two member lists is reported (P2)")
+    func groupViewTwoMemberLists_P2() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
+            .groupView(at: 1, process: p, pattern: "g.>", id: 3, members: [p]),
+            .groupView(at: 2, process: q, pattern: "g.>", id: 3, members: [p, q]),
+        ]
+        #expect(properties(t).contains(.p2ViewAgreement))
+    }
+
+    @Test("a group view id going back at a process is reported (P2)")
+    func groupViewGoingBack_P2() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1),
+            .groupView(at: 1, process: p, pattern: "g.>", id: 4, members: [p]),
+            .groupView(at: 2, process: p, pattern: "g.>", id: 2, members: [p]),
+        ]
+        #expect(properties(t).contains(.p2ViewAgreement))
+    }
+
+    @Test("agreeing group views, repeated at a view change, are clean")
+    func groupViewsAgreeing() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
+            .groupView(at: 1, process: p, pattern: "g.>", id: 1, members: [p]),
+            .groupView(at: 2, process: p, pattern: "g.>", id: 2, members: [p, q]),
+            .groupView(at: 2, process: q, pattern: "g.>", id: 2, members: [p, q]),
+            .install(at: 3, process: p, view: v2), .install(at: 3, process: q, view: v2),
+            .groupView(at: 3, process: p, pattern: "g.>", id: 2, members: [p, q]),
         ]
         #expect(properties(t).isEmpty)
     }

@@ -2,7 +2,6 @@ import CompressNIO
 import NIOCore
 import PiglixTopics
 import PiglixWire
-import PiglixTopics
 import XCTest
 
 final class FrameTests: XCTestCase {

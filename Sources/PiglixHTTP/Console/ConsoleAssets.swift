@@ -192,6 +192,13 @@ enum ConsoleAssets {
           return body;
         }
 
+        // A group view id is epoch × 2^32 + change (docs/protocol.md): shown as
+        // "epoch.change" when it has both parts.
+        function groupView(id) {
+          const epoch = Math.floor(id / 4294967296);
+          return epoch > 0 ? epoch + "." + (id - epoch * 4294967296) : String(id);
+        }
+
         // A member is a node id, or an object ({"id"|"node"|"name", "state"?, ...})
         // if the node reports more; show what there is.
         function memberName(member) {
@@ -250,7 +257,7 @@ enum ConsoleAssets {
             tr.dataset.group = group.group;
             tr.append(
               el("td", "", group.group),
-              el("td", "num", group.view),
+              el("td", "num", groupView(group.view)),
               el("td", "", (group.members || []).map(memberName).join(", ")),
               el("td", "num", group.local_subscribers),
               el("td", "num", group.delivered),
@@ -333,7 +340,7 @@ enum ConsoleAssets {
           events.addEventListener("message", (event) => { const record = parse(event); if (record) showMessage(record); });
           events.addEventListener("view", (event) => {
             const view = parse(event);
-            if (view) showControl("view", "view " + view.view + " of " + view.group + ": " + (view.members || []).map(memberName).join(", ") +
+            if (view) showControl("view", "view " + groupView(view.view) + " of " + view.group + ": " + (view.members || []).map(memberName).join(", ") +
               (view.primary ? "" : " (not primary)"));
           });
           events.addEventListener("gap", (event) => {
