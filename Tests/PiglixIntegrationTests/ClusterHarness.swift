@@ -178,6 +178,7 @@ final class CurlSubscriber: @unchecked Sendable {
     private let process = Process()
     private let buffer = Locked(Data())
     private let input: Pipe?
+    private let output = Pipe()
 
     /// With `upload`, curl POSTs its stdin as a streaming body (no
     /// Content-Length) fed by ``write(_:)``: a streaming publisher whose
@@ -188,11 +189,10 @@ final class CurlSubscriber: @unchecked Sendable {
         process.arguments = ["-sN", "--http2-prior-knowledge"] + (upload ? ["-X", "POST", "-T", "-"] : [])
             + headers.flatMap { ["-H", $0] } + [url]
         if let input { process.standardInput = input }
-        let out = Pipe()
-        process.standardOutput = out
+        process.standardOutput = output
         process.standardError = FileHandle.nullDevice
         let buffer = self.buffer
-        out.fileHandleForReading.readabilityHandler = { handle in
+        output.fileHandleForReading.readabilityHandler = { handle in
             let chunk = handle.availableData
             if !chunk.isEmpty { buffer.withLock { $0.append(chunk) } }
         }
@@ -238,16 +238,18 @@ final class CurlSubscriber: @unchecked Sendable {
 
     var isRunning: Bool { process.isRunning }
 
+    /// Ends curl (SIGKILL, then reaped) and stops watching its output: a
+    /// dispatch source left on a pipe that is then closed can crash libdispatch.
     func stop() {
-        if process.isRunning { process.terminate() }
+        if process.isRunning {
+            Foundation.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        output.fileHandleForReading.readabilityHandler = nil
     }
 
-    /// Ends curl at once (SIGKILL): its connection closes, as when a client dies.
-    func kill() {
-        guard process.isRunning else { return }
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
+    /// Ends curl at once: its connection closes, as when a client dies.
+    func kill() { stop() }
 
     deinit { stop() }
 }
