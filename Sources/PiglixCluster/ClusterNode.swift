@@ -80,6 +80,9 @@ public struct ClusterCounters: Sendable {
     /// Peer connections refused in the handshake (no key, another key, a
     /// bad proof or frame).
     public var refusedPeers: UInt64 = 0
+    /// Decoded protocol messages dropped before the core acted on them, by
+    /// reason (`RejectReason`; every reason present, from 0).
+    public var rejectedMessages: [String: UInt64] = Dictionary(uniqueKeysWithValues: RejectReason.allCases.map { ($0.rawValue, 0) })
 }
 
 /// One node of a Piglix cluster: the sans-IO core (`GroupNode`) driven over
@@ -436,6 +439,9 @@ public final class ClusterNode: Sendable {
                 complete(token, .failed(why))
             case .setTimer(let at):
                 schedule(at)
+            case .rejectedMessage(let from, let reason):
+                box.value.counters.rejectedMessages[reason.rawValue, default: 0] += 1
+                logger.warning("rejected a protocol message from \(name(from.node)): \(reason.rawValue)")
             }
         }
         if !deliveries.isEmpty { app?.clusterDeliver(deliveries) }

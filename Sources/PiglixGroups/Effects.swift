@@ -93,4 +93,7 @@ public enum GroupEffect: Hashable, Sendable {
     case publishFailed(token: UInt64, id: PublishID, PublishFailure)
     /// Call `onTick` again no later than this.
     case setTimer(at: Tick)
+    /// A message from `from` was dropped before the core acted on it
+    /// (Validation.swift): count it, log it.
+    case rejectedMessage(from: ProcessID, RejectReason)
 }

@@ -107,6 +107,10 @@ extension GroupNode {
     // MARK: Message routing
 
     mutating func receive(from: ProcessID, _ msg: ProtocolMessage) {
+        if let reason = rejection(of: msg) {
+            out.append(.rejectedMessage(from: from, reason))
+            return
+        }
         switch msg {
         case .data(let m):
             guard current(m.id.view, from, msg) else { return }

@@ -113,6 +113,11 @@ struct StatusRoutes: Sendable {
             line("piglix_cluster_bytes_sent_total", "counter", "Bytes sent to peers.", c.bytesSent)
             line("piglix_cluster_bytes_received_total", "counter", "Bytes received from peers.", c.bytesReceived)
             line("piglix_cluster_decode_errors_total", "counter", "Peer frames that could not be decoded.", c.decodeErrors)
+            text += "# HELP piglix_cluster_rejected_messages_total Decoded protocol messages dropped before the core acted on them.\n"
+            text += "# TYPE piglix_cluster_rejected_messages_total counter\n"
+            for (reason, count) in c.rejectedMessages.sorted(by: { $0.key < $1.key }) {
+                text += "piglix_cluster_rejected_messages_total{reason=\"\(reason)\"} \(count)\n"
+            }
             line(
                 "piglix_cluster_refused_peers_total", "counter",
                 "Peer connections refused in the handshake (no cluster key, another key, a bad proof or frame).", c.refusedPeers)

@@ -403,6 +403,9 @@ public struct Simulator {
                 }
             case .publishRefused, .publishFailed:
                 break
+            case .rejectedMessage(let from, let reason):
+                // Correct peers never send one: a rejection is a finding.
+                record(.fault(at: now, "\(me) rejected a message from \(from): \(reason.rawValue)"))
             case .setTimer(let at):
                 if at < nodes[i].timerAt {
                     nodes[i].timerAt = at

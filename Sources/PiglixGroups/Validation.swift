@@ -1,0 +1,86 @@
+/// Why a decoded protocol message was refused before the core acted on it.
+/// A peer is input too: a message can decode and still not fit this
+/// process's view (a rank outside it, a vector of the wrong length, a cut it
+/// cannot reach). Such a message is dropped and reported
+/// (`GroupEffect.rejectedMessage`), never trusted into an index.
+public enum RejectReason: String, Hashable, Sendable, CaseIterable {
+    /// An origin rank that is not a rank of the view.
+    case rankOutOfView = "rank_out_of_view"
+    /// A per-rank vector whose length is not the view's member count.
+    case vectorLength = "vector_length"
+    /// An order or stream index of 0 (they number from 1).
+    case zeroIndex = "zero_index"
+    /// An install whose cut this process cannot reach from what it holds
+    /// and what the install carries.
+    case unreachableCut = "unreachable_cut"
+}
+
+extension GroupNode {
+    /// The reason to refuse `msg`, checked against the current view, or nil.
+    /// Messages of another view are judged where they are handled (stale
+    /// ones are dropped, later ones kept and checked again on replay).
+    func rejection(of msg: ProtocolMessage) -> RejectReason? {
+        guard inView else { return nil }
+        let view = vlog.view
+        let n = view.members.count
+        switch msg {
+        case .data, .ack, .stable, .nak, .orderNak, .joinRequest, .flushStart, .flushReject, .accepted, .installRequest, .viewNotice:
+            // Ranks and digest lengths are checked where they are used.
+            return nil
+        case .heartbeat(let v, _, let stable):
+            if v == view.id, let stable, stable.received.count != n { return .vectorLength }
+        case .order(let v, let first, let entries):
+            guard v == view.id else { return nil }
+            if first == 0 { return .zeroIndex }
+            if entries.contains(where: { Int($0.origin) >= n }) { return .rankOutOfView }
+        case .flushReport(let report):
+            guard report.previous == view.id else { return nil }
+            return Self.check(report, members: n)
+        case .propose(_, let value):
+            guard value.previous == view.id else { return nil }
+            return Self.check(value, members: n)
+        case .install(let inst):
+            guard inst.previous == view.id else { return nil }
+            if let reason = Self.check(inst, members: n) { return reason }
+            if flushing && inst.view.contains(me) && !canReach(inst) { return .unreachableCut }
+        case .checkpointRequest(_, let after):
+            if after.view == view.id && after.delivered.count != n { return .vectorLength }
+        case .checkpoint(_, let cut, _, _):
+            if cut.view == view.id && cut.delivered.count != n { return .vectorLength }
+        }
+        return nil
+    }
+
+    static func check(_ install: Install, members n: Int) -> RejectReason? {
+        if install.cut.count != n { return .vectorLength }
+        if install.ordersFirst == 0 { return .zeroIndex }
+        if install.messages.contains(where: { Int($0.id.origin) >= n }) { return .rankOutOfView }
+        if install.orders.contains(where: { Int($0.origin) >= n }) { return .rankOutOfView }
+        return nil
+    }
+
+    static func check(_ report: FlushReport, members n: Int) -> RejectReason? {
+        for vector in [report.digest.received, report.knownStable.received, report.delivered, report.floors] where vector.count != n {
+            return .vectorLength
+        }
+        if report.ordersFirst == 0 { return .zeroIndex }
+        if report.messages.contains(where: { Int($0.id.origin) >= n }) { return .rankOutOfView }
+        if report.orders.contains(where: { Int($0.origin) >= n }) { return .rankOutOfView }
+        if let accepted = report.accepted { return check(accepted, members: n) }
+        return nil
+    }
+
+    /// Whether delivering `inst` (Flush.swift, `deliverToCut`) can reach its
+    /// cut from what this process holds: the same walk, without the effects.
+    func canReach(_ inst: Install) -> Bool {
+        var reach = vlog.streams.map(\.received)
+        for m in inst.messages {
+            let r = Int(m.id.origin)
+            if m.id.seq == reach[r] + 1 { reach[r] += 1 }
+        }
+        for r in inst.cut.indices where reach[r] < inst.cut[r] || vlog.streams[r].delivered > inst.cut[r] { return false }
+        var known = vlog.ordersKnown
+        for i in inst.orders.indices where inst.ordersFirst + UInt64(i) == known + 1 { known += 1 }
+        return known >= inst.ordersCut && vlog.totalDelivered <= inst.ordersCut
+    }
+}
