@@ -1,5 +1,6 @@
 import CompressNIO
 import NIOCore
+import PiglixTopics
 import PiglixWire
 import XCTest
 
