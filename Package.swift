@@ -132,6 +132,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What the integration and HTTP tests share: `piglix serve` children,
+        // curl, free ports, polling, running scripts (like SWIMTestKit).
+        // A plain target, not a product; no Hummingbird.
+        .target(
+            name: "PiglixTestKit",
+            dependencies: [
+                "PiglixClient", "PiglixWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tests/PiglixTestKit",
+            swiftSettings: strict
+        ),
         .testTarget(name: "PiglixTopicsTests", dependencies: ["PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups", "PiglixTopics"], swiftSettings: strict),
@@ -156,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "PiglixHTTPTests",
             dependencies: [
-                "PiglixHTTP", "PiglixBroker", "PiglixClient", "PiglixWire", "PiglixTopics",
+                "PiglixHTTP", "PiglixBroker", "PiglixClient", "PiglixWire", "PiglixTopics", "PiglixTestKit",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
@@ -165,7 +177,7 @@ let package = Package(
         .testTarget(
             name: "PiglixIntegrationTests",
             dependencies: [
-                "PiglixClient", "PiglixWire",
+                "PiglixClient", "PiglixWire", "PiglixTestKit",
                 .product(name: "CompressNIO", package: "compress-nio"),
             ],
             swiftSettings: strict

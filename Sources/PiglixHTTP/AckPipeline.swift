@@ -85,6 +85,12 @@ final class AckPipeline: Sendable {
         state.withLock { $0.head < $0.slots.count && $0.slots[$0.head].acks != nil }
     }
 
+    /// For tests: the writer is parked in ``next()``, waiting for the head of the line.
+    var isWriterWaiting: Bool { state.withLock { $0.writerWaiter != nil } }
+
+    /// For tests: the reader is parked in ``waitForRoom()``.
+    var isReaderWaiting: Bool { state.withLock { $0.readerWaiter != nil } }
+
     /// No more slots will be reserved; the writer ends once every slot is written.
     func endReading() {
         let writer = state.withLock { state -> CheckedContinuation<ByteBuffer?, Never>? in

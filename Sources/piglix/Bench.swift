@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import Histogram
 import NIOCore
-import NIOPosix
 import PiglixClient
 import PiglixWire
 import Synchronization
@@ -89,32 +87,13 @@ struct Bench: AsyncParsableCommand {
             var result = ConsumerResult()
             var signalled = false
             for try await record in subscription {
-                guard case .message(let message) = record else {
-                    if case .control(.gap(let lost, _)) = record {
-                        // Dropped for this slow subscriber: accounted for, never to arrive.
-                        result.lost += Int(lost)
-                        shared.didReceive(result.received + result.lost)
-                    }
-                    if !signalled {
-                        signalled = true
-                        readyContinuation.yield()
-                        readyContinuation.finish()
-                    }
-                    continue
+                if result.count(record) { shared.didReceive(result.accounted) }
+                if !signalled, case .control = record {
+                    // The first control record (the view) says the subscription is live.
+                    signalled = true
+                    readyContinuation.yield()
+                    readyContinuation.finish()
                 }
-                let now = monotonicNanos()
-                let payload = message.payload
-                guard let sentAt: UInt64 = payload.getInteger(at: payload.readerIndex),
-                    let measured: UInt8 = payload.getInteger(at: payload.readerIndex + 8)
-                else { continue }
-                result.received += 1
-                if measured == 1 {
-                    result.measured += 1
-                    result.payloadBytes += payload.readableBytes
-                    _ = result.latency.record(now &- sentAt)
-                    result.lastMeasuredAt = now
-                }
-                shared.didReceive(result.received + result.lost)
             }
             return result
         }
@@ -199,18 +178,13 @@ struct Bench: AsyncParsableCommand {
         let sentPerMessage = Double(endWire.0.sent - measureStartWire.0.sent) / Double(measuredCount)
         let receivedPerMessage = Double(endWire.1.received - measureStartWire.1.received) / Double(measuredCount)
 
-        func micros(_ percentile: Double) -> String {
-            String(format: "%.0f", Double(result.latency.valueAtPercentile(percentile)) / 1000)
-        }
         let batching = [lingerMs.map { "linger_ms \($0)" }, batchBytes.map { "batch_bytes \($0)" }].compactMap { $0 }
         print(
             "scenario 1to1: \(size)-byte payloads, \(rate.map { "paced at \($0) msgs/s" } ?? "unpaced"), in-flight \(inFlight)"
                 + (batching.isEmpty ? "" : ", " + batching.joined(separator: ", ")) + ", \(baseURL)")
         print(String(format: "published %d (%d measured over %.2f s), rejected %d, delivered %d measured", published, measuredSent, publishSeconds, rejected, result.measured))
         print(String(format: "throughput: %.0f msgs/s delivered, %.1f MB/s payload", messagesPerSecond, megabytesPerSecond))
-        print(
-            "latency publish→deliver µs: p50 \(micros(50)) p90 \(micros(90)) p99 \(micros(99)) p99.9 \(micros(99.9)) max \(String(format: "%.0f", Double(result.latency.max) / 1000))"
-        )
+        print("latency publish→deliver µs: \(latencySummary(result.latency, [50, 90, 99, 99.9]))")
         if result.lost > 0 {
             print("LOST \(result.lost) messages (gap records: the subscriber fell behind its queue bound); figures are not comparable")
         }
@@ -219,16 +193,6 @@ struct Bench: AsyncParsableCommand {
             print("server peak RSS (VmHWM): \(server.peakRSS() ?? "unknown")")
         }
     }
-}
-
-struct ConsumerResult: Sendable {
-    var received = 0
-    /// Messages the node reported dropped for this subscriber (gap records).
-    var lost = 0
-    var measured = 0
-    var payloadBytes = 0
-    var lastMeasuredAt: UInt64 = 0
-    var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
 }
 
 /// What the consumer task tells the publisher: how far it got, and a wake-up
@@ -282,75 +246,5 @@ final class BenchShared: Sendable {
             }
             if resumeNow { continuation.resume() }
         }
-    }
-}
-
-/// Progress lines on stderr when PIGLIX_BENCH_TRACE is set.
-func trace(_ text: @autoclosure () -> String) {
-    if Environment.get("PIGLIX_BENCH_TRACE") != nil { printError("trace: " + text()) }
-}
-
-/// CLOCK_MONOTONIC in nanoseconds: the same clock in the publisher and subscriber.
-func monotonicNanos() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-}
-
-/// A `piglix serve` child on a free loopback port.
-struct ServerProcess {
-    let process: Process
-    let port: Int
-
-    static func start() async throws -> ServerProcess {
-        let port = try await freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = ["serve", "--listen", "127.0.0.1:\(port)", "--log-level", "warning"]
-        try process.run()
-        let server = ServerProcess(process: process, port: port)
-        // Poll until it accepts connections.
-        let deadline = ContinuousClock.now + .seconds(15)
-        while ContinuousClock.now < deadline {
-            guard process.isRunning else { throw ValidationError("piglix serve exited with status \(process.terminationStatus)") }
-            let probe = PiglixClient(host: "127.0.0.1", port: port)
-            do {
-                try await probe.connect()
-                try? await probe.close()
-                return server
-            } catch {
-                try? await probe.close()
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
-        server.stop()
-        throw ValidationError("piglix serve did not listen on port \(port) within 15 s")
-    }
-
-    /// VmHWM of the child, read before it exits.
-    func peakRSS() -> String? {
-        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8) else { return nil }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            return line.dropFirst(6).trimmingCharacters(in: .whitespaces)
-        }
-        return nil
-    }
-
-    func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        for _ in 0..<100 where process.isRunning { usleep(20_000) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-    }
-
-    /// A port the kernel picks for a listener bound to 127.0.0.1:0, then released.
-    static func freePort() async throws -> Int {
-        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = listener.localAddress?.port
-        try await listener.close()
-        guard let port else { throw ValidationError("no local port for 127.0.0.1:0") }
-        return port
     }
 }

@@ -6,83 +6,6 @@ import PiglixClient
 import PiglixWire
 import Synchronization
 
-/// `piglix bench --nodes 3`: the options of the cluster mode (the rest —
-/// seconds, warm-up, rate, size, in-flight — are the single-node bench's).
-struct ClusterBenchOptions: ParsableArguments {
-    @Option(
-        help: """
-            Start a local cluster of this many nodes (3) on loopback and run the cluster scenarios: \
-            fifo (publish on n1, subscribe on n2), fanout (publish on n1, one subscriber on every node), \
-            total and safe (publish on n1, subscribe on n2), safe-paced (safe at --safe-rate), \
-            view-change (SIGKILL n3, time until the survivors show the new view). \
-            The scenario argument picks one; the default runs them all.
-            """)
-    var nodes: Int?
-    @Option(help: "Cluster mode: --suspicion-timeout-ms of the nodes.")
-    var suspicionTimeoutMs: Int = 500
-    @Option(help: "Cluster mode: publish rate of the safe-paced scenario, msgs/s.")
-    var safeRate: Int = 5000
-    @Option(help: "Cluster mode: view changes to measure (SIGKILL n3, restart it, repeat).")
-    var viewChanges: Int = 3
-    @Option(help: "Cluster mode: publish streams on n1 (one connection each) sharing the rate; each is its own publisher session.")
-    var publishers: Int = 1
-}
-
-/// The cluster scenarios, in the order `all` runs them.
-enum ClusterScenario: String, CaseIterable {
-    case fifo, fanout, total, safe
-    case safePaced = "safe-paced"
-    case viewChange = "view-change"
-}
-
-/// What one cluster run needs from the command line.
-struct ClusterBenchPlan {
-    var nodes: Int
-    var scenarios: [ClusterScenario]
-    var seconds: Double
-    var warmup: Double
-    var rate: Int?
-    var size: Int
-    var inFlight: Int
-    var suspicionTimeoutMs: Int
-    var safeRate: Int
-    var viewChanges: Int
-    var publishers: Int
-
-    /// Validates the options; `scenario` is the bench's positional argument
-    /// (`1to1`, its default, and `all` mean every cluster scenario).
-    init(options: ClusterBenchOptions, scenario: String, seconds: Double, warmup: Double, rate: Int?, size: Int, inFlight: Int) throws {
-        guard let nodes = options.nodes else { throw ValidationError("--nodes is missing") }
-        guard nodes == 3 else { throw ValidationError("--nodes \(nodes): the cluster bench runs 3 nodes") }
-        if scenario == "1to1" || scenario == "all" {
-            scenarios = ClusterScenario.allCases
-        } else if let one = ClusterScenario(rawValue: scenario) {
-            scenarios = [one]
-        } else {
-            throw ValidationError(
-                "unknown cluster scenario \(scenario); known: all, \(ClusterScenario.allCases.map(\.rawValue).joined(separator: ", "))")
-        }
-        guard size >= 16 else { throw ValidationError("--size must be at least 16") }
-        if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
-        guard options.safeRate > 0 else { throw ValidationError("--safe-rate must be positive") }
-        guard options.suspicionTimeoutMs >= 300 else {
-            throw ValidationError("--suspicion-timeout-ms must be at least 300 (3 heartbeats of 100 ms)")
-        }
-        guard options.viewChanges >= 1 else { throw ValidationError("--view-changes must be at least 1") }
-        guard (1...64).contains(options.publishers) else { throw ValidationError("--publishers must be 1 to 64") }
-        self.nodes = nodes
-        self.seconds = seconds
-        self.warmup = warmup
-        self.rate = rate
-        self.size = size
-        self.inFlight = inFlight
-        self.suspicionTimeoutMs = options.suspicionTimeoutMs
-        self.safeRate = options.safeRate
-        self.viewChanges = options.viewChanges
-        self.publishers = options.publishers
-    }
-}
-
 // MARK: - The run
 
 enum ClusterBench {
@@ -142,7 +65,7 @@ enum ClusterBench {
         let topic = "bench.\(name.replacingOccurrences(of: "-", with: "_")).\(UInt32.random(in: 0...UInt32.max))"
         let publisherClient = PiglixClient(host: "127.0.0.1", port: publishNode.httpPort)
         try await publisherClient.connect()
-        var consumers: [(node: String, client: PiglixClient, progress: FlowProgress, task: Task<FlowConsumerResult, any Error>)] = []
+        var consumers: [(node: String, client: PiglixClient, progress: FlowProgress, task: Task<ConsumerResult, any Error>)] = []
         defer {
             for consumer in consumers { consumer.task.cancel() }
         }
@@ -214,7 +137,7 @@ enum ClusterBench {
         while consumers.contains(where: { $0.progress.accounted.load(ordering: .relaxed) < expected }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        var results: [(node: String, result: FlowConsumerResult)] = []
+        var results: [(node: String, result: ConsumerResult)] = []
         var incomplete: [String] = []
         for consumer in consumers {
             let accounted = consumer.progress.accounted.load(ordering: .relaxed)
@@ -243,7 +166,7 @@ enum ClusterBench {
         guard incomplete.isEmpty else {
             throw ClusterBenchFailure("subscribers incomplete after 15 s: \(incomplete.joined(separator: "; "))")
         }
-        var merged = FlowConsumerResult().latency
+        var merged = ConsumerResult().latency
         var totalMeasured = 0
         var slowest = 0.0
         for (node, result) in results {
@@ -311,35 +234,14 @@ enum ClusterBench {
         return run
     }
 
-    static func percentiles(_ h: Histogram<UInt64>) -> String {
-        func micros(_ p: Double) -> String { String(format: "%.0f", Double(h.valueAtPercentile(p)) / 1000) }
-        return "p50 \(micros(50)) p99 \(micros(99)) p99.9 \(micros(99.9)) max \(String(format: "%.0f", Double(h.max) / 1000))"
-    }
+    static func percentiles(_ histogram: Histogram<UInt64>) -> String { latencySummary(histogram, [50, 99, 99.9]) }
 
-    static func consume(_ subscription: Subscription, progress: FlowProgress) async throws -> FlowConsumerResult {
-        var result = FlowConsumerResult()
+    static func consume(_ subscription: Subscription, progress: FlowProgress) async throws -> ConsumerResult {
+        var result = ConsumerResult()
         for try await record in subscription {
-            switch record {
-            case .message(let message):
-                let now = monotonicNanos()
-                let payload = message.payload
-                guard let sentAt: UInt64 = payload.getInteger(at: payload.readerIndex),
-                    let measured: UInt8 = payload.getInteger(at: payload.readerIndex + 8)
-                else { continue }
-                result.received += 1
-                if measured == 1 {
-                    result.measured += 1
-                    result.payloadBytes += payload.readableBytes
-                    _ = result.latency.record(now &- sentAt)
-                    result.lastMeasuredAt = now
-                }
-            case .control(.gap(let lost, _)):
-                result.lost += Int(lost)
-            case .control:
-                break
-            }
+            if !result.count(record), case .message = record { continue }
             if !progress.ready.load(ordering: .relaxed) { progress.ready.store(true, ordering: .releasing) }
-            progress.accounted.store(result.received + result.lost, ordering: .relaxed)
+            progress.accounted.store(result.accounted, ordering: .relaxed)
         }
         return result
     }
@@ -409,301 +311,9 @@ struct PublisherRun: Sendable {
     var publishEnd: UInt64 = 0
 }
 
-struct FlowConsumerResult: Sendable {
-    var received = 0
-    var lost = 0
-    var measured = 0
-    var payloadBytes = 0
-    var lastMeasuredAt: UInt64 = 0
-    var latency = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
-}
-
 final class FlowProgress: Sendable {
     /// The stream started (its first record arrived).
     let ready = Atomic<Bool>(false)
     /// Messages received plus messages a gap record said were lost.
     let accounted = Atomic<Int>(0)
-}
-
-// MARK: - The local cluster
-
-/// `piglix serve` children forming one cluster on loopback. Their stderr
-/// goes to one log file per node.
-final class LocalCluster {
-    struct Node {
-        var name: String
-        var httpPort: Int
-        var clusterPort: Int
-    }
-
-    let nodes: [Node]
-    let suspicionTimeoutMs: Int
-    let logDirectory: String
-    private var processes: [Process?]
-
-    init(count: Int, suspicionTimeoutMs: Int) throws {
-        var ports = Set<Int>()
-        while ports.count < 2 * count { ports.insert(try loopbackFreePort()) }
-        let list = Array(ports)
-        nodes = (0..<count).map { Node(name: "n\($0 + 1)", httpPort: list[2 * $0], clusterPort: list[2 * $0 + 1]) }
-        self.suspicionTimeoutMs = suspicionTimeoutMs
-        logDirectory = NSTemporaryDirectory() + "piglix-bench-\(getpid())"
-        try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-        processes = Array(repeating: nil, count: count)
-    }
-
-    /// Spawns every node and waits for one view of all of them; returns the
-    /// seconds that took.
-    func start() async throws -> Double {
-        let began = monotonicNanos()
-        for index in nodes.indices { try spawn(index) }
-        try await awaitFullView(timeout: .seconds(30))
-        return Double(monotonicNanos() - began) / 1e9
-    }
-
-    private func spawn(_ index: Int) throws {
-        let node = nodes[index]
-        let seeds = nodes.map { "127.0.0.1:\($0.clusterPort)" }.joined(separator: ",")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = [
-            "serve", "--node-id", node.name, "--listen", "127.0.0.1:\(node.httpPort)", "--cluster-listen", "127.0.0.1:\(node.clusterPort)",
-            "--seeds", seeds, "--suspicion-timeout-ms", String(suspicionTimeoutMs), "--log-level", "warning",
-        ]
-        let logPath = "\(logDirectory)/\(node.name).log"
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        if let log = FileHandle(forWritingAtPath: logPath) {
-            log.seekToEndOfFile()
-            process.standardError = log
-            process.standardOutput = log
-        }
-        try process.run()
-        ChildReaper.add(process.processIdentifier)
-        processes[index] = process
-    }
-
-    /// Waits until every running node reports the same primary view of all nodes.
-    func awaitFullView(timeout: Duration) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            var views: [UInt64] = []
-            for index in nodes.indices {
-                guard let process = processes[index], process.isRunning else {
-                    throw ClusterBenchFailure("\(nodes[index].name) is not running (see \(logDirectory)/\(nodes[index].name).log)")
-                }
-                if let status = try? status(of: index), status.primary, status.members.count == nodes.count { views.append(status.view) }
-            }
-            if views.count == nodes.count && Set(views).count == 1 { return }
-            guard ContinuousClock.now < deadline else {
-                let seen = nodes.indices.map { index in
-                    (try? status(of: index)).map { "\(nodes[index].name): view \($0.view) \($0.members)" } ?? "\(nodes[index].name): no answer"
-                }
-                throw ClusterBenchFailure("no view of \(nodes.count) members on every node within \(timeout): \(seen.joined(separator: "; "))")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
-    func status(of index: Int) throws -> ClusterInfo {
-        let (status, body) = try httpGet(port: nodes[index].httpPort, path: "/v1/cluster")
-        guard status == 200 else { throw ClusterBenchFailure("GET /v1/cluster on \(nodes[index].name): HTTP \(status)") }
-        return try JSONDecoder().decode(ClusterInfo.self, from: Data(body))
-    }
-
-    /// User plus system CPU seconds of each node so far (0 for one not
-    /// running), then of this process (the bench's clients).
-    func cpuSeconds() -> [Double] {
-        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-        var out: [Double] = processes.map { process in
-            guard let process, process.isRunning,
-                let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-                let close = text.lastIndex(of: ")")
-            else { return 0 }
-            // Fields after "(comm)": state is field 3; utime, stime are 14, 15.
-            let fields = text[text.index(after: close)...].split(separator: " ")
-            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-            return (user + system) / ticks
-        }
-        var usage = rusage()
-        getrusage(RUSAGE_SELF.rawValue, &usage)
-        out.append(
-            Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6)
-        return out
-    }
-
-    func kill(_ index: Int) {
-        guard let process = processes[index] else { return }
-        let pid = process.processIdentifier
-        if process.isRunning { _ = Glibc.kill(pid, SIGKILL) }
-        process.waitUntilExit()
-        ChildReaper.remove(pid)
-        processes[index] = nil
-    }
-
-    func restart(_ index: Int) throws {
-        kill(index)
-        try spawn(index)
-    }
-
-    func printPeakRSS() {
-        var parts: [String] = []
-        for (index, process) in processes.enumerated() {
-            guard let process, process.isRunning,
-                let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)
-            else { continue }
-            for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-                parts.append("\(nodes[index].name) \(line.dropFirst(6).trimmingCharacters(in: .whitespaces))")
-            }
-        }
-        if !parts.isEmpty { print("\nnode peak RSS (VmHWM): \(parts.joined(separator: ", "))") }
-    }
-
-    /// SIGTERM, then SIGKILL whatever is still running after 2 s.
-    func stopAll() {
-        for process in processes.compactMap({ $0 }) where process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGTERM) }
-        for process in processes.compactMap({ $0 }) {
-            for _ in 0..<100 where process.isRunning { usleep(20_000) }
-            if process.isRunning { _ = Glibc.kill(process.processIdentifier, SIGKILL) }
-            process.waitUntilExit()
-            ChildReaper.remove(process.processIdentifier)
-        }
-        processes = Array(repeating: nil, count: nodes.count)
-    }
-}
-
-/// `GET /v1/cluster`.
-struct ClusterInfo: Decodable {
-    var node: String
-    var view: UInt64
-    var members: [String]
-    var primary: Bool
-}
-
-/// Kills the bench's children when the bench itself is interrupted
-/// (SIGINT, SIGTERM, SIGHUP); errors and normal exits stop them in `defer`.
-/// The handler is a plain C signal handler: it only reads a fixed table of
-/// pids and calls `kill` and `_exit`, which are async-signal-safe.
-enum ChildReaper {
-    static let capacity = 16
-    /// Child pids, 0 for a free slot; written by the bench task only.
-    nonisolated(unsafe) static let slots: UnsafeMutablePointer<Int32> = {
-        let slots = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
-        slots.initialize(repeating: 0, count: capacity)
-        return slots
-    }()
-    static let signals = [SIGINT, SIGTERM, SIGHUP]
-
-    static func add(_ pid: Int32) {
-        for i in 0..<capacity where slots[i] == 0 {
-            slots[i] = pid
-            return
-        }
-    }
-
-    static func remove(_ pid: Int32) {
-        for i in 0..<capacity where slots[i] == pid { slots[i] = 0 }
-    }
-
-    final class Handlers {
-        func cancel() {
-            for signalNumber in ChildReaper.signals { signal(signalNumber, SIG_DFL) }
-        }
-    }
-
-    static func install() -> Handlers {
-        _ = slots
-        for signalNumber in signals { signal(signalNumber, reaperSignalHandler) }
-        return Handlers()
-    }
-}
-
-private func reaperSignalHandler(_ signalNumber: Int32) {
-    for i in 0..<ChildReaper.capacity {
-        let pid = ChildReaper.slots[i]
-        if pid > 0 { _ = kill(pid, SIGKILL) }
-    }
-    let message: StaticString = "piglix bench: interrupted, killed the cluster nodes\n"
-    _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
-    _exit(128 + signalNumber)
-}
-
-// MARK: - Small blocking helpers (loopback only)
-
-/// A port the kernel picks for a socket bound to 127.0.0.1:0, then released.
-func loopbackFreePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw ValidationError("socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var address = loopbackAddress(port: 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { socketAddress in
-            bind(fd, socketAddress, length) == 0 && getsockname(fd, socketAddress, &length) == 0
-        }
-    }
-    guard bound else { throw ValidationError("bind() failed: errno \(errno)") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
-private func loopbackAddress(port: Int) -> sockaddr_in {
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return address
-}
-
-/// A one-shot HTTP/1.1 GET to 127.0.0.1 (`Connection: close`), blocking,
-/// with a 1 s timeout: returns the status and the body.
-func httpGet(port: Int, path: String) throws -> (Int, [UInt8]) {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw ClusterBenchFailure("socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 1, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = loopbackAddress(port: port)
-    let connected = withUnsafePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
-    guard connected else { throw ClusterBenchFailure("connect to 127.0.0.1:\(port) failed: errno \(errno)") }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n".utf8)
-    guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
-        throw ClusterBenchFailure("send to 127.0.0.1:\(port) failed: errno \(errno)")
-    }
-    var response: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16384)
-    while true {
-        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-        if n < 0 { throw ClusterBenchFailure("recv from 127.0.0.1:\(port) failed: errno \(errno)") }
-        if n == 0 { break }
-        response.append(contentsOf: chunk[0..<n])
-    }
-    let separator: [UInt8] = [13, 10, 13, 10]
-    guard let end = response.indices.first(where: { response[$0...].starts(with: separator) }) else {
-        throw ClusterBenchFailure("malformed HTTP response from 127.0.0.1:\(port)")
-    }
-    let head = String(decoding: response[..<end], as: UTF8.self)
-    let statusLine = head.split(separator: "\r\n").first ?? ""
-    let fields = statusLine.split(separator: " ")
-    guard fields.count >= 2, let status = Int(fields[1]) else { throw ClusterBenchFailure("malformed status line \(statusLine)") }
-    var body = Array(response[(end + 4)...])
-    if head.lowercased().contains("transfer-encoding: chunked") { body = dechunk(body) }
-    return (status, body)
-}
-
-/// The payload of a chunked HTTP/1.1 body.
-private func dechunk(_ bytes: [UInt8]) -> [UInt8] {
-    var out: [UInt8] = []
-    var i = 0
-    while i < bytes.count {
-        guard let lineEnd = (i..<bytes.count - 1).first(where: { bytes[$0] == 13 && bytes[$0 + 1] == 10 }) else { break }
-        let sizeText = String(decoding: bytes[i..<lineEnd], as: UTF8.self).split(separator: ";").first ?? ""
-        guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { break }
-        let start = lineEnd + 2
-        guard start + size <= bytes.count else { break }
-        out.append(contentsOf: bytes[start..<(start + size)])
-        i = start + size + 2
-    }
-    return out
 }

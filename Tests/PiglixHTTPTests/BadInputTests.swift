@@ -1,6 +1,7 @@
 import CompressNIO
 import Foundation
 import NIOCore
+import PiglixTestKit
 import XCTest
 
 /// Every bad input gets a clear 4xx as problem+json and harms nobody else.
@@ -9,7 +10,7 @@ final class BadInputTests: XCTestCase {
         _ result: Curl.Result, status: Int, detailContains needle: String, file: StaticString = #filePath, line: UInt = #line
     ) {
         XCTAssertEqual(result.httpCode, status, result.text, file: file, line: line)
-        let problem = jsonLines(result.body).first
+        let problem = ndjsonObjects(result.body).first
         XCTAssertEqual(problem?["status"] as? Int, status, file: file, line: line)
         XCTAssertEqual(problem?["type"] as? String, "about:blank", file: file, line: line)
         let detail = problem?["detail"] as? String ?? ""
@@ -57,7 +58,7 @@ final class BadInputTests: XCTestCase {
         // In a stream, the oversize record gets an error ack and the stream goes on.
         let record = "{\"topic\":\"a\",\"data\":\"\(String(repeating: "y", count: 1001))\"}\n{\"topic\":\"a\",\"data\":\"ok\"}\n"
         let stream = try Curl.run(["--http2-prior-knowledge", "-T", "-", "-X", "POST", "\(live.base)/v1/publish"], stdin: Data(record.utf8))
-        XCTAssertEqual(jsonLines(stream.text).map { $0["status"] as? Int }, [413, nil])
+        XCTAssertEqual(ndjsonObjects(stream.text).map { $0["status"] as? Int }, [413, nil])
         await live.stop()
     }
 
@@ -79,7 +80,7 @@ final class BadInputTests: XCTestCase {
         let streamed = try Curl.run(
             ["--http2-prior-knowledge", "-X", "POST", "-T", "-", "-H", "Content-Encoding: gzip", "\(live.base)/v1/publish"],
             stdin: Data(bomb.readableBytesView))
-        XCTAssertEqual(jsonLines(streamed.text).first?["status"] as? Int, 413)
+        XCTAssertEqual(ndjsonObjects(streamed.text).first?["status"] as? Int, 413)
         let grown = residentBytes() - before
         XCTAssertLessThan(grown, 128 << 20, "memory grew by \(grown) bytes while inflating a 256 MiB bomb")
         // The node still serves.
@@ -110,7 +111,7 @@ final class BadInputTests: XCTestCase {
         let live = try await LiveServer.start()
         let body = "{\"topic\":\"m\",\"data\":\"1\"}\n{oops}\n{\"topic\":\"m\",\"nope\":1,\"data\":\"x\"}\n{\"topic\":\"m\",\"data\":\"2\"}\n"
         let result = try Curl.run(["--http2-prior-knowledge", "--data-binary", "@-", "\(live.base)/v1/publish"], stdin: Data(body.utf8))
-        let acks = jsonLines(result.text)
+        let acks = ndjsonObjects(result.text)
         XCTAssertEqual(acks.map { $0["ok"] as? Bool }, [true, false, false, true])
         XCTAssertEqual(acks[2]["error"] as? String, "unknown field \"nope\"; a record has topic, data or data_b64, delivery, headers")
         await live.stop()

@@ -1,6 +1,7 @@
 import CompressNIO
 import Foundation
 import NIOCore
+import PiglixTestKit
 import XCTest
 
 /// Input that is hostile rather than merely wrong: it gets a 4xx and
@@ -88,12 +89,12 @@ final class HostileInputTests: XCTestCase {
         // A stream: what was acked was published; it ends with an error ack.
         let stream = try Curl.run(
             ["-H", "Content-Encoding: gzip", "-H", "Transfer-Encoding: chunked", "--data-binary", "@-", "\(live.base)/v1/publish"], stdin: half)
-        let acks = jsonLines(stream.text)
+        let acks = ndjsonObjects(stream.text)
         XCTAssertEqual(acks.last?["ok"] as? Bool, false)
         XCTAssertTrue((acks.last?["error"] as? String ?? "").contains("truncated"), stream.text.suffix(200).description)
         let okCount = acks.filter { $0["ok"] as? Bool == true }.count
         let published = try Curl.run(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=gz.*&lastEventID=earliest", "--max-time", "1"])
-        XCTAssertEqual(jsonLines(published.text).filter { $0["type"] as? String == "message" }.count, okCount)
+        XCTAssertEqual(ndjsonObjects(published.text).filter { $0["type"] as? String == "message" }.count, okCount)
         await live.stop()
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import PiglixWire
 import PiglixTopics
+import PiglixTestKit
 import XCTest
 
 /// The front end driven by curl over HTTP/2 with prior knowledge and over HTTP/1.1.
@@ -13,13 +14,13 @@ final class PublishSubscribeTests: XCTestCase {
         try await subscriber.waitForText(#""type":"view""#)
         let published = try Curl.run(["--http2-prior-knowledge", "-d", "hello", "\(live.base)/v1/topics/a.b"], statusCode: true)
         XCTAssertEqual(published.httpCode, 202)
-        let ack = try XCTUnwrap(jsonLines(published.body).first)
+        let ack = try XCTUnwrap(ndjsonObjects(published.body).first)
         XCTAssertEqual(ack["ok"] as? Bool, true)
         let id = try XCTUnwrap(ack["id"] as? String)
         XCTAssertEqual(ack["delivery"] as? String, "fifo")
         _ = try Curl.run(["--http2-prior-knowledge", "-d", "other", "\(live.base)/v1/topics/b.b"])
         try await subscriber.waitForText(#""type":"message""#)
-        let records = jsonLines(subscriber.text)
+        let records = ndjsonObjects(subscriber.text)
         XCTAssertEqual(records.first?["type"] as? String, "view")
         XCTAssertEqual(records.first?["group"] as? String, "a.*")
         XCTAssertEqual(records.first?["primary"] as? Bool, true)
@@ -43,7 +44,7 @@ final class PublishSubscribeTests: XCTestCase {
         XCTAssertTrue(head.contains("cache-control: no-cache"))
         XCTAssertTrue(head.contains("x-accel-buffering: no"))
         let result = try Curl.run(["--http1.1", "-H", "Piglix-Delivery: total", "-d", "deep", "\(live.base)/v1/topics/s.x.y"])
-        let id = try XCTUnwrap(jsonLines(result.text).first?["id"] as? String)
+        let id = try XCTUnwrap(ndjsonObjects(result.text).first?["id"] as? String)
         try await subscriber.waitForText("event: message")
         XCTAssertTrue(subscriber.text.contains("event: message\nid: \(id)\ndata: {\"type\":\"message\",\"topic\":\"s.x.y\",\"id\":\"\(id)\",\"delivery\":\"total\",\"data\":\"deep\"}\n\n"))
         subscriber.stop()
@@ -66,7 +67,7 @@ final class PublishSubscribeTests: XCTestCase {
              "--data-binary", "@-", "\(live.base)/v1/publish"],
             stdin: Data(gzipped.readableBytesView), statusCode: true)
         XCTAssertEqual(result.httpCode, 200)
-        let acks = jsonLines(result.body)
+        let acks = ndjsonObjects(result.body)
         XCTAssertEqual(acks.count, 4)
         XCTAssertEqual(acks[0]["ok"] as? Bool, true)
         XCTAssertEqual(acks[1]["ok"] as? Bool, false)
@@ -76,7 +77,7 @@ final class PublishSubscribeTests: XCTestCase {
         XCTAssertEqual(acks[3]["delivery"] as? String, "safe")
 
         let replay = try Curl.run(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=b.*&lastEventID=earliest", "--max-time", "1"])
-        let messages = jsonLines(replay.text).filter { $0["type"] as? String == "message" }
+        let messages = ndjsonObjects(replay.text).filter { $0["type"] as? String == "message" }
         XCTAssertEqual(messages.map { $0["topic"] as? String }, ["b.one", "b.two"])
         XCTAssertEqual(messages[1]["data_b64"] as? String, "AAH/")
         await live.stop()
@@ -87,20 +88,17 @@ final class PublishSubscribeTests: XCTestCase {
         let publisher = try CurlStream([
             "--http2-prior-knowledge", "-X", "POST", "-T", "-", "-H", "Content-Type: application/x-ndjson", "\(live.base)/v1/publish",
         ])
-        // curl reads its upload from stdin in blocks of up to 64 KiB and waits
-        // for a full block: pad each record with empty lines (which the
-        // server skips) so curl sends it now.
-        let padding = String(repeating: "\n", count: 256 * 1024)
-        publisher.write("{\"topic\":\"st.a\",\"data\":\"first\"}\n" + padding)
+        // Each write is padded so that curl sends it now.
+        publisher.write("{\"topic\":\"st.a\",\"data\":\"first\"}\n")
         try await publisher.waitForText("\"ok\":true")
         XCTAssertTrue(publisher.isRunning, "the request body is still open")
-        publisher.write("{\"topic\":\"st.a\",\"data\"\n" + padding)
+        publisher.write("{\"topic\":\"st.a\",\"data\"\n")
         try await publisher.waitForText("\"ok\":false")
-        publisher.write("{\"topic\":\"st.a\",\"data\":\"third\"}\n" + padding)
+        publisher.write("{\"topic\":\"st.a\",\"data\":\"third\"}\n")
         try await publisher.waitForText("\"ok\":true", count: 2)
         publisher.closeInput()
         try await publisher.waitForExit()
-        XCTAssertEqual(jsonLines(publisher.text).map { $0["ok"] as? Bool }, [true, false, true])
+        XCTAssertEqual(ndjsonObjects(publisher.text).map { $0["ok"] as? Bool }, [true, false, true])
         await live.stop()
     }
 
@@ -109,7 +107,7 @@ final class PublishSubscribeTests: XCTestCase {
         var ids: [String] = []
         for index in 0..<6 {
             let result = try Curl.run(["--http2-prior-knowledge", "-d", "m\(index)", "\(live.base)/v1/topics/r.t\(index % 2)"])
-            ids.append(try XCTUnwrap(jsonLines(result.text).first?["id"] as? String))
+            ids.append(try XCTUnwrap(ndjsonObjects(result.text).first?["id"] as? String))
         }
         for useHeader in [true, false] {
             let url = "\(live.base)/v1/subscribe?topic=r.*" + (useHeader ? "" : "&lastEventID=\(ids[2])")
@@ -117,7 +115,7 @@ final class PublishSubscribeTests: XCTestCase {
             try await subscriber.waitForText("\"type\":\"message\"", count: 3)
             XCTAssertTrue(subscriber.text.lowercased().contains("last-event-id: \(ids[5])"), "newest retained id in the response header")
             let body = subscriber.text.components(separatedBy: "\r\n\r\n").dropFirst().joined()
-            let messages = jsonLines(body).filter { $0["type"] as? String == "message" }
+            let messages = ndjsonObjects(body).filter { $0["type"] as? String == "message" }
             XCTAssertEqual(messages.map { $0["data"] as? String }, ["m3", "m4", "m5"])
             subscriber.stop()
         }
@@ -162,12 +160,12 @@ final class PublishSubscribeTests: XCTestCase {
     func testBinaryFrameSubscribeCarriesMessages() async throws {
         let live = try await LiveServer.start()
         let subscriber = try CurlStream(["--http2-prior-knowledge", "-H", "Accept: \(binaryFramesMediaType)", "\(live.base)/v1/subscribe?topic=bin"])
-        try await subscriber.wait(for: "view frame") { $0.count > 5 }
+        try await subscriber.waitFor("view frame") { $0.data.count > 5 }
         _ = try Curl.run(["--http2-prior-knowledge", "--data-binary", "@-", "\(live.base)/v1/topics/bin"], stdin: Data([0, 159, 146, 150]))
         var records: [DeliveredRecord] = []
-        try await subscriber.wait(for: "message frame") { data in
+        try await subscriber.waitFor("message frame") { subscriber in
             var decoder = FrameDecoder(bodyBytesMax: 1 << 20)
-            decoder.append(ByteBuffer(bytes: data))
+            decoder.append(ByteBuffer(bytes: subscriber.data))
             records = []
             while let frame = try? decoder.next(), let record = try? DeliveredRecord.decode(frame: frame) { records.append(record) }
             return records.count >= 2
@@ -234,12 +232,12 @@ final class PublishSubscribeTests: XCTestCase {
         let live = try await LiveServer.start { $0.broker.nodeID = "node-a" }
         let subscriber = try CurlStream(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=st.*"])
         try await subscriber.waitForText("\"type\":\"view\"")
-        let cluster = try XCTUnwrap(jsonLines(try Curl.run(["\(live.base)/v1/cluster"]).text).first)
+        let cluster = try XCTUnwrap(ndjsonObjects(try Curl.run(["\(live.base)/v1/cluster"]).text).first)
         XCTAssertEqual(cluster["node"] as? String, "node-a")
         XCTAssertEqual(cluster["members"] as? [String], ["node-a"])
         XCTAssertEqual(cluster["primary"] as? Bool, true)
         XCTAssertEqual(cluster["view"] as? Int, 1)
-        let groups = try XCTUnwrap(jsonLines(try Curl.run(["\(live.base)/v1/groups"]).text).first?["groups"] as? [[String: Any]])
+        let groups = try XCTUnwrap(ndjsonObjects(try Curl.run(["\(live.base)/v1/groups"]).text).first?["groups"] as? [[String: Any]])
         XCTAssertEqual(groups.first?["group"] as? String, "st.*")
         XCTAssertEqual(groups.first?["local_subscribers"] as? Int, 1)
         XCTAssertEqual(try Curl.run(["\(live.base)/healthz"], statusCode: true).httpCode, 200)

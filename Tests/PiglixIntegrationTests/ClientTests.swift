@@ -1,20 +1,32 @@
 import NIOCore
 import PiglixClient
+import PiglixTestKit
 import PiglixWire
 import Synchronization
 import XCTest
 
 /// PiglixClient against a real `piglix serve` process.
 final class ClientTests: XCTestCase {
-    private func startServer() async throws -> (TestServer, PiglixClient) {
-        let server = try TestServer()
-        try await server.start()
-        return (server, PiglixClient(host: "127.0.0.1", port: server.port))
+    /// A client of a fresh server.
+    private func startServer() async throws -> PiglixClient {
+        PiglixClient(host: "127.0.0.1", port: try await startTestServer().port)
+    }
+
+    /// A server and a client that reconnects quickly, subscribed to
+    /// `pattern`, once the subscription is live (its first view).
+    private func startReconnectingSubscriber(_ pattern: String, format: StreamFormat) async throws -> (TestServer, PiglixClient, Collector) {
+        let server = try await startTestServer()
+        var settings = PiglixClientSettings()
+        settings.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maximumDelay: .milliseconds(200))
+        let client = PiglixClient(host: "127.0.0.1", port: server.port, settings: settings)
+        let collector = Collector(client.subscribe(patterns: [pattern], format: format))
+        addTeardownBlock { collector.cancel() }
+        try await poll("the first view") { collector.views == 1 }
+        return (server, client, collector)
     }
 
     func test_publish_thenSubscriberReceivesPayloadsInOrder_withTheAckedIDs() async throws {
-        let (server, client) = try await startServer()
-        defer { server.kill() }
+        let client = try await startServer()
         let collector = Collector(client.subscribe(patterns: ["rt.*"], format: .binary))
         defer { collector.cancel() }
         try await poll("the subscriber got its view") { collector.views == 1 }
@@ -37,8 +49,7 @@ final class ClientTests: XCTestCase {
     }
 
     func test_publish_invalidTopic_throwsHTTP400WithProblemDetail() async throws {
-        let (server, client) = try await startServer()
-        defer { server.kill() }
+        let client = try await startServer()
         do {
             _ = try await client.publish(topic: "a..b", payload: ByteBuffer(string: "x"))
             XCTFail("publishing to a..b succeeded")
@@ -50,8 +61,7 @@ final class ClientTests: XCTestCase {
     }
 
     func test_publishStream_acksEveryRecordInOrder_andAnErrorAckDoesNotEndTheStream() async throws {
-        let (server, client) = try await startServer()
-        defer { server.kill() }
+        let client = try await startServer()
         let acks = Mutex<[PublishAck]>([])
         // A small window, so send() must wait for acks (backpressure).
         let stream = try await client.publishStream(inFlightMax: 16) { ack in acks.withLock { $0.append(ack) } }
@@ -79,8 +89,7 @@ final class ClientTests: XCTestCase {
     }
 
     func test_subscribe_ndjsonSSEBinaryAndGzip_allDecodeTheSameRecords() async throws {
-        let (server, client) = try await startServer()
-        defer { server.kill() }
+        let client = try await startServer()
         let stream = try await client.publishStream()
         var expected: [String] = []
         for index in 0..<300 {
@@ -114,8 +123,7 @@ final class ClientTests: XCTestCase {
     }
 
     func test_subscribe_afterAnID_resumesWithoutLossOrDuplicates() async throws {
-        let (server, client) = try await startServer()
-        defer { server.kill() }
+        let client = try await startServer()
         var ids: [String] = []
         for index in 0..<10 {
             ids.append(try await client.publish(topic: "resume.a", payload: ByteBuffer(string: "\(index)")).id!)
@@ -130,23 +138,14 @@ final class ClientTests: XCTestCase {
     }
 
     func test_subscription_afterServerKilledAndRestarted_reconnectsAndGetsTheNewRunsMessages() async throws {
-        let server = try TestServer()
-        try await server.start()
-        var settings = PiglixClientSettings()
-        settings.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maximumDelay: .milliseconds(200))
-        let subscriberClient = PiglixClient(host: "127.0.0.1", port: server.port, settings: settings)
-        let collector = Collector(subscriberClient.subscribe(patterns: ["rs.>"], format: .binary))
-        defer { collector.cancel() }
-        try await poll("the first view") { collector.views == 1 }
+        let (server, subscriberClient, collector) = try await startReconnectingSubscriber("rs.>", format: .binary)
 
         let publisher = PiglixClient(host: "127.0.0.1", port: server.port)
         for index in 0..<5 { _ = try await publisher.publish(topic: "rs.a", payload: ByteBuffer(string: "old \(index)")) }
         try await poll("5 messages from the first run") { collector.messages.count == 5 }
 
         server.kill()
-        let restarted = try TestServer(port: server.port)
-        try await restarted.start()
-        defer { restarted.kill() }
+        _ = try await startTestServer(port: server.port)
         // The subscriber reconnects on its own (a second view) and resumes
         // with an id the new run does not know, so it gets all the new run retains.
         try await poll("the subscriber reconnected", timeout: .seconds(15)) { collector.views >= 2 }
@@ -160,22 +159,13 @@ final class ClientTests: XCTestCase {
     }
 
     func test_subscription_afterGracefulShutdown_getsEndRecord_thenResumesOnTheNextRun() async throws {
-        let server = try TestServer()
-        try await server.start()
-        var settings = PiglixClientSettings()
-        settings.reconnect = ReconnectPolicy(initialDelay: .milliseconds(20), maximumDelay: .milliseconds(200))
-        let client = PiglixClient(host: "127.0.0.1", port: server.port, settings: settings)
-        let collector = Collector(client.subscribe(patterns: ["gs.*"], format: .ndjson))
-        defer { collector.cancel() }
-        try await poll("the first view") { collector.views == 1 }
+        let (server, client, collector) = try await startReconnectingSubscriber("gs.*", format: .ndjson)
         _ = try await client.publish(topic: "gs.a", payload: ByteBuffer(string: "before"))
         try await poll("the first message") { collector.messages.count == 1 }
 
         server.terminate()
         try await poll("an end record") { collector.controls.contains { if case .end = $0 { return true } else { return false } } }
-        let restarted = try TestServer(port: server.port)
-        try await restarted.start()
-        defer { restarted.kill() }
+        _ = try await startTestServer(port: server.port)
         try await poll("the subscriber reconnected", timeout: .seconds(15)) { collector.views >= 2 }
         _ = try await client.publish(topic: "gs.a", payload: ByteBuffer(string: "after"))
         try await poll("the message of the second run") { collector.messages.count >= 2 }

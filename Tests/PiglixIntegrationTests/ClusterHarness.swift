@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import PiglixTestKit
 import XCTest
 
 /// One real `piglix serve` cluster member, optionally inside a network
@@ -13,7 +13,7 @@ final class ClusterMember {
     let netns: String?
     var seeds: [String] = []
     var extraArguments: [String] = []
-    private(set) var process: Process?
+    private var process: PiglixProcess?
     private let logURL: URL
 
     init(name: String, host: String = "127.0.0.1", httpPort: Int, clusterPort: Int, netns: String? = nil) {
@@ -27,57 +27,29 @@ final class ClusterMember {
 
     var base: String { "http://\(host):\(httpPort)" }
     var clusterAddress: String { "\(host):\(clusterPort)" }
-    var pid: Int32? { process?.processIdentifier }
 
     /// Suspicion 800 ms, heartbeats 100 ms: faults show within a second or two,
     /// and a loaded CI machine does not suspect a live node.
     static let suspicionMilliseconds = 800
 
     func start() throws {
-        let binary = TestServer.binaryPath
-        guard FileManager.default.isExecutableFile(atPath: binary) else { throw TestServerError.binaryMissing(binary) }
         let arguments = [
             "serve", "--node-id", name, "--listen", "\(host):\(httpPort)", "--cluster-listen", clusterAddress,
             "--seeds", seeds.joined(separator: ","), "--suspicion-timeout-ms", String(Self.suspicionMilliseconds),
             "--cluster-heartbeat-ms", "100", "--log-level", "info",
         ] + extraArguments
-        let process = Process()
-        if let netns {
-            process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-            process.arguments = ["netns", "exec", netns, binary] + arguments
-        } else {
-            process.executableURL = URL(fileURLWithPath: binary)
-            process.arguments = arguments
-        }
+        // A fresh log for each run.
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
-        let log = try FileHandle(forWritingTo: logURL)
-        log.seekToEndOfFile()
-        process.standardError = log
-        process.standardOutput = log
-        try process.run()
-        self.process = process
+        process = try PiglixProcess(arguments, netns: netns, log: logURL)
     }
 
-    func kill() {
-        guard let process, process.isRunning else { return }
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-
-    func pause() { if let pid { Foundation.kill(pid, SIGSTOP) } }
-    func resume() { if let pid { Foundation.kill(pid, SIGCONT) } }
+    func kill() { process?.kill() }
+    func pause() { process?.pause() }
+    func resume() { process?.resume() }
 
     var logTail: String {
         let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
         return String(text.suffix(3000))
-    }
-
-    deinit {
-        if let process, process.isRunning {
-            Foundation.kill(process.processIdentifier, SIGCONT)
-            Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
     }
 }
 
@@ -95,7 +67,7 @@ final class LocalCluster {
     static func loopback(_ count: Int) throws -> LocalCluster {
         LocalCluster(
             members: try (1...count).map { i in
-                ClusterMember(name: "n\(i)", httpPort: try TestServer.freePort(), clusterPort: try TestServer.freePort())
+                ClusterMember(name: "n\(i)", httpPort: try freePort(), clusterPort: try freePort())
             })
     }
 
@@ -110,148 +82,22 @@ final class LocalCluster {
         _ names: Set<String>, on nodes: [ClusterMember], timeout: Duration = .seconds(20), file: StaticString = #filePath, line: UInt = #line
     ) async throws -> [String: Any] {
         var last: [[String: Any]] = []
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            last = nodes.map { Curl.json("\($0.base)/v1/cluster") ?? [:] }
-            let views = Set(last.map { $0["view"] as? Int ?? -1 })
-            let agree = last.allSatisfy { status in
-                Set(status["members"] as? [String] ?? []) == names && status["primary"] as? Bool == true
+        do {
+            try await poll("a common view \(names.sorted()) on \(nodes.map(\.name))", timeout: timeout, interval: .milliseconds(50),
+                detail: "last: \(last)", file: file, line: line) {
+                last = nodes.map { Curl.json("\($0.base)/v1/cluster") ?? [:] }
+                let views = Set(last.map { $0["view"] as? Int ?? -1 })
+                let agree = last.allSatisfy { status in
+                    Set(status["members"] as? [String] ?? []) == names && status["primary"] as? Bool == true
+                }
+                return agree && views.count == 1
             }
-            if agree && views.count == 1 { return last[0] }
-            try await Task.sleep(for: .milliseconds(50))
+        } catch {
+            for node in nodes { print("---- \(node.name) log ----\n\(node.logTail)") }
+            throw error
         }
-        XCTFail("no common view \(names.sorted()) on \(nodes.map(\.name)) within \(timeout); last: \(last)", file: file, line: line)
-        for node in nodes { print("---- \(node.name) log ----\n\(node.logTail)") }
-        throw TestServerError.timeout("view \(names)")
+        return last[0]
     }
-}
-
-/// curl as the independent HTTP/2 peer.
-enum Curl {
-    struct Reply {
-        var status: Int
-        var body: String
-        var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? [:] }
-    }
-
-    static func request(_ arguments: [String], timeout: Int = 10) -> Reply {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        process.arguments = ["-s", "--max-time", String(timeout), "-w", "\n%{http_code}"] + arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return Reply(status: 0, body: "\(error)") }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        var text = String(decoding: data, as: UTF8.self)
-        let status = Int(text.split(separator: "\n").last ?? "") ?? 0
-        if let cut = text.lastIndex(of: "\n") { text = String(text[..<cut]) }
-        return Reply(status: status, body: text)
-    }
-
-    static func json(_ url: String) -> [String: Any]? {
-        let reply = request(["--http2-prior-knowledge", url], timeout: 2)
-        return reply.status == 200 ? reply.json : nil
-    }
-
-    /// Publishes one message over HTTP/2 with prior knowledge. A `503` that
-    /// says the message was not taken (outside the primary component for a
-    /// moment, or flow control) is retried after a pause, as `Retry-After`
-    /// asks; any other answer is returned.
-    static func publish(_ base: String, topic: String, data: String, level: String = "fifo", retries: Int = 20) -> Reply {
-        var reply = Reply(status: 0, body: "")
-        for _ in 0...retries {
-            reply = request(["--http2-prior-knowledge", "-H", "Piglix-Delivery: \(level)", "-d", data, "\(base)/v1/topics/\(topic)"])
-            guard reply.status == 503, reply.body.contains("not in the primary component") || reply.body.contains("pending queue full") else {
-                return reply
-            }
-            usleep(200_000)
-        }
-        return reply
-    }
-}
-
-/// A streaming subscriber: `curl -N --http2-prior-knowledge`, NDJSON records
-/// collected as they arrive.
-final class CurlSubscriber: @unchecked Sendable {
-    private let process = Process()
-    private let buffer = Locked(Data())
-    private let input: Pipe?
-    private let output = Pipe()
-
-    /// With `upload`, curl POSTs its stdin as a streaming body (no
-    /// Content-Length) fed by ``write(_:)``: a streaming publisher whose
-    /// acks are collected as records.
-    init(_ url: String, headers: [String] = [], upload: Bool = false) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        input = upload ? Pipe() : nil
-        process.arguments = ["-sN", "--http2-prior-knowledge"] + (upload ? ["-X", "POST", "-T", "-"] : [])
-            + headers.flatMap { ["-H", $0] } + [url]
-        if let input { process.standardInput = input }
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        let buffer = self.buffer
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let chunk = handle.availableData
-            if !chunk.isEmpty { buffer.withLock { $0.append(chunk) } }
-        }
-        try process.run()
-    }
-
-    var records: [[String: Any]] {
-        let text = String(decoding: buffer.withLock { $0 }, as: UTF8.self)
-        return text.split(separator: "\n").compactMap {
-            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
-        }
-    }
-
-    var messages: [[String: Any]] { records.filter { $0["type"] as? String == "message" } }
-    var payloads: [String] { messages.compactMap { $0["data"] as? String } }
-    var views: [[String: Any]] { records.filter { $0["type"] as? String == "view" } }
-
-    func waitFor(
-        _ what: String, timeout: Duration = .seconds(15), file: StaticString = #filePath, line: UInt = #line,
-        _ condition: (CurlSubscriber) -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition(self) {
-            if ContinuousClock.now >= deadline {
-                XCTFail("subscriber timed out waiting for \(what); got \(payloads.count) messages: \(payloads.suffix(10))", file: file, line: line)
-                throw TestServerError.timeout(what)
-            }
-            try await Task.sleep(for: .milliseconds(25))
-        }
-    }
-
-    /// The first record (a `view`) says the subscription is live.
-    func waitUntilLive() async throws { try await waitFor("the first view record") { !$0.views.isEmpty } }
-
-    /// curl reads an upload from stdin in blocks of up to 64 KiB and waits
-    /// for a full block: each write is padded with empty lines (NDJSON skips
-    /// them) so curl sends it at once.
-    func write(_ text: String) {
-        input?.fileHandleForWriting.write(Data((text + String(repeating: "\n", count: 256 * 1024)).utf8))
-    }
-
-    func closeInput() { try? input?.fileHandleForWriting.close() }
-
-    var isRunning: Bool { process.isRunning }
-
-    /// Ends curl (SIGKILL, then reaped) and stops watching its output: a
-    /// dispatch source left on a pipe that is then closed can crash libdispatch.
-    func stop() {
-        if process.isRunning {
-            Foundation.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
-        output.fileHandleForReading.readabilityHandler = nil
-    }
-
-    /// Ends curl at once: its connection closes, as when a client dies.
-    func kill() { stop() }
-
-    deinit { stop() }
 }
 
 /// Three network namespaces on one bridge: a partition is a blackhole route
@@ -339,11 +185,4 @@ final class NamespaceNetwork {
     }
 
     deinit { tearDown() }
-}
-
-/// A value behind a lock, shareable between tasks.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

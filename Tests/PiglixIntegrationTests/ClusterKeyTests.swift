@@ -1,4 +1,5 @@
 import Foundation
+import PiglixTestKit
 import XCTest
 
 /// Real `piglix serve` processes with `--cluster-key-file`: nodes holding the
@@ -36,9 +37,9 @@ final class ClusterKeyTests: XCTestCase {
         let refused = metrics.split(separator: "\n").first { $0.hasPrefix("piglix_cluster_refused_peers_total ") }
         XCTAssertNotEqual(refused.flatMap { Int($0.split(separator: " ")[1]) } ?? 0, 0, "refusals are counted")
         // The keyed cluster works: a publish on n1 reaches a subscriber on n2.
-        let subscriber = try CurlSubscriber("\(n2.base)/v1/subscribe?topic=key.*")
+        let subscriber = try CurlStream(http2: "\(n2.base)/v1/subscribe?topic=key.*")
         try await subscriber.waitUntilLive()
-        XCTAssertEqual(Curl.publish(n1.base, topic: "key.t", data: "sealed", level: "safe").status, 200)
+        XCTAssertEqual(Curl.publish(n1.base, topic: "key.t", data: "sealed", level: "safe").httpCode, 200)
         try await subscriber.waitFor("the message") { $0.payloads.contains("sealed") }
     }
 
@@ -56,7 +57,7 @@ final class ClusterKeyTests: XCTestCase {
         let short = try keyFile("too short\n")
         for (file, expected) in [(short, "at least 16"), ("/nonexistent/piglix.key", "cannot be read")] {
             let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestServer.binaryPath)
+            process.executableURL = URL(fileURLWithPath: PiglixProcess.binaryPath)
             process.arguments = ["serve", "--cluster-listen", "127.0.0.1:0", "--cluster-key-file", file]
             let stderr = Pipe()
             process.standardError = stderr

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import PiglixTestKit
 import XCTest
 
 /// Real `piglix serve` processes on loopback (and in network namespaces),
@@ -9,7 +9,7 @@ import XCTest
 final class ClusterTests: XCTestCase {
 
     /// Messages of one publisher in the order a subscriber got them.
-    private func order(_ subscriber: CurlSubscriber, prefix: String) -> [Int] {
+    private func order(_ subscriber: CurlStream, prefix: String) -> [Int] {
         subscriber.payloads.filter { $0.hasPrefix(prefix) }.compactMap { Int($0.dropFirst(prefix.count)) }
     }
 
@@ -19,7 +19,7 @@ final class ClusterTests: XCTestCase {
         for member in cluster.members { member.extraArguments = ["--cluster-compress-bytes", "64"] }
         try cluster.start()
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
-        let subscribers = try cluster.members.map { try CurlSubscriber("\($0.base)/v1/subscribe?topic=orders.*") }
+        let subscribers = try cluster.members.map { try CurlStream(http2: "\($0.base)/v1/subscribe?topic=orders.*") }
         for subscriber in subscribers { try await subscriber.waitUntilLive() }
 
         let levels = ["fifo", "total", "safe"]
@@ -31,7 +31,7 @@ final class ClusterTests: XCTestCase {
                 group.addTask {
                     for i in 0..<count {
                         let reply = Curl.publish(publisher.base, topic: "orders.\(publisher.name)", data: "\(publisher.name)-\(i)", level: levels[i % 3])
-                        XCTAssertEqual(reply.status, levels[i % 3] == "safe" ? 200 : 202, reply.body)
+                        XCTAssertEqual(reply.httpCode, levels[i % 3] == "safe" ? 200 : 202, reply.body)
                     }
                 }
             }
@@ -63,10 +63,10 @@ final class ClusterTests: XCTestCase {
         let cluster = try LocalCluster.loopback(3)
         try cluster.start()
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
-        let subscriber = try CurlSubscriber("\(cluster.member("n2").base)/v1/subscribe?topic=flow.*")
+        let subscriber = try CurlStream(http2: "\(cluster.member("n2").base)/v1/subscribe?topic=flow.*")
         try await subscriber.waitUntilLive()
-        let publisher = try CurlSubscriber(
-            "\(cluster.member("n1").base)/v1/publish", headers: ["Content-Type: application/x-ndjson"], upload: true)
+        let publisher = try CurlStream(
+            http2: "\(cluster.member("n1").base)/v1/publish", headers: ["Content-Type: application/x-ndjson"], upload: true)
 
         func record(_ i: Int, _ level: String) -> String {
             #"{"topic":"flow.t\#(i % 3)","data":"f\#(i)","delivery":"\#(level)"}"# + "\n"
@@ -115,7 +115,7 @@ final class ClusterTests: XCTestCase {
         let status = try await cluster.waitForView(all, on: cluster.members)
         let coordinator = try XCTUnwrap(status["coordinator"] as? String)
         let survivors = cluster.members.filter { $0.name != coordinator }
-        let subscribers = try survivors.prefix(3).map { try CurlSubscriber("\($0.base)/v1/subscribe?topic=pay.>") }
+        let subscribers = try survivors.prefix(3).map { try CurlStream(http2: "\($0.base)/v1/subscribe?topic=pay.>") }
         for subscriber in subscribers { try await subscriber.waitUntilLive() }
 
         let acked = Locked<[String]>([])
@@ -125,7 +125,7 @@ final class ClusterTests: XCTestCase {
             var i = 0
             while !stop.withLock({ $0 }) {
                 let reply = Curl.publish(publisherBase, topic: "pay.safe", data: "s\(i)", level: "safe")
-                if reply.status == 200 { acked.withLock { $0.append("s\(i)") } }
+                if reply.httpCode == 200 { acked.withLock { $0.append("s\(i)") } }
                 i += 1
             }
         }
@@ -167,17 +167,17 @@ final class ClusterTests: XCTestCase {
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
         let n3 = cluster.member("n3")
         let before = try XCTUnwrap(Curl.json("\(n3.base)/v1/cluster")?["incarnation"] as? Int)
-        let subscriber = try CurlSubscriber("\(n3.base)/v1/subscribe?topic=log.*")
+        let subscriber = try CurlStream(http2: "\(n3.base)/v1/subscribe?topic=log.*")
         try await subscriber.waitUntilLive()
         // A member of the group on the other side holds what n3 misses.
-        let holder = try CurlSubscriber("\(cluster.member("n1").base)/v1/subscribe?topic=log.*")
+        let holder = try CurlStream(http2: "\(cluster.member("n1").base)/v1/subscribe?topic=log.*")
         try await holder.waitUntilLive()
-        XCTAssertEqual(Curl.publish(cluster.member("n1").base, topic: "log.a", data: "before").status, 202)
+        XCTAssertEqual(Curl.publish(cluster.member("n1").base, topic: "log.a", data: "before").httpCode, 202)
         try await subscriber.waitFor("the message before the pause") { $0.payloads.contains("before") }
 
         n3.pause()
         try await cluster.waitForView(["n1", "n2"], on: [cluster.member("n1"), cluster.member("n2")])
-        for i in 0..<5 { XCTAssertEqual(Curl.publish(cluster.member("n2").base, topic: "log.a", data: "while-\(i)").status, 202) }
+        for i in 0..<5 { XCTAssertEqual(Curl.publish(cluster.member("n2").base, topic: "log.a", data: "while-\(i)").httpCode, 202) }
         n3.resume()
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
         let after = try XCTUnwrap(Curl.json("\(n3.base)/v1/cluster")?["incarnation"] as? Int)
@@ -186,7 +186,7 @@ final class ClusterTests: XCTestCase {
         try await subscriber.waitFor("messages published while it was excluded") { s in
             (0..<5).allSatisfy { s.payloads.contains("while-\($0)") }
         }
-        XCTAssertEqual(Curl.publish(cluster.member("n1").base, topic: "log.a", data: "after").status, 202)
+        XCTAssertEqual(Curl.publish(cluster.member("n1").base, topic: "log.a", data: "after").httpCode, 202)
         try await subscriber.waitFor("the message after the rejoin") { $0.payloads.contains("after") }
         XCTAssertEqual(Set(subscriber.payloads).count, subscriber.payloads.count, "no duplicates (P5)")
     }
@@ -197,9 +197,9 @@ final class ClusterTests: XCTestCase {
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
         let n2 = cluster.member("n2")
         let n1 = cluster.member("n1")
-        let subscriber = try CurlSubscriber("\(n2.base)/v1/subscribe?topic=r.*")
+        let subscriber = try CurlStream(http2: "\(n2.base)/v1/subscribe?topic=r.*")
         try await subscriber.waitUntilLive()
-        for i in 0..<6 { XCTAssertEqual(Curl.publish(cluster.member("n3").base, topic: "r.x", data: "m\(i)").status, 202) }
+        for i in 0..<6 { XCTAssertEqual(Curl.publish(cluster.member("n3").base, topic: "r.x", data: "m\(i)").httpCode, 202) }
         try await subscriber.waitFor("six messages") { $0.payloads.count == 6 }
         let resumeID = try XCTUnwrap(subscriber.messages[2]["id"] as? String)
 
@@ -208,7 +208,7 @@ final class ClusterTests: XCTestCase {
         try n1.start()
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
         // Resume on the restarted node with an id from n2's stream.
-        let resumed = try CurlSubscriber("\(n1.base)/v1/subscribe?topic=r.*", headers: ["Last-Event-ID: \(resumeID)"])
+        let resumed = try CurlStream(http2: "\(n1.base)/v1/subscribe?topic=r.*", headers: ["Last-Event-ID: \(resumeID)"])
         try await resumed.waitFor("the three messages after \(resumeID)") { $0.payloads.count >= 3 }
         try await Task.sleep(for: .milliseconds(300))
         XCTAssertEqual(resumed.payloads, ["m3", "m4", "m5"], "no loss and no duplicate inside the retained window")
@@ -226,10 +226,10 @@ final class ClusterTests: XCTestCase {
         let cluster = LocalCluster(members: members)
         try cluster.start()
         try await cluster.waitForView(["n1", "n2", "n3"], on: members)
-        let subscriber = try CurlSubscriber("\(members[2].base)/v1/subscribe?topic=p.*")
+        let subscriber = try CurlStream(http2: "\(members[2].base)/v1/subscribe?topic=p.*")
         try await subscriber.waitUntilLive()
         // A member of the group in the majority holds what n3 misses.
-        let holder = try CurlSubscriber("\(members[0].base)/v1/subscribe?topic=p.*")
+        let holder = try CurlStream(http2: "\(members[0].base)/v1/subscribe?topic=p.*")
         try await holder.waitUntilLive()
 
         // n3 alone on one side: the minority.
@@ -238,17 +238,17 @@ final class ClusterTests: XCTestCase {
         try await cluster.waitForView(["n1", "n2"], on: [members[0], members[1]])
         try await subscriber.waitFor("a view record with primary false") { s in s.views.contains { $0["primary"] as? Bool == false } }
         let refused = Curl.request(["--http2-prior-knowledge", "-i", "-d", "x", "\(members[2].base)/v1/topics/p.x"])
-        XCTAssertEqual(refused.status, 503, refused.body)
+        XCTAssertEqual(refused.httpCode, 503, refused.body)
         XCTAssertTrue(refused.body.lowercased().contains("retry-after:"), "503 carries Retry-After")
         XCTAssertEqual(Curl.json("\(members[2].base)/v1/cluster")?["primary"] as? Bool, false)
-        XCTAssertEqual(Curl.request(["\(members[2].base)/readyz"]).status, 503)
-        XCTAssertEqual(Curl.publish(members[0].base, topic: "p.x", data: "during").status, 202, "the majority goes on")
+        XCTAssertEqual(Curl.request(["\(members[2].base)/readyz"]).httpCode, 503)
+        XCTAssertEqual(Curl.publish(members[0].base, topic: "p.x", data: "during").httpCode, 202, "the majority goes on")
 
         network.heal(2, 0)
         network.heal(2, 1)
         try await cluster.waitForView(["n1", "n2", "n3"], on: members)
-        XCTAssertEqual(Curl.request(["\(members[2].base)/readyz"]).status, 200)
-        for i in 0..<3 { XCTAssertEqual(Curl.publish(members[i].base, topic: "p.x", data: "healed-\(i)").status, 202) }
+        XCTAssertEqual(Curl.request(["\(members[2].base)/readyz"]).httpCode, 200)
+        for i in 0..<3 { XCTAssertEqual(Curl.publish(members[i].base, topic: "p.x", data: "healed-\(i)").httpCode, 202) }
         try await subscriber.waitFor("everything published after the heal, and what the majority took during the cut") { s in
             s.payloads.contains("during") && (0..<3).allSatisfy { s.payloads.contains("healed-\($0)") }
         }
@@ -256,21 +256,11 @@ final class ClusterTests: XCTestCase {
 
     /// The README's cluster walkthrough: examples/local-cluster.sh starts
     /// three nodes, publishes on n1 and sees the message on n2.
-    func testLocalClusterExampleScriptPublishesOnOneNodeAndDeliversOnAnother() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = [root.appendingPathComponent("examples/local-cluster.sh").path, "--check"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["PIGLIX_BIN"] = TestServer.binaryPath
-        process.environment = environment
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = out
-        try process.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        XCTAssertEqual(process.terminationStatus, 0, text)
-        XCTAssertTrue(text.contains("ok: published on n1, delivered on n2"), text)
+    func testLocalClusterExampleScriptPublishesOnOneNodeAndDeliversOnAnother() async throws {
+        let run = try await runTool(
+            ["/bin/bash", Repo.path("examples/local-cluster.sh"), "--check"], environment: ["PIGLIX_BIN": PiglixProcess.binaryPath],
+            timeout: .seconds(300))
+        XCTAssertEqual(run.status, 0, run.output)
+        XCTAssertTrue(run.output.contains("ok: published on n1, delivered on n2"), run.output)
     }
 }

@@ -1,19 +1,14 @@
 import Foundation
+import PiglixTestKit
 import XCTest
 
 /// The web console at `/`: how it is served, and in a real browser.
 final class ConsoleTests: XCTestCase {
     private var server: TestServer!
-    private var url: String { "http://127.0.0.1:\(server.port)" }
+    private var url: String { server.base }
 
     override func setUp() async throws {
-        server = try TestServer()
-        try await server.start()
-    }
-
-    override func tearDown() async throws {
-        server?.kill()
-        server = nil
+        server = try await startTestServer()
     }
 
     /// `curl -sS -D - …`: the status line, headers (lower-cased names) and body.

@@ -1,4 +1,5 @@
 import Foundation
+import PiglixTestKit
 import XCTest
 
 /// docker/: lints what cannot run here (no registry, no Docker engine) and
@@ -57,17 +58,15 @@ final class DockerTests: XCTestCase {
 
     /// The image's probe, as the HEALTHCHECK runs it: 0 on a serving node, 1 otherwise.
     func test_probe_exitsZeroOnAServingNode_andOneWhenNothingListens() async throws {
-        let server = try TestServer()
-        try await server.start()
-        defer { server.kill() }
-        let ok = try await runTool([TestServer.binaryPath, "probe"], environment: ["PIGLIX_LISTEN": "0.0.0.0:\(server.port)"])
+        let server = try await startTestServer()
+        let ok = try await runTool([PiglixProcess.binaryPath, "probe"], environment: ["PIGLIX_LISTEN": "0.0.0.0:\(server.port)"])
         XCTAssertEqual(ok.status, 0, "\(ok)")
         XCTAssertTrue(ok.output.hasPrefix(#"200 /healthz {"status":"ok"}"#), "\(ok)")
-        let ready = try await runTool([TestServer.binaryPath, "probe", "--address", "127.0.0.1:\(server.port)", "/readyz"])
+        let ready = try await runTool([PiglixProcess.binaryPath, "probe", "--address", "127.0.0.1:\(server.port)", "/readyz"])
         XCTAssertEqual(ready.status, 0, "\(ready)")
-        let missing = try await runTool([TestServer.binaryPath, "probe", "--address", "127.0.0.1:\(server.port)", "/nope"])
+        let missing = try await runTool([PiglixProcess.binaryPath, "probe", "--address", "127.0.0.1:\(server.port)", "/nope"])
         XCTAssertEqual(missing.status, 1, "\(missing)")
-        let closed = try await runTool([TestServer.binaryPath, "probe", "--address", "127.0.0.1:\(try TestServer.freePort())"])
+        let closed = try await runTool([PiglixProcess.binaryPath, "probe", "--address", "127.0.0.1:\(try freePort())"])
         XCTAssertEqual(closed.status, 1, "\(closed)")
         XCTAssertTrue(closed.output.contains("cannot connect"), "\(closed)")
     }

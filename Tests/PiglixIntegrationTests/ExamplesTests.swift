@@ -1,21 +1,16 @@
 import Foundation
+import PiglixTestKit
 import XCTest
 
 /// Runs every example under examples/ against a real `piglix serve`, as a
 /// user would run it, so the examples cannot rot.
 final class ExamplesTests: XCTestCase {
     private var server: TestServer!
-    private var url: String { "http://127.0.0.1:\(server.port)" }
+    private var url: String { server.base }
     private var environment: [String: String] { ["PIGLIX_URL": url] }
 
     override func setUp() async throws {
-        server = try TestServer()
-        try await server.start()
-    }
-
-    override func tearDown() async throws {
-        server?.kill()
-        server = nil
+        server = try await startTestServer()
     }
 
     private func curlScript(_ name: String, _ arguments: [String] = [], input: String? = nil) async throws -> ToolRun {
@@ -254,8 +249,7 @@ final class ExamplesTests: XCTestCase {
         try await follower.waitForOutput(containing: " rc.a before")
         server.terminate()
         try await follower.waitForOutput(containing: "# end: ")
-        server = try TestServer(port: port)
-        try await server.start()
+        server = try await startTestServer(port: port)
         try await follower.waitForOutput(containing: "# reconnected, resuming after ", timeout: .seconds(20))
         _ = try await runTool([publisher, "rc.a", "after"], environment: environment)
         let followed = try await follower.waitForExit()

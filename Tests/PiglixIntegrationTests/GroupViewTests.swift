@@ -1,4 +1,5 @@
 import Foundation
+import PiglixTestKit
 import XCTest
 
 /// Group views have their own identity (docs/protocol.md, "Records"): real
@@ -15,21 +16,21 @@ final class GroupViewTests: XCTestCase {
         let (n1, n2, n3) = (cluster.members[0], cluster.members[1], cluster.members[2])
         let url = { (node: ClusterMember) in "\(node.base)/v1/subscribe?topic=g.>" }
 
-        var streams: [CurlSubscriber] = []
-        let first = try CurlSubscriber(url(n1))
+        var streams: [CurlStream] = []
+        let first = try CurlStream(http2: url(n1))
         try await first.waitUntilLive()
         streams.append(first)
-        let second = try CurlSubscriber(url(n2))
+        let second = try CurlStream(http2: url(n2))
         try await second.waitUntilLive()
         streams.append(second)
-        let third = try CurlSubscriber(url(n3))
+        let third = try CurlStream(http2: url(n3))
         try await third.waitUntilLive()
         streams.append(third)
         try await first.waitFor("n1 sees three members") { self.members(in: $0.views.last).count == 3 }
         // n2's only subscriber leaves: the group shrinks without a cluster view change.
         second.kill()
         try await first.waitFor("n1 sees n2 leave the group") { self.members(in: $0.views.last) == ["n1", "n3"] }
-        let again = try CurlSubscriber(url(n2))
+        let again = try CurlStream(http2: url(n2))
         try await again.waitUntilLive()
         streams.append(again)
         try await first.waitFor("n1 sees n2 back") { self.members(in: $0.views.last).count == 3 }

@@ -3,17 +3,17 @@ import Synchronization
 import XCTest
 
 /// Paths in this repository, for tests that run its scripts and examples.
-enum Repo {
-    /// `<root>/Tests/PiglixIntegrationTests/ScriptSupport.swift` → `<root>`.
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+public enum Repo {
+    /// `<root>/Tests/PiglixTestKit/Scripts.swift` → `<root>`.
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
+    public static func path(_ relative: String) -> String { root.appendingPathComponent(relative).path }
 
-    static func read(_ relative: String) throws -> String { try String(contentsOfFile: path(relative), encoding: .utf8) }
+    public static func read(_ relative: String) throws -> String { try String(contentsOfFile: path(relative), encoding: .utf8) }
 
     /// A fresh directory under `.build/` for one test's files.
-    static func scratchDirectory(_ name: String) throws -> String {
+    public static func scratchDirectory(_ name: String) throws -> String {
         let directory = path(".build/test-scratch/\(name)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         return directory
@@ -21,7 +21,7 @@ enum Repo {
 }
 
 /// The executable `tool` on `PATH`, if any.
-func which(_ tool: String) -> String? {
+public func which(_ tool: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
     for directory in path.split(separator: ":") {
         let candidate = "\(directory)/\(tool)"
@@ -31,7 +31,7 @@ func which(_ tool: String) -> String? {
 }
 
 /// Skips the test, naming the tool, when `tool` is not installed.
-func requireTool(_ tool: String, install: String) throws -> String {
+public func requireTool(_ tool: String, install: String) throws -> String {
     guard let path = which(tool) else {
         throw XCTSkip("skipped: \(tool) is not installed (\(install)); .ci/run installs it")
     }
@@ -39,7 +39,7 @@ func requireTool(_ tool: String, install: String) throws -> String {
 }
 
 /// Skips the test when python3 cannot import `modules`, naming them.
-func requirePythonModules(_ modules: [String], install: String) async throws {
+public func requirePythonModules(_ modules: [String], install: String) async throws {
     _ = try requireTool("python3", install: "apt-get install python3")
     let check = try await runTool(["python3", "-c", "import " + modules.joined(separator: ", ")], timeout: .seconds(60))
     if check.status != 0 {
@@ -48,10 +48,10 @@ func requirePythonModules(_ modules: [String], install: String) async throws {
 }
 
 /// What a finished command printed (stdout and stderr, interleaved) and its status.
-struct ToolRun: CustomStringConvertible {
-    var status: Int32
-    var output: String
-    var description: String { "exit \(status):\n\(output)" }
+public struct ToolRun: CustomStringConvertible {
+    public var status: Int32
+    public var output: String
+    public var description: String { "exit \(status):\n\(output)" }
 }
 
 /// What a child process printed, collected by a reader thread.
@@ -79,13 +79,13 @@ final class OutputBuffer: Sendable {
 
 /// A running process whose stdout and stderr (one pipe, as a terminal would
 /// interleave them) a test can poll while it runs.
-final class ScriptProcess {
-    let process = Process()
-    let command: String
+public final class ScriptProcess {
+    private let process = Process()
+    public let command: String
     private let buffer: OutputBuffer
 
     /// Starts `arguments` (the first is looked up on `PATH` unless it is a path).
-    init(
+    public init(
         _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
         currentDirectory: String = Repo.root.path
     ) throws {
@@ -116,10 +116,10 @@ final class ScriptProcess {
     }
 
     /// Everything printed so far.
-    var output: String { buffer.text }
+    public var output: String { buffer.text }
 
     /// Polls until the output contains `text` (fails the test with the output otherwise).
-    func waitForOutput(containing text: String, timeout: Duration = .seconds(15)) async throws {
+    public func waitForOutput(containing text: String, timeout: Duration = .seconds(15)) async throws {
         let deadline = ContinuousClock.now + timeout
         while !output.contains(text) {
             if ContinuousClock.now >= deadline {
@@ -132,7 +132,7 @@ final class ScriptProcess {
 
     /// Waits for the process to end by itself; on timeout, kills it and fails.
     @discardableResult
-    func waitForExit(timeout: Duration = .seconds(30)) async throws -> ToolRun {
+    public func waitForExit(timeout: Duration = .seconds(30)) async throws -> ToolRun {
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now >= deadline {
@@ -152,7 +152,7 @@ final class ScriptProcess {
 
     /// SIGTERM, then SIGKILL if it lingers (a child may inherit a signal
     /// mask that blocks SIGTERM).
-    func stop() {
+    public func stop() {
         guard process.isRunning else { return }
         process.terminate()
         for _ in 0..<25 {
@@ -167,7 +167,7 @@ final class ScriptProcess {
 }
 
 /// Runs a command to completion with a deadline.
-func runTool(
+public func runTool(
     _ arguments: [String], environment: [String: String] = [:], input: String? = nil,
     currentDirectory: String = Repo.root.path, timeout: Duration = .seconds(60)
 ) async throws -> ToolRun {
@@ -176,18 +176,11 @@ func runTool(
 }
 
 /// Parses JSON text (one document) into Foundation values.
-func parseJSON(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> Any {
+public func parseJSON(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws -> Any {
     do {
         return try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
     } catch {
         XCTFail("not JSON: \(text.prefix(500))", file: file, line: line)
         throw error
-    }
-}
-
-/// The JSON objects of NDJSON text, skipping lines that are not JSON objects.
-func ndjsonObjects(_ text: String) -> [[String: Any]] {
-    text.split(separator: "\n").compactMap { line in
-        (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any]
     }
 }
