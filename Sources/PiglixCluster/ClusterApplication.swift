@@ -1,0 +1,78 @@
+import PiglixGroups
+import PiglixTopics
+
+/// What the broker does with the core's application effects. Every call
+/// runs on the cluster's event loop, in the order the core emitted them.
+public protocol ClusterApplication: AnyObject, Sendable {
+    /// Messages to hand to local subscribers, in delivery order: the
+    /// consecutive deliveries of one core event, handed over together so the
+    /// broker takes its lock once per batch.
+    func clusterDeliver(_ batch: [ClusterDelivery])
+    /// The cluster view, primary state or incarnation changed.
+    func clusterStatusChanged(_ status: ClusterStatus)
+    /// A local group's view changed (members by node name).
+    func clusterGroupViewChanged(pattern: TopicPattern, view: UInt64, members: [String], primary: Bool)
+    /// The application state of `pattern` now: its retained history.
+    func clusterCheckpoint(pattern: TopicPattern) -> [UInt8]
+    /// Replace the state of `pattern` with a checkpoint; the group is live
+    /// locally from here on.
+    func clusterApplyCheckpoint(pattern: TopicPattern, state: [UInt8])
+    /// Local groups were dropped (rejoining as a new incarnation): they are
+    /// joined again, with state transfer.
+    func clusterRejoining()
+}
+
+/// One delivery with this node's delivery position right after it (per
+/// origin rank of the view, how many of its messages were delivered): the
+/// message's resume id.
+public struct ClusterDelivery: Sendable {
+    public var delivery: Delivery
+    public var viewEpoch: UInt64
+    public var delivered: [UInt64]
+}
+
+/// How a publish handed to the cluster ended.
+public enum ClusterPublishOutcome: Sendable, Equatable {
+    /// The level was reached here; the position is this node's delivery
+    /// position at that moment (the message's id).
+    case acked(viewEpoch: UInt64, delivered: [UInt64])
+    case refused(PublishRefusal)
+    case failed(PublishFailure)
+}
+
+/// One publish handed to `ClusterNode.publish`.
+public struct ClusterPublish: Sendable {
+    public var destination: Destination
+    public var level: DeliveryLevel
+    public var session: UInt64
+    public var payload: [UInt8]
+    public init(destination: Destination, level: DeliveryLevel, session: UInt64, payload: [UInt8]) {
+        self.destination = destination
+        self.level = level
+        self.session = session
+        self.payload = payload
+    }
+}
+
+/// Counters a scrape reads (`/metrics`).
+public struct ClusterCounters: Sendable {
+    public var viewChanges: UInt64 = 0
+    public var suspicions: UInt64 = 0
+    public var retransmissions: UInt64 = 0
+    public var flushes: UInt64 = 0
+    public var flushSecondsTotal: Double = 0
+    public var lastFlushSeconds: Double = 0
+    public var bufferedMessages: Int = 0
+    public var pendingPublishes: Int = 0
+    public var framesSent: UInt64 = 0
+    public var framesReceived: UInt64 = 0
+    public var bytesSent: UInt64 = 0
+    public var bytesReceived: UInt64 = 0
+    public var decodeErrors: UInt64 = 0
+    /// Peer connections refused in the handshake (no key, another key, a
+    /// bad proof or frame).
+    public var refusedPeers: UInt64 = 0
+    /// Decoded protocol messages dropped before the core acted on them, by
+    /// reason (`RejectReason`; every reason present, from 0).
+    public var rejectedMessages: [String: UInt64] = Dictionary(uniqueKeysWithValues: RejectReason.allCases.map { ($0.rawValue, 0) })
+}
