@@ -358,23 +358,33 @@ extension ByteBuffer {
         }
     }
 
+    /// The length of a byte string: bounded only by what is left of the
+    /// frame (itself bounded by the frame limit). A checkpoint of more than
+    /// `countMax` bytes is one such string.
+    mutating func readByteCount() throws(MessageDecodingError) -> Int {
+        let n = try readVarint()
+        guard n <= UInt64(readableBytes) else { throw MessageDecodingError("byte string of \(n) bytes exceeds the \(readableBytes) bytes left") }
+        return Int(n)
+    }
+
     mutating func readCount() throws(MessageDecodingError) -> Int {
         let n = try readVarint()
         // Every item takes at least one byte: a count above what is left is corrupt.
-        guard n <= UInt64(MessageCodec.countMax), n <= UInt64(readableBytes) else {
+        guard n <= UInt64(MessageCodec.countMax) else { throw MessageDecodingError("count \(n) is over the limit of \(MessageCodec.countMax) items") }
+        guard n <= UInt64(readableBytes) else {
             throw MessageDecodingError("count \(n) exceeds the \(readableBytes) bytes left")
         }
         return Int(n)
     }
 
     mutating func readVarBytes() throws(MessageDecodingError) -> [UInt8] {
-        let n = try readCount()
+        let n = try readByteCount()
         guard let bytes = readBytes(length: n) else { throw MessageDecodingError("truncated bytes") }
         return bytes
     }
 
     mutating func readVarString() throws(MessageDecodingError) -> String {
-        let n = try readCount()
+        let n = try readByteCount()
         guard let s = readString(length: n) else { throw MessageDecodingError("truncated string") }
         return s
     }

@@ -107,16 +107,13 @@ extension GroupNode {
     // MARK: Message routing
 
     mutating func receive(from: ProcessID, _ msg: ProtocolMessage) {
-        if let reason = rejection(of: msg) {
-            out.append(.rejectedMessage(from: from, reason))
-            return
-        }
         switch msg {
         case .data(let m):
             guard current(m.id.view, from, msg) else { return }
             receiveData(from: from, m)
         case .order(let v, let first, let entries):
             guard current(v, from, msg), from == vlog.view.coordinator else { return }
+            if let reason = rejection(orderFirst: first, entries) { return reject(from, reason) }
             receiveOrders(first: first, entries)
         case .ack(let v, let d):
             guard current(v, from, msg), vlog.isSequencer, !flushing, let r = vlog.view.rank(of: from) else { return }
@@ -133,6 +130,7 @@ extension GroupNode {
             }
         case .heartbeat(let v, let d, let st):
             guard current(v, from, msg) else { return }
+            if let st, st.received.count != vlog.streams.count { return reject(from, .vectorLength) }
             receiveHeartbeat(from: from, d, st)
         case .nak(let v, let first):
             guard current(v, from, msg) else { return }
@@ -161,12 +159,15 @@ extension GroupNode {
             epochSeen = max(epochSeen, p.epoch)
             startFlush()
         case .propose(let ballot, let value):
+            if let reason = rejection(install: value) { return reject(from, reason) }
             receivePropose(from: from, ballot: ballot, value)
         case .accepted(let ballot):
             receiveAccepted(from: from, ballot: ballot)
         case .flushReport(let r):
+            if let reason = rejection(report: r) { return reject(from, reason) }
             receiveReport(from: from, r)
         case .install(let inst):
+            if let reason = rejection(install: inst) { return reject(from, reason) }
             receiveInstall(inst)
         case .installRequest(let v):
             if let last = lastInstall, last.previous == v, last.view.contains(from) {
@@ -186,8 +187,10 @@ extension GroupNode {
                 staleSender(from, v.id)
             }
         case .checkpointRequest(let p, let after):
+            if let reason = rejection(position: after) { return reject(from, reason) }
             checkpointRequested(from: from, pattern: p, after: after)
         case .checkpoint(let p, let cut, let state, let skip):
+            if let reason = rejection(position: cut) { return reject(from, reason) }
             checkpointReceived(p, cut: cut, state: state, skip: skip)
         }
     }

@@ -16,39 +16,42 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
 }
 
 extension GroupNode {
-    /// The reason to refuse `msg`, checked against the current view, or nil.
-    /// Messages of another view are judged where they are handled (stale
-    /// ones are dropped, later ones kept and checked again on replay).
-    func rejection(of msg: ProtocolMessage) -> RejectReason? {
-        guard inView else { return nil }
-        let view = vlog.view
-        let n = view.members.count
-        switch msg {
-        case .data, .ack, .stable, .nak, .orderNak, .joinRequest, .flushStart, .flushReject, .accepted, .installRequest, .viewNotice:
-            // Ranks and digest lengths are checked where they are used.
-            return nil
-        case .heartbeat(let v, _, let stable):
-            if v == view.id, let stable, stable.received.count != n { return .vectorLength }
-        case .order(let v, let first, let entries):
-            guard v == view.id else { return nil }
-            if first == 0 { return .zeroIndex }
-            if entries.contains(where: { Int($0.origin) >= n }) { return .rankOutOfView }
-        case .flushReport(let report):
-            guard report.previous == view.id else { return nil }
-            return Self.check(report, members: n)
-        case .propose(_, let value):
-            guard value.previous == view.id else { return nil }
-            return Self.check(value, members: n)
-        case .install(let inst):
-            guard inst.previous == view.id else { return nil }
-            if let reason = Self.check(inst, members: n) { return reason }
-            if flushing && inst.view.contains(me) && !canReach(inst) { return .unreachableCut }
-        case .checkpointRequest(_, let after):
-            if after.view == view.id && after.delivered.count != n { return .vectorLength }
-        case .checkpoint(_, let cut, _, _):
-            if cut.view == view.id && cut.delivered.count != n { return .vectorLength }
-        }
+    // Each check runs in the arm of `receive` that handles its kind, on the
+    // payload already bound there: the per-message kinds (data, acks,
+    // stability) pay nothing, and no message is copied to be checked.
+    // Messages of another view are judged where they are handled (stale
+    // ones are dropped, later ones kept and checked again on replay).
+
+    /// Drops a message before the core acts on it, and says so.
+    mutating func reject(_ from: ProcessID, _ reason: RejectReason) {
+        out.append(.rejectedMessage(from: from, reason))
+    }
+
+    /// Order entries of the current view.
+    func rejection(orderFirst first: UInt64, _ entries: [OrderEntry]) -> RejectReason? {
+        if first == 0 { return .zeroIndex }
+        let n = vlog.view.members.count
+        if entries.contains(where: { Int($0.origin) >= n }) { return .rankOutOfView }
         return nil
+    }
+
+    /// A flush report, a proposed value or an install closing `previous`.
+    func rejection(report: FlushReport) -> RejectReason? {
+        guard inView, report.previous == vlog.view.id else { return nil }
+        return Self.check(report, members: vlog.view.members.count)
+    }
+
+    func rejection(install: Install) -> RejectReason? {
+        guard inView, install.previous == vlog.view.id else { return nil }
+        if let reason = Self.check(install, members: vlog.view.members.count) { return reason }
+        if flushing && install.view.contains(me) && !canReach(install) { return .unreachableCut }
+        return nil
+    }
+
+    /// A stream position (checkpoint cut, checkpoint request) of the current view.
+    func rejection(position: StreamPosition) -> RejectReason? {
+        guard inView, position.view == vlog.view.id, position.delivered.count != vlog.view.members.count else { return nil }
+        return .vectorLength
     }
 
     static func check(_ install: Install, members n: Int) -> RejectReason? {

@@ -99,4 +99,37 @@ final class MessageCodecTests: XCTestCase {
         XCTAssertEqual(nodeID(forName: "n1"), nodeID(forName: "n1"))
         XCTAssertNotEqual(nodeID(forName: "n1"), nodeID(forName: "n2"))
     }
+
+    /// Byte strings (a checkpoint's state) are bounded by the frame, not by
+    /// the item-count limit: 0, 1, countMax and countMax + 1 bytes all round-trip
+    /// (a 20 MB checkpoint failed before: "count … exceeds …").
+    func testCheckpointStateAtTheCountBoundariesRoundTrips() throws {
+        let pattern = try TopicPattern("big.>")
+        let view = ViewID(epoch: 2, coordinator: a)
+        for size in [0, 1, MessageCodec.countMax, MessageCodec.countMax + 1] {
+            let state = [UInt8](repeating: 0x5A, count: size)
+            let message = ProtocolMessage.checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [3, 4]), state: state, skip: [])
+            var buffer = ByteBuffer()
+            MessageCodec.encode(message, into: &buffer)
+            let decoded = try MessageCodec.decode(&buffer)
+            guard case .checkpoint(_, _, let got, _) = decoded else { return XCTFail("decoded \(decoded)") }
+            XCTAssertEqual(got.count, size)
+            XCTAssertEqual(buffer.readableBytes, 0)
+        }
+    }
+
+    /// Item counts stop at `countMax`: one more is refused before allocating.
+    func testItemCountsAtTheLimitAreRefusedAboveIt() {
+        for (count, ok) in [(0, true), (1, true), (MessageCodec.countMax, true), (MessageCodec.countMax + 1, false)] {
+            var b = ByteBuffer()
+            b.writeVarint(UInt64(count))
+            b.writeBytes([UInt8](repeating: 0, count: count))
+            let result = Result { () throws(MessageDecodingError) -> Int in try b.readCount() }
+            switch (result, ok) {
+            case (.success(let n), true): XCTAssertEqual(n, count)
+            case (.failure(let error), false): XCTAssertTrue("\(error)".contains("over the limit"), "\(error)")
+            default: XCTFail("count \(count): \(result)")
+            }
+        }
+    }
 }
