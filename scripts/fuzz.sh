@@ -10,8 +10,10 @@
 # inputs stay there unless --merge asks to merge them (minimised, with
 # libFuzzer's -merge=1) into the committed corpus. It prints executions,
 # coverage and the exit status, and exits non-zero on a crash, naming the
-# crash file. FUZZ_NO_BUILD=1 skips the build; FUZZ_JOBS is not supported:
-# one target at a time, niced, since the machine is shared.
+# crash file. FUZZ_NO_BUILD=1 skips the build; FUZZ_ARGS adds libFuzzer
+# flags (e.g. "-fork=1 -ignore_crashes=1 -ignore_timeouts=1" to go on past
+# crashes and collect them all). One target at a time, niced: the machine is
+# shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,9 +72,11 @@ fuzz() {
   cp Fuzz/Corpus/"$target"/* "$work/corpus/"
   echo "== $target for $seconds s (corpus copy in $work/corpus)"
   local status=0
+  # FUZZ_ARGS is split into flags on purpose.
+  # shellcheck disable=SC2086
   nice -n 10 "$bin_dir/$target" "$work/corpus" \
     -max_total_time="$seconds" -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len="$(max_len "$target")" \
-    -timeout=10 -print_final_stats=1 -artifact_prefix="$work/artifacts/" >"$work/log" 2>&1 || status=$?
+    -timeout=10 -print_final_stats=1 -artifact_prefix="$work/artifacts/" ${FUZZ_ARGS:-} >"$work/log" 2>&1 || status=$?
   grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$work/log" | tail -2 || true
   local execs cov
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
