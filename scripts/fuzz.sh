@@ -80,12 +80,17 @@ fuzz() {
   grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$work/log" | tail -2 || true
   local execs cov
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/log" | tail -1)
+  [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$work/log" | tail -1 | tr -d "#" || true)
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$work/log" | tail -1)
-  if [ "$status" -ne 0 ]; then
-    tail -40 "$work/log"
-    local crash
-    for crash in "$work"/artifacts/*; do [ -e "$crash" ] && echo "CRASH FILE: $crash"; done
-  fi
+  [ "$status" -ne 0 ] && tail -40 "$work/log"
+  # With -fork=1 -ignore_crashes=1 libFuzzer exits 0 past crashes: count the files.
+  local crash found=0
+  for crash in "$work"/artifacts/*; do
+    [ -e "$crash" ] || continue
+    echo "CRASH FILE: $crash"
+    found=1
+  done
+  [ "$status" -eq 0 ] && [ "$found" = 1 ] && status=1
   if [ "$merge" = 1 ] && [ "$status" -eq 0 ]; then
     nice -n 10 "$bin_dir/$target" -merge=1 -max_len="$(max_len "$target")" "Fuzz/Corpus/$target" "$work/corpus" >>"$work/log" 2>&1
     echo "merged new inputs into Fuzz/Corpus/$target ($(find "Fuzz/Corpus/$target" -type f | wc -l) files)"
