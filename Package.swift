@@ -15,6 +15,9 @@ let package = Package(
         .library(name: "PiglixClient", targets: ["PiglixClient"]),
         .library(name: "PiglixTopics", targets: ["PiglixTopics"]),
         .library(name: "PiglixGroups", targets: ["PiglixGroups"]),
+        // For the fuzz package (Fuzz/Package.swift), which depends on this one by path.
+        .library(name: "PiglixWire", targets: ["PiglixWire"]),
+        .library(name: "PiglixCluster", targets: ["PiglixCluster"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),

@@ -121,6 +121,17 @@ public enum MessageCodec {
         }
     }
 
+    /// Reads the sender's incarnation that begins a `messages` frame body;
+    /// the encoded messages follow it.
+    public static func decodeIncarnation(_ b: inout ByteBuffer) throws(MessageDecodingError) -> UInt64 {
+        try b.readVarint()
+    }
+
+    /// Writes the incarnation that begins a `messages` frame body.
+    public static func encodeIncarnation(_ incarnation: UInt64, into b: inout ByteBuffer) {
+        b.writeVarint(incarnation)
+    }
+
     /// Decodes one message from the front of `b`.
     public static func decode(_ b: inout ByteBuffer) throws(MessageDecodingError) -> ProtocolMessage {
         guard let raw: UInt8 = b.readInteger() else { throw MessageDecodingError("empty message") }

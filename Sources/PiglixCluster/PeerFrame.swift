@@ -43,17 +43,26 @@ struct PeerFrameDecoder: ByteToMessageDecoder {
     let frameBytesMax: Int
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length: UInt32 = buffer.getInteger(at: buffer.readerIndex) else { return .needMoreData }
+        guard let frame = try PeerFrame.read(from: &buffer, frameBytesMax: frameBytesMax) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+}
+
+extension PeerFrame {
+    /// Cuts one whole frame from the front of `buffer`, nil (consuming
+    /// nothing) when more bytes are needed. What `PeerFrameDecoder` does on
+    /// a connection; public so the fuzz targets (Fuzz/) can drive it.
+    public static func read(from buffer: inout ByteBuffer, frameBytesMax: Int) throws(PeerFrameError) -> PeerFrame? {
+        guard let length: UInt32 = buffer.getInteger(at: buffer.readerIndex) else { return nil }
         let size = Int(length)
-        guard size >= 1 else { throw PeerFrameError.tooLarge(0, max: frameBytesMax) }
-        guard size <= frameBytesMax else { throw PeerFrameError.tooLarge(size, max: frameBytesMax) }
-        guard buffer.readableBytes >= 4 + size else { return .needMoreData }
+        guard size >= 1 else { throw .tooLarge(0, max: frameBytesMax) }
+        guard size <= frameBytesMax else { throw .tooLarge(size, max: frameBytesMax) }
+        guard buffer.readableBytes >= 4 + size else { return nil }
         buffer.moveReaderIndex(forwardBy: 4)
         let rawKind: UInt8 = buffer.readInteger()!
-        guard let kind = PeerFrameKind(rawValue: rawKind) else { throw PeerFrameError.unknownKind(rawKind) }
-        let body = buffer.readSlice(length: size - 1)!
-        context.fireChannelRead(wrapInboundOut(PeerFrame(kind: kind, body: body)))
-        return .continue
+        guard let kind = PeerFrameKind(rawValue: rawKind) else { throw .unknownKind(rawKind) }
+        return PeerFrame(kind: kind, body: buffer.readSlice(length: size - 1)!)
     }
 }
 
@@ -102,7 +111,8 @@ public struct Hello: Sendable, Hashable {
         return hello
     }
 
-    func encode() -> ByteBuffer {
+    /// The body of a `hello` frame.
+    public func encode() -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.writeInteger(Self.version)
         buffer.writeInteger(UInt16(name.utf8.count))
@@ -116,7 +126,8 @@ public struct Hello: Sendable, Hashable {
         return buffer
     }
 
-    static func decode(_ body: ByteBuffer) throws(PeerFrameError) -> Hello {
+    /// Parses the body of a `hello` frame.
+    public static func decode(_ body: ByteBuffer) throws(PeerFrameError) -> Hello {
         var body = body
         guard let version: UInt16 = body.readInteger() else { throw .malformedHello("short") }
         guard version == Self.version else { throw .malformedHello("peer speaks version \(version), we speak \(Self.version)") }

@@ -154,7 +154,13 @@ public final class BoundedDecompressor {
     /// Feeds compressed bytes; calls `emit` with each decompressed chunk.
     public func decompress(_ input: ByteBuffer, emit: (ByteBuffer) throws -> Void) throws {
         var input = input
-        while input.readableBytes > 0 && !ended {
+        // A full output chunk goes round again even when all the input is
+        // taken: zlib may still hold output for input it has read (the rest
+        // of a long match), which would otherwise be lost at the end of the
+        // body (found by Fuzz/FuzzCompressedBody).
+        var outputFull = false
+        while (input.readableBytes > 0 || outputFull) && !ended {
+            outputFull = false
             var output = ByteBuffer()
             output.reserveCapacity(chunkBytes)
             var needMoreInput = false
@@ -164,6 +170,7 @@ public final class BoundedDecompressor {
                 if input.readableBytes > 0 && output.readableBytes == 0 { ended = true }
             } catch let error as CompressNIOError where error == .bufferOverflow {
                 // Output chunk full; loop for more.
+                outputFull = true
             } catch let error as CompressNIOError where error == .inputBufferOverflow {
                 needMoreInput = true
             } catch {

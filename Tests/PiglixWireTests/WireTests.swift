@@ -245,6 +245,47 @@ final class CompressionTests: XCTestCase {
         }
     }
 
+    /// Regression (Fuzz/crashes/FuzzCompressedBody/lost-tail-of-output):
+    /// a body whose last input byte is taken while zlib still holds more
+    /// than a chunk of output. Its tail was lost when the body came in one
+    /// piece, and arrived only with a later piece when it came in several.
+    func testOutputHeldByZlibWhenTheInputRunsOutIsEmitted() throws {
+        let body: [UInt8] =
+            [
+                0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x04, 0x03, 0xec, 0xd0, 0xc1, 0x00, 0x00, 0x00, 0x00, 0x03,
+                0x21, 0xd6, 0xf3, 0x97, 0x18, 0xc6, 0x3e, 0x85, 0x50,
+            ] + Array(repeating: 0, count: 64)
+        var whole = 0
+        try BoundedDecompressor(.gzip, outputBytesMax: 1 << 20).decompress(ByteBuffer(bytes: body)) { whole += $0.readableBytes }
+        var pieces = 0
+        let decompressor = try BoundedDecompressor(.gzip, outputBytesMax: 1 << 20)
+        for byte in body { try decompressor.decompress(ByteBuffer(bytes: [byte])) { pieces += $0.readableBytes } }
+        XCTAssertEqual(whole, 66_049)
+        XCTAssertEqual(pieces, 66_049)
+        XCTAssertEqual(decompressor.outputBytes, 66_049)
+    }
+
+    /// The same with a body from the real compressor: every byte of a large,
+    /// very compressible body comes out whatever the output chunk size.
+    func testCompressibleBodyDecompressesWholeWithSmallChunks() throws {
+        let text = ByteBuffer(repeating: UInt8(ascii: "a"), count: 300_000)
+        for coding in ContentCoding.allCases {
+            let compressor = try StreamCompressor(coding)
+            var compressed = try compressor.compress(text)
+            var end = try compressor.finish()
+            compressed.writeBuffer(&end)
+            for chunkBytes in [1000, 4096, 64 * 1024] {
+                var output = ByteBuffer()
+                let decompressor = try BoundedDecompressor(coding, outputBytesMax: 1 << 20, chunkBytes: chunkBytes)
+                try decompressor.decompress(compressed) { chunk in
+                    var chunk = chunk
+                    output.writeBuffer(&chunk)
+                }
+                XCTAssertEqual(output, text, "\(coding), chunks of \(chunkBytes)")
+            }
+        }
+    }
+
     func testAcceptEncodingNegotiation() {
         XCTAssertEqual(ContentCoding.negotiate(acceptEncoding: "gzip, deflate, br"), .gzip)
         XCTAssertEqual(ContentCoding.negotiate(acceptEncoding: "deflate"), .deflate)
