@@ -203,8 +203,12 @@ struct ViewLog: Sendable {
         var advanced = false
         for r in stable.received.indices where d.received[r] > stable.received[r] {
             if r == myRank {
+                // Bounded by what this process sent: a digest claiming more
+                // (a peer's bad numbers; found by FuzzCore) cannot make it
+                // walk up to 2^64 sequence numbers.
                 var s = stable.received[r] + 1
-                while s <= d.received[r] {
+                let last = min(d.received[r], streams[r].received)
+                while s <= last {
                     if let m = streams[r].message(s) { ownUnstableBytes -= m.payload.count }
                     s += 1
                 }

@@ -56,4 +56,29 @@ struct ValidationTests {
         #expect(try rejected(feed(.heartbeat(view: view, digest: good, stable: bad), from: 1).1) == [.vectorLength])
         #expect(try rejected(feed(.heartbeat(view: view, digest: good, stable: good), from: 1).1).isEmpty)
     }
+
+    @Test("a flush report whose order entry names a rank outside the view is rejected (FuzzCore trap in computeInstall)")
+    func reportOrderOriginOutOfView() throws {
+        let c = try TestCluster.started(3)
+        let view = try #require(c.view(1))
+        let digest = Digest(received: [0, 0, 0], ordersKnown: 1)
+        let report = FlushReport(
+            previous: view.id, ballot: ViewID(epoch: 99, coordinator: view.members[0]), digest: digest, knownStable: digest, messages: [],
+            ordersFirst: 1, orders: [OrderEntry(origin: 9, seq: 1)], delivered: [0, 0, 0], floors: [0, 0, 0], totalDelivered: 0,
+            accepted: nil, acceptedBallot: nil)
+        #expect(try rejected(feed(.flushReport(report)).1) == [.rankOutOfView])
+    }
+
+    @Test("a stable digest far beyond what this process sent does not stall it (FuzzCore hang in adoptStable)")
+    func hugeStableDigestReturnsAtOnce() throws {
+        let c = try TestCluster.started(3)
+        let view = try #require(c.view(1))
+        let coordinator = try #require(c.nodes[view.members[0].node]).me
+        // Feed it to a member that is not the coordinator.
+        let target = try #require(view.members.dropFirst().first)
+        var node = try #require(c.nodes[target.node])
+        let huge = Digest(received: [UInt64.max, UInt64.max, UInt64.max], ordersKnown: 0)
+        _ = node.onMessage(from: coordinator, .stable(view: view.id, digest: huge), now: c.now + 1)
+        _ = node.onMessage(from: coordinator, .heartbeat(view: view.id, digest: Digest(received: [0, 0, 0], ordersKnown: 0), stable: huge), now: c.now + 2)
+    }
 }
