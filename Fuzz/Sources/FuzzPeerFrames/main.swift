@@ -88,7 +88,7 @@ func seeds() -> [[UInt8]] {
     let install = Install(
         previous: view, view: ClusterView(id: ViewID(epoch: 4, coordinator: a), members: [a]), cut: [4, 42], ordersCut: 17,
         messages: [data], ordersFirst: 15, orders: [OrderEntry(origin: 1, seq: 41), OrderEntry(origin: 0, seq: 4)],
-        groups: [GroupRecord(pattern: pattern, members: [a, b], ready: [true, false])],
+        groups: [GroupRecord(pattern: pattern, members: [a, b], ready: [true, false], view: 4 << 32 | 2)],
         readyAtCut: [GroupMember(pattern: pattern, member: b)])
     let messages: [ProtocolMessage] = [
         .data(data),
