@@ -13,6 +13,9 @@ public enum RejectReason: String, Hashable, Sendable, CaseIterable {
     /// An install whose cut this process cannot reach from what it holds
     /// and what the install carries.
     case unreachableCut = "unreachable_cut"
+    /// Messages of this process's own stream that it never sent: only this
+    /// process can know what it sent, so no peer can add to it.
+    case foreignOwnStream = "foreign_own_stream"
 }
 
 extension GroupNode {
@@ -38,12 +41,29 @@ extension GroupNode {
     /// A flush report, a proposed value or an install closing `previous`.
     func rejection(report: FlushReport) -> RejectReason? {
         guard inView, report.previous == vlog.view.id else { return nil }
-        return Self.check(report, members: vlog.view.members.count)
+        if let reason = Self.check(report, members: vlog.view.members.count) { return reason }
+        if report.digest.received[vlog.myRank] > vlog.streams[vlog.myRank].received || claimsOwnMessages(report.messages) {
+            return .foreignOwnStream
+        }
+        if let accepted = report.accepted, accepted.previous == vlog.view.id, claimsOwnMessages(accepted.messages)
+            || accepted.cut[vlog.myRank] > vlog.streams[vlog.myRank].received
+        {
+            return .foreignOwnStream
+        }
+        return nil
+    }
+
+    /// Whether `messages` hold one of this process's stream beyond what it sent.
+    func claimsOwnMessages(_ messages: [DataMessage]) -> Bool {
+        let rank = UInt32(vlog.myRank)
+        let sent = vlog.streams[vlog.myRank].received
+        return messages.contains { $0.id.origin == rank && $0.id.seq > sent }
     }
 
     func rejection(install: Install) -> RejectReason? {
         guard inView, install.previous == vlog.view.id else { return nil }
         if let reason = Self.check(install, members: vlog.view.members.count) { return reason }
+        if claimsOwnMessages(install.messages) || install.cut[vlog.myRank] > vlog.streams[vlog.myRank].received { return .foreignOwnStream }
         if flushing && install.view.contains(me) && !canReach(install) { return .unreachableCut }
         return nil
     }
