@@ -130,7 +130,13 @@ extension GroupNode {
         // Commit.
         var inst = value
         if inst.view.contains(me) {
-            deliverToCut(inst)
+            // A value computed from, or adopted out of, a report that lied
+            // (an authenticated but faulty peer) may be a cut this process
+            // cannot deliver: it leaves the view instead of trapping.
+            guard canReach(inst), !claimsOwnMessages(inst.messages), deliverToCut(inst) else {
+                reject(me, .unreachableCut)
+                return rejoin()
+            }
             inst.groups = incarnation.groups.records
             installView(inst, announce: true)
         } else {
@@ -159,7 +165,10 @@ extension GroupNode {
             // deviations above).
             guard flushing else { return }
             var inst = inst
-            deliverToCut(inst)
+            guard deliverToCut(inst) else {
+                reject(me, .unreachableCut)
+                return rejoin()
+            }
             // Every survivor holds the same group table at the cut; keep it
             // in the install it may forward to a joiner later.
             inst.groups = incarnation.groups.records
@@ -170,7 +179,11 @@ extension GroupNode {
     }
 
     /// Step 4: complete the old view exactly to the cut.
-    mutating func deliverToCut(_ inst: Install) {
+    /// False when delivery stopped short of the cut (only a faulty peer's
+    /// install can do that; `rejection(install:)` refuses the ones it can
+    /// tell before any delivery): the caller leaves the view.
+    @discardableResult
+    mutating func deliverToCut(_ inst: Install) -> Bool {
         for m in inst.messages {
             let r = Int(m.id.origin)
             if m.id.seq == vlog.streams[r].received + 1 { vlog.streams[r].append(m) }
@@ -188,10 +201,8 @@ extension GroupNode {
         // Deliver to the cut; the install that follows starts a new `Member`.
         member.flush = .none
         deliver(hint: nil)
-        for r in inst.cut.indices {
-            precondition(vlog.streams[r].delivered == inst.cut[r], "\(me) stopped short of cut \(inst.cut): \(vlog.streams.map(\.delivered)) orders \(vlog.totalDelivered)/\(inst.ordersCut)")
-        }
-        precondition(vlog.totalDelivered == inst.ordersCut, "\(me) stopped short of orders cut \(inst.ordersCut): \(vlog.totalDelivered)")
+        for r in inst.cut.indices where vlog.streams[r].delivered != inst.cut[r] { return false }
+        if vlog.totalDelivered != inst.ordersCut { return false }
         for mark in inst.readyAtCut { incarnation.groups.setReady(mark.pattern, mark.member) }
         // Own messages beyond the cut are sent again in the next view.
         let rank = vlog.myRank
@@ -217,6 +228,7 @@ extension GroupNode {
             }
         }
         if !resend.isEmpty { pending.prepend(contentsOf: resend) }
+        return true
     }
 
     mutating func adoptAsJoiner(_ inst: Install) {

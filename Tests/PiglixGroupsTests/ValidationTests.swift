@@ -81,4 +81,19 @@ struct ValidationTests {
         _ = node.onMessage(from: coordinator, .stable(view: view.id, digest: huge), now: c.now + 1)
         _ = node.onMessage(from: coordinator, .heartbeat(view: view.id, digest: Digest(received: [0, 0, 0], ordersKnown: 0), stable: huge), now: c.now + 2)
     }
+
+    @Test("a flush report claiming messages of the receiver's own stream that it never sent is rejected (FuzzCore trap in delivered)")
+    func reportClaimingOwnStream() throws {
+        let c = try TestCluster.started(3)
+        let view = try #require(c.view(1))
+        let node = try #require(c.nodes[NodeID(1)])
+        let myRank = try #require(view.rank(of: node.me))
+        var received: [UInt64] = [0, 0, 0]
+        received[myRank] = 5
+        let digest = Digest(received: received, ordersKnown: 0)
+        let report = FlushReport(
+            previous: view.id, ballot: ViewID(epoch: 99, coordinator: view.members[0]), digest: digest, knownStable: Digest(received: [0, 0, 0], ordersKnown: 0),
+            messages: [], ordersFirst: 1, orders: [], delivered: [0, 0, 0], floors: [0, 0, 0], totalDelivered: 0, accepted: nil, acceptedBallot: nil)
+        #expect(try rejected(feed(.flushReport(report)).1) == [.foreignOwnStream])
+    }
 }
