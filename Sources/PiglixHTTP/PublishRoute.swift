@@ -120,6 +120,7 @@ struct PublishRoute: Sendable {
                 defer { pipeline.endReading() }
                 var session = PublishSession(broker: broker, settings: settings, binary: binary)
                 let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
+                var chunksSinceYield = 0
                 do {
                     for try await chunk in request.body {
                         try session.consume(chunk, through: decompressor)
@@ -130,7 +131,13 @@ struct PublishRoute: Sendable {
                         // suspend; with one free thread the writer would wait
                         // for the body to pause before sending acks that are
                         // ready (a single node completes batches at once).
-                        if pipeline.hasAcksToWrite { await Task.yield() }
+                        // Every 8th chunk at most: a yield per chunk cost ~9 %
+                        // of the node's CPU per message in `piglix bench 1to1`.
+                        chunksSinceYield += 1
+                        if chunksSinceYield >= 8 && pipeline.hasAcksToWrite {
+                            chunksSinceYield = 0
+                            await Task.yield()
+                        }
                     }
                     try decompressor?.finish()
                     session.finish()
