@@ -8,7 +8,10 @@ import PiglixTopics
 /// coordinator). Deviation from SWIM-style probing: no indirect probes.
 extension GroupNode {
     mutating func start(seeds: [NodeID], bootstrap: Bool) {
-        self.seeds = seeds.filter { $0 != me.node }
+        // Keep seeds added before the start: the shell learns them as
+        // connections come up, and one can come up between the listen and
+        // the start (a node that lost them never asked that peer to join).
+        for seed in seeds where seed != me.node && !self.seeds.contains(seed) { self.seeds.append(seed) }
         if bootstrap {
             let v = ClusterView(id: ViewID(epoch: 1, coordinator: me), members: [me])
             let inst = Install(previous: nil, view: v, cut: [], ordersCut: 0, messages: [], ordersFirst: 1, orders: [], groups: [])

@@ -9,14 +9,14 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure throughput and latency with PiglixClient.",
         discussion: """
-            Scenario 1to1: one streaming publisher (binary frames on one POST /v1/publish
-            stream) sends SIZE-byte payloads to one topic; one subscriber (binary frames)
-            receives them. Each payload starts with the publisher's monotonic clock in
-            nanoseconds, so publish→deliver latency is measured per message, in one process.
-            Prints delivered msgs/s and MB/s (payload bytes), latency percentiles
-            (HdrHistogram), and wire bytes per message on each side (HTTP/2 framing and
-            acks included). Without --url it starts `piglix serve` (this executable) on a
-            free loopback port with --log-level warning, and prints its peak RSS.
+            Scenario 1to1: one streaming publisher (binary frames on one POST /v1/publish \
+            stream) sends SIZE-byte payloads to one topic; one subscriber (binary frames) \
+            receives them. Each payload starts with the publisher's monotonic clock in \
+            nanoseconds, so publish→deliver latency is measured per message, in one process. \
+            Prints delivered msgs/s and MB/s (payload bytes), latency percentiles \
+            (HdrHistogram), and wire bytes per message on each side (HTTP/2 framing and \
+            acks included). Without --url it starts `piglix serve` (this executable) on a \
+            free loopback port with --log-level warning, and prints its peak RSS. \
             Build with -c release for meaningful figures.
             """)
 

@@ -8,8 +8,8 @@ struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check a node over HTTP/1.1: exit 0 when GET PATH answers 2xx (container health check).",
         discussion: """
-            By default probes /healthz on the node's own listen address, read from PIGLIX_LISTEN
-            as `piglix serve` does, with a wildcard host (0.0.0.0, ::) read as loopback.
+            By default probes /healthz on the node's own listen address, read from PIGLIX_LISTEN \
+            as `piglix serve` does, with a wildcard host (0.0.0.0, ::) read as loopback. \
             Prints the status and body; exits 1 on a non-2xx answer, a refused connection or a timeout.
             """)
 

@@ -20,8 +20,10 @@ final class ClusterKeyTests: XCTestCase {
         n1.extraArguments = ["--cluster-key-file", key]
         n2.extraArguments = ["--cluster-key-file", key]
         intruder.extraArguments = ["--cluster-key-file", otherKey]
+        // All four at once: a peer's connection can come up before a node's
+        // core starts (a seed learned then was lost, and n2 never joined).
         try cluster.start()
-        try await cluster.waitForView(["n1", "n2"], on: [n1, n2])
+        try await cluster.waitForView(["n1", "n2"], on: [n1, n2], timeout: .seconds(40))
         // Give the outsiders several join attempts and bootstrap waits.
         try await Task.sleep(for: .seconds(3))
         let status = try await cluster.waitForView(["n1", "n2"], on: [n1, n2])
