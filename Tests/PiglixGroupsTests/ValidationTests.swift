@@ -80,6 +80,8 @@ struct ValidationTests {
         let huge = Digest(received: [UInt64.max, UInt64.max, UInt64.max], ordersKnown: 0)
         _ = node.onMessage(from: coordinator, .stable(view: view.id, digest: huge), now: c.now + 1)
         _ = node.onMessage(from: coordinator, .heartbeat(view: view.id, digest: Digest(received: [0, 0, 0], ordersKnown: 0), stable: huge), now: c.now + 2)
+        // It returned (a hang is the failure) and is still a member of the view.
+        #expect(node.currentView?.id == view.id)
     }
 
     @Test("a flush report claiming messages of the receiver's own stream that it never sent is rejected (FuzzCore trap in delivered)")
