@@ -348,16 +348,15 @@ extension Broker: ClusterApplication {
         for continuation in wake { continuation.resume() }
     }
 
-    public func clusterCheckpoint(pattern: TopicPattern) -> [UInt8] {
-        let messages = state.withLock { $0.retention.messages(matching: pattern) }
-        return CheckpointCodec.encode(messages)
+    public func clusterCheckpoint(pattern: TopicPattern) -> any CheckpointReader {
+        RetainedCheckpoint(messages: state.withLock { $0.retention.messages(matching: pattern) })
     }
 
-    public func clusterApplyCheckpoint(pattern: TopicPattern, state checkpoint: [UInt8]) {
+    public func clusterApplyCheckpoint(pattern: TopicPattern, chunk: [UInt8], first: Bool, last: Bool) -> Bool {
         let messages: [StoredMessage]
-        do { messages = try CheckpointCodec.decode(checkpoint, topicLimits: settings.topicLimits) } catch {
-            logger.error("checkpoint of \(pattern.name) is unreadable (\(error)); starting the group without history")
-            return clusterApplyCheckpoint(pattern: pattern, state: CheckpointCodec.encode([]))
+        do { messages = try CheckpointCodec.decode(chunk, topicLimits: settings.topicLimits) } catch {
+            logger.error("a checkpoint chunk of \(pattern.name) is unreadable (\(error)); asking another member")
+            return false
         }
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
@@ -367,10 +366,12 @@ extension Broker: ClusterApplication {
                 return others.contains { $0.matches(topic) }
             }
             // The checkpoint replaces this node's (possibly stale) history of
-            // the topics only this group covers.
-            for name in Array(state.retention.topics.keys) where !coveredElsewhere(name) {
-                if let topic = try? Topic(name, limits: settings.topicLimits), pattern.matches(topic) {
-                    state.retention.removeTopic(name)
+            // the topics only this group covers; later chunks add to it.
+            if first {
+                for name in Array(state.retention.topics.keys) where !coveredElsewhere(name) {
+                    if let topic = try? Topic(name, limits: settings.topicLimits), pattern.matches(topic) {
+                        state.retention.removeTopic(name)
+                    }
                 }
             }
             var installed: [StoredMessage] = []
@@ -380,7 +381,7 @@ extension Broker: ClusterApplication {
                 state.retention.append(message)
                 installed.append(message)
             }
-            state.active.insert(pattern)
+            if last { state.active.insert(pattern) }
             for id in Array(state.queues.keys) {
                 guard var queue = state.queues[id], queue.patterns.contains(pattern) else { continue }
                 if queue.joining.isEmpty {
@@ -393,7 +394,7 @@ extension Broker: ClusterApplication {
                         if let since, let source = message.source, since.covers(source) { continue }
                         Self.enqueue(message, for: id, state: &state, settings: settings, wake: &wake)
                     }
-                } else {
+                } else if last {
                     queue.joining.remove(pattern)
                     state.queues[id] = queue
                     if queue.joining.isEmpty {
@@ -407,6 +408,7 @@ extension Broker: ClusterApplication {
             }
         }
         for continuation in wake { continuation.resume() }
+        return true
     }
 
     public func clusterRejoining() {

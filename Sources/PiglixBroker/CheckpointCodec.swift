@@ -1,16 +1,20 @@
 import NIOCore
+import PiglixCluster
 import PiglixTopics
 import PiglixWire
 
 /// A group's state for state transfer: its retained messages, oldest first,
 /// each with its topic, level, headers, resume id and protocol identity.
+/// A checkpoint travels as several of these, each a whole number of
+/// messages, so the joiner applies each chunk as it arrives.
 enum CheckpointCodec {
     struct Corrupt: Error, CustomStringConvertible {
         var description: String { "truncated or malformed checkpoint" }
     }
 
-    static func encode(_ messages: [StoredMessage]) -> [UInt8] {
+    static func encode<Messages: Collection<StoredMessage>>(_ messages: Messages) -> [UInt8] {
         var b = ByteBuffer()
+        b.reserveCapacity(messages.reduce(4) { $0 + $1.costBytes + 64 })
         b.writeInteger(UInt32(messages.count))
         for m in messages {
             write(m.topic, into: &b)
@@ -77,5 +81,25 @@ enum CheckpointCodec {
     private static func read(_ b: inout ByteBuffer) -> String? {
         guard let n: UInt16 = b.readInteger() else { return nil }
         return b.readString(length: Int(n))
+    }
+}
+
+/// The retained history of a group at a checkpoint's cut. It holds the
+/// messages (their payloads are shared, not copied) and encodes one chunk
+/// at a time, so the provider never holds a second copy of the whole state.
+struct RetainedCheckpoint: CheckpointReader {
+    let messages: [StoredMessage]
+    var next = 0
+
+    mutating func nextChunk(bytes: Int) -> (chunk: [UInt8], last: Bool) {
+        var end = next
+        var size = 0
+        while end < messages.count && (end == next || size + messages[end].costBytes <= bytes) {
+            size += messages[end].costBytes
+            end += 1
+        }
+        let chunk = CheckpointCodec.encode(messages[next..<end])
+        next = end
+        return (chunk, next == messages.count)
     }
 }

@@ -12,14 +12,25 @@ public protocol ClusterApplication: AnyObject, Sendable {
     func clusterStatusChanged(_ status: ClusterStatus)
     /// A local group's view changed (members by node name).
     func clusterGroupViewChanged(pattern: TopicPattern, view: UInt64, members: [String], primary: Bool)
-    /// The application state of `pattern` now: its retained history.
-    func clusterCheckpoint(pattern: TopicPattern) -> [UInt8]
-    /// Replace the state of `pattern` with a checkpoint; the group is live
-    /// locally from here on.
-    func clusterApplyCheckpoint(pattern: TopicPattern, state: [UInt8])
+    /// The application state of `pattern` now (its retained history), read
+    /// later in chunks: a snapshot, not a copy of the bytes.
+    func clusterCheckpoint(pattern: TopicPattern) -> any CheckpointReader
+    /// Apply one chunk of a checkpoint of `pattern`: `first` replaces the
+    /// group's state, later chunks add to it; after `last` the group is
+    /// live locally. False: the chunk is unreadable (the transfer restarts
+    /// from another member).
+    func clusterApplyCheckpoint(pattern: TopicPattern, chunk: [UInt8], first: Bool, last: Bool) -> Bool
     /// Local groups were dropped (rejoining as a new incarnation): they are
     /// joined again, with state transfer.
     func clusterRejoining()
+}
+
+/// A snapshot of a group's state, read as a sequence of chunks that each
+/// decode on their own (the joiner applies them as they come).
+public protocol CheckpointReader: Sendable {
+    /// The next chunk: about `bytes` long (one item alone may be longer), and
+    /// whether it is the last. A snapshot of nothing is one empty last chunk.
+    mutating func nextChunk(bytes: Int) -> (chunk: [UInt8], last: Bool)
 }
 
 /// One delivery with this node's delivery position right after it (per

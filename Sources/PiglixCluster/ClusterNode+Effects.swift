@@ -50,12 +50,22 @@ extension ClusterNode {
                 statusDirty = true
             case .rejoining:
                 statusDirty = true
+                box.value.checkpoints.removeAll()
                 app?.clusterRejoining()
             case .requestCheckpoint(let request):
-                let state = app?.clusterCheckpoint(pattern: request.pattern) ?? []
-                queue.append(contentsOf: box.value.core.onCheckpoint(ticket: request.ticket, state: state, now: now))
-            case .applyCheckpoint(let pattern, let state):
-                app?.clusterApplyCheckpoint(pattern: pattern, state: state)
+                guard let app else { break }
+                box.value.checkpoints[request.ticket] = app.clusterCheckpoint(pattern: request.pattern)
+                queue.append(contentsOf: nextCheckpointChunk(request.ticket))
+            case .requestCheckpointChunk(let ticket):
+                queue.append(contentsOf: nextCheckpointChunk(ticket))
+            case .releaseCheckpoint(let ticket):
+                box.value.checkpoints[ticket] = nil
+            case .applyCheckpointChunk(let chunk):
+                let ok = app?.clusterApplyCheckpoint(pattern: chunk.pattern, chunk: chunk.state, first: chunk.isFirst, last: chunk.last) ?? true
+                if !ok {
+                    logger.warning("checkpoint chunk \(chunk.index) of \(chunk.pattern.name) is unreadable; the transfer restarts")
+                }
+                queue.append(contentsOf: box.value.core.onCheckpointChunkApplied(chunk, ok: ok, now: now))
             case .publishAcked(let token, _, _):
                 complete(token, .acked(viewEpoch: box.value.positionView?.epoch ?? 0, delivered: box.value.delivered))
             case .publishRefused(let token, let why):
@@ -88,6 +98,15 @@ extension ClusterNode {
         }
     }
 
+    /// Encodes a ticket's next checkpoint chunk (one chunk per call, so a
+    /// large checkpoint never holds the loop) and hands it to the core.
+    func nextCheckpointChunk(_ ticket: UInt64) -> [GroupEffect] {
+        guard var reader = box.value.checkpoints.removeValue(forKey: ticket) else { return [] }
+        let (chunk, last) = reader.nextChunk(bytes: settings.checkpointChunkBytes)
+        if !last { box.value.checkpoints[ticket] = reader }
+        return box.value.core.onCheckpointChunk(ticket: ticket, state: chunk, last: last, now: now)
+    }
+
     /// Reads the core in place. A computed property of the core (another
     /// module) read straight through `box.value.core` copied the whole core
     /// first (a retain and a release per field), several times per batch.
@@ -110,12 +129,14 @@ extension ClusterNode {
     }
 
     func enqueue(_ message: ProtocolMessage, to node: NodeID) {
-        var buffer = box.value.outgoing.removeValue(forKey: node) ?? {
-            var b = ByteBuffer()
-            b.reserveCapacity(256)
-            b.writeVarint(box.value.core.me.incarnation)
-            return b
-        }()
+        var buffer = box.value.outgoing.removeValue(forKey: node) ?? newFrameBody()
+        if buffer.readableBytes >= settings.checkpointChunkBytes {
+            // Messages ready in one turn share a frame up to about a chunk's
+            // size: checkpoint chunks each get a frame of their own, and no
+            // frame grows past what the receiver accepts.
+            sendFrame(buffer, to: node)
+            buffer = newFrameBody()
+        }
         if case .data(let m) = message {
             // A multicast goes to every member: encode it once.
             if box.value.lastData != m {
@@ -130,16 +151,25 @@ extension ClusterNode {
         box.value.outgoing[node] = buffer
     }
 
+    func newFrameBody() -> ByteBuffer {
+        var b = ByteBuffer()
+        b.reserveCapacity(256)
+        b.writeVarint(box.value.core.me.incarnation)
+        return b
+    }
+
     func flushOutgoing() {
         guard !box.value.outgoing.isEmpty else { return }
         let outgoing = box.value.outgoing
         box.value.outgoing.removeAll(keepingCapacity: true)
-        for (node, body) in outgoing {
-            guard let peer = box.value.names[node] else { continue }
-            if transport.send(to: peer, body) {
-                box.value.counters.framesSent += 1
-                box.value.counters.bytesSent += UInt64(body.readableBytes)
-            }
+        for (node, body) in outgoing { sendFrame(body, to: node) }
+    }
+
+    func sendFrame(_ body: ByteBuffer, to node: NodeID) {
+        guard let peer = box.value.names[node] else { return }
+        if transport.send(to: peer, body) {
+            box.value.counters.framesSent += 1
+            box.value.counters.bytesSent += UInt64(body.readableBytes)
         }
     }
 

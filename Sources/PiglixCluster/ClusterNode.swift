@@ -52,6 +52,8 @@ public final class ClusterNode: Sendable {
         var lastData: DataMessage?
         var lastDataBytes = ByteBuffer()
         var outgoing: [NodeID: ByteBuffer] = [:]
+        /// Checkpoints being sent in chunks, by the core's ticket.
+        var checkpoints: [UInt64: any CheckpointReader] = [:]
         var counters = ClusterCounters()
         var lastStatus: ClusterStatus?
         var lastSuspectCount = 0

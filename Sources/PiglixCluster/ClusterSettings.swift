@@ -27,6 +27,10 @@ public struct ClusterSettings: Sendable {
     public var compressFramesAtBytes: Int?
     /// Largest frame accepted from a peer.
     public var frameBytesMax: Int = 64 << 20
+    /// A checkpoint travels in chunks of about this size (one retained
+    /// message alone may make a chunk longer), at most
+    /// `group.transferWindowChunks` of them unacknowledged.
+    public var checkpointChunkBytes: Int = 1 << 20
     /// The shared cluster key (`--cluster-key-file`); nil: the cluster port
     /// admits anyone who can reach it.
     public var clusterKey: ClusterKey?

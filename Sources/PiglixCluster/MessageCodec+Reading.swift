@@ -18,9 +18,15 @@ extension ByteBuffer {
         }
     }
 
+    /// A chunk index: a varint that fits 32 bits.
+    mutating func readIndex() throws(MessageDecodingError) -> UInt32 {
+        let n = try readVarint()
+        guard let index = UInt32(exactly: n) else { throw MessageDecodingError("index \(n) does not fit 32 bits") }
+        return index
+    }
+
     /// The length of a byte string: bounded only by what is left of the
-    /// frame (itself bounded by the frame limit). A checkpoint of more than
-    /// `countMax` bytes is one such string.
+    /// frame (itself bounded by the frame limit), not by `countMax`.
     mutating func readByteCount() throws(MessageDecodingError) -> Int {
         let n = try readVarint()
         guard n <= UInt64(readableBytes) else { throw MessageDecodingError("byte string of \(n) bytes exceeds the \(readableBytes) bytes left") }

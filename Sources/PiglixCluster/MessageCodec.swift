@@ -20,7 +20,8 @@ public enum MessageCodec {
     // Tags: stable on the wire, never reuse one.
     enum Tag: UInt8 {
         case data = 1, order, ack, stable, heartbeat, nak, orderNak, joinRequest, flushStart, flushReport
-        case flushReject, propose, accepted, install, installRequest, viewNotice, checkpointRequest, checkpoint
+        case flushReject, propose, accepted, install, installRequest, viewNotice, checkpointRequest, checkpointChunk
+        case checkpointAck
     }
 
     /// Limits applied while decoding, so a corrupt length cannot allocate.
@@ -105,19 +106,28 @@ public enum MessageCodec {
         case .viewNotice(let v):
             b.writeInteger(Tag.viewNotice.rawValue)
             b.writeClusterView(v)
-        case .checkpointRequest(let p, let after):
+        case .checkpointRequest(let p, let after, let request):
             b.writeInteger(Tag.checkpointRequest.rawValue)
             b.writeVarString(p.name)
             b.writeStreamPosition(after)
-        case .checkpoint(let p, let cut, let state, let skip):
-            b.writeInteger(Tag.checkpoint.rawValue)
-            b.writeVarString(p.name)
-            b.writeStreamPosition(cut)
-            b.writeVarBytes(state)
-            b.writeArray(skip) { b, id in
+            b.writeVarint(request)
+        case .checkpointChunk(let c):
+            b.writeInteger(Tag.checkpointChunk.rawValue)
+            b.writeVarString(c.pattern.name)
+            b.writeVarint(c.request)
+            b.writeVarint(UInt64(c.index))
+            b.writeOptional(c.cut) { b, cut in b.writeStreamPosition(cut) }
+            b.writeArray(c.skip) { b, id in
                 b.writeProcessID(id.origin)
                 b.writeVarint(id.seq)
             }
+            b.writeInteger(UInt8(c.last ? 1 : 0))
+            b.writeVarBytes(c.state)
+        case .checkpointAck(let p, let request, let index):
+            b.writeInteger(Tag.checkpointAck.rawValue)
+            b.writeVarString(p.name)
+            b.writeVarint(request)
+            b.writeVarint(UInt64(index))
         }
     }
 
@@ -194,13 +204,18 @@ public enum MessageCodec {
         case .viewNotice:
             return .viewNotice(try b.readClusterView())
         case .checkpointRequest:
-            return .checkpointRequest(pattern: try b.readPattern(), after: try b.readStreamPosition())
-        case .checkpoint:
+            return .checkpointRequest(pattern: try b.readPattern(), after: try b.readStreamPosition(), request: try b.readVarint())
+        case .checkpointChunk:
             let p = try b.readPattern()
-            let cut = try b.readStreamPosition()
-            let state = try b.readVarBytes()
+            let request = try b.readVarint()
+            let index = try b.readIndex()
+            let cut = try b.readOptional { b throws(MessageDecodingError) in try b.readStreamPosition() }
             let skip = try b.readArray { b throws(MessageDecodingError) in PublishID(origin: try b.readProcessID(), seq: try b.readVarint()) }
-            return .checkpoint(pattern: p, cut: cut, state: state, skip: skip)
+            guard let last: UInt8 = b.readInteger(), last <= 1 else { throw MessageDecodingError("bad last flag") }
+            let state = try b.readVarBytes()
+            return .checkpointChunk(CheckpointChunk(pattern: p, request: request, index: index, cut: cut, skip: skip, state: state, last: last == 1))
+        case .checkpointAck:
+            return .checkpointAck(pattern: try b.readPattern(), request: try b.readVarint(), index: try b.readIndex())
         }
     }
 }

@@ -79,8 +79,8 @@ extension ByteBuffer {
 /// Who a peer is: sent once, first, in each direction.
 public struct Hello: Sendable, Hashable {
     /// Protocol version of the peer framing and messages. Version 2 added
-    /// the nonce and the cluster-key flag.
-    public static let version: UInt16 = 2
+    /// the nonce and the cluster-key flag; version 3 chunked checkpoints.
+    public static let version: UInt16 = 3
     /// Bytes of the handshake nonce.
     static let nonceBytes = 32
     /// The node's stable name (`--node-id`).

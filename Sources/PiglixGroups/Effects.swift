@@ -80,12 +80,20 @@ public enum GroupEffect: Hashable, Sendable {
     /// The node was excluded from the primary view and restarts as a new
     /// incarnation; local groups are joined again with state transfer.
     case rejoining(as: ProcessID)
-    /// Snapshot the application state of a group now; answer with
-    /// `onCheckpoint(ticket:state:)`.
+    /// Snapshot the application state of a group now and answer with its
+    /// first chunk: `onCheckpointChunk(ticket:state:last:)`.
     case requestCheckpoint(CheckpointRequest)
-    /// Replace the application state of a group with this checkpoint;
-    /// deliveries that follow continue from it.
-    case applyCheckpoint(pattern: TopicPattern, state: [UInt8])
+    /// Answer with the next chunk of the ticket's snapshot (flow control:
+    /// the joiner acknowledged enough of the earlier ones).
+    case requestCheckpointChunk(ticket: UInt64)
+    /// The ticket's transfer ended before its last chunk (the joiner left
+    /// or went silent): drop the snapshot.
+    case releaseCheckpoint(ticket: UInt64)
+    /// Apply a chunk of a checkpoint: the first chunk replaces the group's
+    /// state, later ones add to it; after the last, deliveries continue from
+    /// it. Answer with `onCheckpointChunkApplied`; `ok: false` (a chunk the
+    /// application cannot read) restarts the transfer from another member.
+    case applyCheckpointChunk(CheckpointChunk)
     /// The publish reached its level at this node (fifo/total: delivered in
     /// order; safe: delivered and held by every member).
     case publishAcked(token: UInt64, id: PublishID, level: DeliveryLevel)

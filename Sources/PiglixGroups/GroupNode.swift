@@ -130,10 +130,26 @@ public struct GroupNode: Sendable {
         return e
     }
 
-    /// The application's answer to `.requestCheckpoint`.
-    public mutating func onCheckpoint(ticket: UInt64, state: [UInt8], now: Tick) -> [GroupEffect] {
+    /// The application's answer to `.requestCheckpoint` and
+    /// `.requestCheckpointChunk`: the ticket's next chunk, and whether it is
+    /// the last.
+    public mutating func onCheckpointChunk(ticket: UInt64, state: [UInt8], last: Bool, now: Tick) -> [GroupEffect] {
         var e: [GroupEffect] = []
-        run(now, &e) { n in n.supplyCheckpoint(ticket: ticket, state: state) }
+        run(now, &e) { n in n.supplyCheckpointChunk(ticket: ticket, state: state, last: last) }
+        return e
+    }
+
+    /// Whether the current transfer of the chunk's pattern waits for this
+    /// chunk to be applied (a simulator checks what it records).
+    public func awaitsApplied(_ chunk: CheckpointChunk) -> Bool {
+        guard case .awaiting(let t) = incarnation.local[chunk.pattern] else { return false }
+        return t.request == chunk.request && t.applied == chunk.index
+    }
+
+    /// The application's answer to `.applyCheckpointChunk`.
+    public mutating func onCheckpointChunkApplied(_ chunk: CheckpointChunk, ok: Bool, now: Tick) -> [GroupEffect] {
+        var e: [GroupEffect] = []
+        run(now, &e) { n in n.checkpointChunkApplied(chunk.pattern, request: chunk.request, index: chunk.index, ok: ok) }
         return e
     }
 

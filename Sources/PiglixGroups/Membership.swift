@@ -64,6 +64,7 @@ extension GroupNode {
             }
         }
         for p in incarnation.transferring { evaluateTransfer(p, force: false) }
+        expireTickets()
         drainPending()
         // Tell seeds outside the view which view this is, so two components
         // that cannot otherwise hear of each other merge: the one with the
@@ -189,12 +190,14 @@ extension GroupNode {
             } else if v.id < mine.id && !mine.contains(from) {
                 staleSender(from, v.id)
             }
-        case .checkpointRequest(let p, let after):
+        case .checkpointRequest(let p, let after, let request):
             if let reason = rejection(position: after) { return reject(from, reason) }
-            checkpointRequested(from: from, pattern: p, after: after)
-        case .checkpoint(let p, let cut, let state, let skip):
-            if let reason = rejection(position: cut) { return reject(from, reason) }
-            checkpointReceived(p, cut: cut, state: state, skip: skip)
+            checkpointRequested(from: from, pattern: p, after: after, request: request)
+        case .checkpointChunk(let chunk):
+            if let cut = chunk.cut, let reason = rejection(position: cut) { return reject(from, reason) }
+            checkpointChunkReceived(from: from, chunk)
+        case .checkpointAck(let p, let request, let index):
+            checkpointAcked(from: from, pattern: p, request: request, index: index)
         }
     }
 

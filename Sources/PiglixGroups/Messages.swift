@@ -147,13 +147,47 @@ public enum ProtocolMessage: Hashable, Sendable {
     /// "Your view is stale; mine is this." A process not in it rejoins.
     indirect case viewNotice(ClusterView)
     /// Joiner to provider: send me a checkpoint of `pattern` at a position
-    /// at or after `after`.
-    indirect case checkpointRequest(pattern: TopicPattern, after: StreamPosition)
-    /// Provider to joiner: the application state of `pattern` at `cut`.
-    /// `skip`: re-sends the provider will not deliver to the group because
-    /// the state already holds them (a `safe` message a checkpoint took
-    /// before a flush left it out); the joiner skips them too (seed 18533).
-    indirect case checkpoint(pattern: TopicPattern, cut: StreamPosition, state: [UInt8], skip: [PublishID])
+    /// at or after `after`. `request` names this attempt; its chunks echo it.
+    indirect case checkpointRequest(pattern: TopicPattern, after: StreamPosition, request: UInt64)
+    /// Provider to joiner: one chunk of the application state at a cut.
+    indirect case checkpointChunk(CheckpointChunk)
+    /// Joiner to provider: chunk `index` of `request` is applied; the
+    /// provider may send more (at most `transferWindowChunks` unacked).
+    indirect case checkpointAck(pattern: TopicPattern, request: UInt64, index: UInt32)
+}
+
+/// One chunk of a checkpoint (StateTransfer.swift). A checkpoint travels as
+/// chunks of the application's size, never as one message, so its size is
+/// bounded by retention, not by the frame limit.
+public struct CheckpointChunk: Hashable, Sendable {
+    public var pattern: TopicPattern
+    /// The joiner's request id.
+    public var request: UInt64
+    /// From 0, in order. Chunk 0 resets the joiner's state for the pattern.
+    public var index: UInt32
+    /// Where the checkpoint was taken; the same in every chunk of a request.
+    /// Nil only for the empty state a group's first member starts from
+    /// (never sent).
+    public var cut: StreamPosition?
+    /// Chunk 0 only: re-sends the provider will not deliver to the group
+    /// because the state already holds them (a `safe` message a checkpoint
+    /// took before a flush left it out); the joiner skips them too (seed 18533).
+    public var skip: [PublishID]
+    /// Application bytes; the application decides how its state splits.
+    public var state: [UInt8]
+    public var last: Bool
+
+    public var isFirst: Bool { index == 0 }
+
+    public init(pattern: TopicPattern, request: UInt64, index: UInt32, cut: StreamPosition?, skip: [PublishID], state: [UInt8], last: Bool) {
+        self.pattern = pattern
+        self.request = request
+        self.index = index
+        self.cut = cut
+        self.skip = skip
+        self.state = state
+        self.last = last
+    }
 }
 
 /// A survivor's answer to a flush start (the "what I hold" step of the

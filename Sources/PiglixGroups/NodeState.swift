@@ -148,7 +148,7 @@ struct Incarnation: Sendable {
     /// Checkpoints asked of the application, by ticket.
     var tickets: [UInt64: Ticket] = [:]
     /// Checkpoint requests waiting for this provider to reach their position.
-    var deferred: [(joiner: ProcessID, pattern: TopicPattern, after: StreamPosition)] = []
+    var deferred: [DeferredRequest] = []
 
     init(settings: GroupSettings) {
         self.trie = PatternTrie(cacheCapacity: settings.matchCacheCapacity)

@@ -37,6 +37,10 @@ public struct GroupSettings: Hashable, Sendable {
     /// Most messages a joiner buffers for a group while it waits for the
     /// checkpoint. Beyond it the state transfer starts over.
     public var transferBufferMax: Int = 65_536
+    /// Checkpoint chunks a provider sends ahead of the joiner's acks: bounds
+    /// the provider's unsent bytes and the joiner's unapplied ones (each
+    /// chunk is the application's size: `ClusterSettings.checkpointChunkBytes`).
+    public var transferWindowChunks: Int = 4
     /// Entries in the topic-match cache of the local group trie.
     public var matchCacheCapacity: Int = 1024
     /// Emit `.deliver` for messages no local group matches too (empty group
@@ -70,7 +74,7 @@ public struct GroupSettings: Hashable, Sendable {
             ("unstableMessagesMax", unstableMessagesMax), ("unstableBytesMax", unstableBytesMax),
             ("pendingPublishesMax", pendingPublishesMax), ("pendingBytesMax", pendingBytesMax),
             ("futureMessagesMax", futureMessagesMax), ("transferBufferMax", transferBufferMax),
-            ("ackEveryMessages", ackEveryMessages),
+            ("ackEveryMessages", ackEveryMessages), ("transferWindowChunks", transferWindowChunks),
         ]
         for (name, value) in counts where value <= 0 { throw .notPositive(name: name) }
         if matchCacheCapacity < 0 { throw .notPositive(name: "matchCacheCapacity") }

@@ -25,14 +25,60 @@ struct Transfer: Sendable {
     var buffer: [DataMessage] = []
     var provider: ProcessID?
     var requestedAt: Tick = 0
+    /// The current request's id (chunks of an older request are ignored).
+    var request: UInt64 = 0
+    /// Chunks of the current request handed to the application, and
+    /// applied by it (it answers in order).
+    var received: UInt32 = 0
+    var applied: UInt32 = 0
+    /// The index of the last chunk, once it has arrived.
+    var lastChunk: UInt32?
+    /// The cut and skip list the current request's first chunk carried.
+    var cut: StreamPosition?
+    var skip: [PublishID] = []
+    /// Providers whose transfer failed (a chunk the application could not
+    /// apply, a chunk out of order): tried again only when no other is ready.
+    var failed: Set<ProcessID> = []
+    /// Started from the empty state (no member was ready).
+    var empty = false
+
+    /// Forgets the current request's progress: the next request starts at
+    /// chunk 0, whose `first` flag resets the application's partial state.
+    mutating func resetProgress() {
+        provider = nil
+        received = 0
+        applied = 0
+        lastChunk = nil
+        cut = nil
+        skip = []
+        empty = false
+    }
 }
 
+/// A joiner's request waiting for this provider to reach its position.
+struct DeferredRequest: Sendable {
+    var joiner: ProcessID
+    var pattern: TopicPattern
+    var after: StreamPosition
+    var request: UInt64
+}
+
+/// A checkpoint this provider is sending in chunks, under flow control: at
+/// most `transferWindowChunks` sent and not acknowledged by the joiner.
 struct Ticket: Sendable {
     var joiner: ProcessID
     var pattern: TopicPattern
     var cut: StreamPosition
     /// The provider's re-sends to skip for the pattern at the cut.
     var skip: [PublishID]
+    /// The joiner's request id, echoed in every chunk.
+    var request: UInt64
+    var sent: UInt32 = 0
+    var acked: UInt32 = 0
+    /// A chunk is asked of the application and not yet supplied.
+    var asking = true
+    /// Last chunk sent or ack received: a transfer silent for long is dropped.
+    var progressAt: Tick
 }
 
 extension GroupNode {
@@ -71,26 +117,76 @@ extension GroupNode {
     /// group has no ready member and this node is its oldest member.
     mutating func evaluateTransfer(_ p: TopicPattern, force: Bool) {
         guard case .awaiting(var t) = incarnation.local[p], let after = t.after, let record = incarnation.groups.record(p) else { return }
-        var provider: ProcessID?
-        for (i, m) in record.members.enumerated() where m != me && record.ready[i] {
-            provider = m
-            break
-        }
+        let ready = record.members.enumerated().filter { $0.element != me && record.ready[$0.offset] }.map(\.element)
+        // A provider that failed is tried again only when no other is ready.
+        let provider = ready.first { !t.failed.contains($0) } ?? ready.first
         if let provider {
             if force || t.provider != provider || now >= t.requestedAt + settings.transferRetryTicks {
+                if t.provider != nil || t.received > 0 { t.resetProgress() }
+                nextTicket += 1
+                t.request = nextTicket
                 t.provider = provider
                 t.requestedAt = now
                 incarnation.local[p] = .awaiting(t)
-                send(provider.node, .checkpointRequest(pattern: p, after: after))
+                send(provider.node, .checkpointRequest(pattern: p, after: after, request: t.request))
             }
-        } else if record.members.first(where: { m in !record.ready[record.members.firstIndex(of: m)!] }) == me {
-            completeTransfer(p, state: [], cut: nil)
+        } else if record.members.first(where: { m in !record.ready[record.members.firstIndex(of: m)!] }) == me, !t.empty {
+            // No member holds the history: start empty, as one chunk that
+            // is both first and last.
+            t.resetProgress()
+            nextTicket += 1
+            t.request = nextTicket
+            t.empty = true
+            t.received = 1
+            t.lastChunk = 0
+            incarnation.local[p] = .awaiting(t)
+            out.append(.applyCheckpointChunk(CheckpointChunk(pattern: p, request: t.request, index: 0, cut: nil, skip: [], state: [], last: true)))
         }
     }
 
-    mutating func completeTransfer(_ p: TopicPattern, state: [UInt8], cut: StreamPosition?, skip: [PublishID] = []) {
+    /// The joiner's side: a chunk of the current request, in order, goes to
+    /// the application; anything else restarts the transfer.
+    mutating func checkpointChunkReceived(from provider: ProcessID, _ chunk: CheckpointChunk) {
+        let p = chunk.pattern
+        guard case .awaiting(var t) = incarnation.local[p], let after = t.after, t.provider == provider, chunk.request == t.request else { return }
+        guard let cut = chunk.cut, cut.isAtOrAfter(after), chunk.index == t.received, t.lastChunk == nil, t.cut == nil || t.cut == cut else {
+            return restartTransfer(p, failed: provider)
+        }
+        if chunk.index == 0 {
+            t.cut = cut
+            t.skip = chunk.skip
+        }
+        t.received += 1
+        if chunk.last { t.lastChunk = chunk.index }
+        t.requestedAt = now
+        incarnation.local[p] = .awaiting(t)
+        out.append(.applyCheckpointChunk(chunk))
+    }
+
+    /// The application applied (or could not apply) a chunk: acknowledge it,
+    /// which lets the provider send more, and complete after the last.
+    mutating func checkpointChunkApplied(_ p: TopicPattern, request: UInt64, index: UInt32, ok: Bool) {
+        guard case .awaiting(var t) = incarnation.local[p], request == t.request, index == t.applied else { return }
+        guard ok else { return restartTransfer(p, failed: t.provider) }
+        t.applied += 1
+        t.requestedAt = now
+        incarnation.local[p] = .awaiting(t)
+        if let provider = t.provider { send(provider.node, .checkpointAck(pattern: p, request: request, index: index)) }
+        if t.lastChunk == index { completeTransfer(p, cut: t.cut, skip: t.skip) }
+    }
+
+    /// A transfer failed: ask another ready member (the failed one only if
+    /// no other is ready), from chunk 0.
+    mutating func restartTransfer(_ p: TopicPattern, failed provider: ProcessID?) {
+        guard case .awaiting(var t) = incarnation.local[p] else { return }
+        if let provider { t.failed.insert(provider) }
+        t.resetProgress()
+        incarnation.local[p] = .awaiting(t)
+        evaluateTransfer(p, force: true)
+    }
+
+    mutating func completeTransfer(_ p: TopicPattern, cut: StreamPosition?, skip: [PublishID]) {
         guard case .awaiting(let t) = incarnation.local[p] else { return }
-        out.append(.applyCheckpoint(pattern: p, state: state))
         var skipping = Set(skip)
         for m in t.buffer where !(cut?.covers(m.id) ?? false) {
             if !skipping.isEmpty, skipping.remove(m.publish) != nil { continue }
@@ -104,10 +200,14 @@ extension GroupNode {
         publishControl(.groupReady(p))
     }
 
-    mutating func checkpointRequested(from joiner: ProcessID, pattern: TopicPattern, after: StreamPosition) {
+    mutating func checkpointRequested(from joiner: ProcessID, pattern: TopicPattern, after: StreamPosition, request: UInt64) {
         guard inView else { return }
+        // A new request from the joiner replaces its older ones.
+        for (ticket, old) in incarnation.tickets where old.joiner == joiner && old.pattern == pattern {
+            dropTicket(ticket)
+        }
         incarnation.deferred.removeAll { $0.joiner == joiner && $0.pattern == pattern }
-        incarnation.deferred.append((joiner, pattern, after))
+        incarnation.deferred.append(DeferredRequest(joiner: joiner, pattern: pattern, after: after, request: request))
         if incarnation.deferred.count > 1024 { incarnation.deferred.removeFirst() }
         serveDeferred()
     }
@@ -128,7 +228,8 @@ extension GroupNode {
                 if here.isAtOrAfter(d.after) {
                     nextTicket += 1
                     incarnation.tickets[nextTicket] = Ticket(
-                        joiner: d.joiner, pattern: d.pattern, cut: here, skip: incarnation.skip[d.pattern].map { $0.sorted() } ?? [])
+                        joiner: d.joiner, pattern: d.pattern, cut: here, skip: incarnation.skip[d.pattern].map { $0.sorted() } ?? [],
+                        request: d.request, progressAt: now)
                     out.append(.requestCheckpoint(CheckpointRequest(ticket: nextTicket, pattern: d.pattern, joiner: d.joiner, cut: here)))
                     incarnation.deferred.remove(at: i)
                     continue
@@ -138,13 +239,56 @@ extension GroupNode {
         }
     }
 
-    mutating func supplyCheckpoint(ticket: UInt64, state: [UInt8]) {
-        guard let t = incarnation.tickets.removeValue(forKey: ticket), let log, log.view.contains(t.joiner) else { return }
-        send(t.joiner.node, .checkpoint(pattern: t.pattern, cut: t.cut, state: state, skip: t.skip))
+    /// The application supplied the next chunk of a ticket: send it, and ask
+    /// for the one after while the window has room.
+    mutating func supplyCheckpointChunk(ticket: UInt64, state: [UInt8], last: Bool) {
+        guard var t = incarnation.tickets[ticket], t.asking else { return }
+        guard let log, log.view.contains(t.joiner) else { return dropTicket(ticket) }
+        let chunk = CheckpointChunk(
+            pattern: t.pattern, request: t.request, index: t.sent, cut: t.cut, skip: t.sent == 0 ? t.skip : [], state: state, last: last)
+        send(t.joiner.node, .checkpointChunk(chunk))
+        t.sent += 1
+        t.asking = false
+        t.progressAt = now
+        if last {
+            // Nothing more to send: the application has dropped its reader.
+            incarnation.tickets[ticket] = nil
+            return
+        }
+        incarnation.tickets[ticket] = t
+        askForChunk(ticket)
     }
 
-    mutating func checkpointReceived(_ p: TopicPattern, cut: StreamPosition, state: [UInt8], skip: [PublishID]) {
-        guard case .awaiting(let t) = incarnation.local[p], let after = t.after, cut.isAtOrAfter(after) else { return }
-        completeTransfer(p, state: state, cut: cut, skip: skip)
+    mutating func checkpointAcked(from joiner: ProcessID, pattern: TopicPattern, request: UInt64, index: UInt32) {
+        guard let (ticket, t) = incarnation.tickets.first(where: { $0.value.joiner == joiner && $0.value.request == request }),
+            t.pattern == pattern, index < t.sent
+        else { return }
+        incarnation.tickets[ticket]!.acked = max(t.acked, index + 1)
+        incarnation.tickets[ticket]!.progressAt = now
+        askForChunk(ticket)
+    }
+
+    mutating func askForChunk(_ ticket: UInt64) {
+        guard var t = incarnation.tickets[ticket], !t.asking, t.sent - t.acked < UInt32(settings.transferWindowChunks) else { return }
+        t.asking = true
+        incarnation.tickets[ticket] = t
+        out.append(.requestCheckpointChunk(ticket: ticket))
+    }
+
+    /// Ends a ticket before its last chunk: the application drops its reader.
+    mutating func dropTicket(_ ticket: UInt64) {
+        guard incarnation.tickets.removeValue(forKey: ticket) != nil else { return }
+        out.append(.releaseCheckpoint(ticket: ticket))
+    }
+
+    /// Drops tickets whose joiner left the view or went silent (it asks again
+    /// if it still wants the state).
+    mutating func expireTickets() {
+        guard !incarnation.tickets.isEmpty else { return }
+        let view = log?.view
+        for (ticket, t) in incarnation.tickets
+        where !(view?.contains(t.joiner) ?? false) || now >= t.progressAt + 4 * settings.transferRetryTicks {
+            dropTicket(ticket)
+        }
     }
 }

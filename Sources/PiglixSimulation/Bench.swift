@@ -42,6 +42,7 @@ public enum CoreBenchmark {
         let seeds = (1...n).map { NodeID(UInt64($0)) }
 
         var tickets: [(Int, UInt64)] = []
+        var chunks: [(Int, CheckpointChunk)] = []
         // Process ids never change here; reading `cores[i].me` would copy a
         // whole GroupNode out of the array.
         let mes = cores.map(\.me)
@@ -56,6 +57,8 @@ public enum CoreBenchmark {
                     delivered += 1
                 case .requestCheckpoint(let req):
                     tickets.append((i, req.ticket))
+                case .applyCheckpointChunk(let chunk):
+                    chunks.append((i, chunk))
                 default:
                     break
                 }
@@ -100,7 +103,14 @@ public enum CoreBenchmark {
             let answer = tickets
             tickets.removeAll()
             for (i, t) in answer {
-                effects = cores[i].onCheckpoint(ticket: t, state: [], now: now)
+                effects = cores[i].onCheckpointChunk(ticket: t, state: [], last: true, now: now)
+                drain(i, &effects, &queue, &delivered, &sent)
+            }
+            pump(&cores, &queue, &head, &effects, &delivered, &sent, now)
+            let applied = chunks
+            chunks.removeAll()
+            for (i, chunk) in applied {
+                effects = cores[i].onCheckpointChunkApplied(chunk, ok: true, now: now)
                 drain(i, &effects, &queue, &delivered, &sent)
             }
             pump(&cores, &queue, &head, &effects, &delivered, &sent, now)

@@ -12,6 +12,9 @@ public enum Fault: String, CaseIterable, Hashable, Sendable {
     case partition
     /// A crash with an immediate restart, and a subscription change.
     case churn
+    /// A joiner's application cannot read a checkpoint chunk: the transfer
+    /// restarts from another member.
+    case corruptChunk
 }
 
 /// Which faults a run injects.

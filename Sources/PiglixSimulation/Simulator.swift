@@ -19,7 +19,10 @@ public struct Simulator {
     enum Event {
         case message(from: Int, fromProcess: ProcessID, to: Int, ProtocolMessage)
         case tick(node: Int, generation: UInt64)
-        case checkpoint(node: Int, generation: UInt64, ticket: UInt64, state: [UInt8])
+        /// The application supplies a checkpoint chunk (provider side).
+        case checkpointChunk(node: Int, generation: UInt64, ticket: UInt64, state: [UInt8], last: Bool)
+        /// The application applied a checkpoint chunk (joiner side).
+        case checkpointApplied(node: Int, generation: UInt64, CheckpointChunk)
         case publish(node: Int)
         case subscribe(node: Int)
         case crash(node: Int)
@@ -41,6 +44,11 @@ public struct Simulator {
         var view: ClusterView?
         var backlog: [Event] = []
         var states: [TopicPattern: Set<UInt64>] = [:]
+        /// Checkpoints being supplied in chunks: the encoded state and how
+        /// much of it was handed out.
+        var readers: [UInt64: (state: [UInt8], offset: Int)] = [:]
+        /// Checkpoints being applied: the chunks so far, per pattern.
+        var assembling: [TopicPattern: (request: UInt64, state: [UInt8])] = [:]
         var subscribed: Set<TopicPattern> = []
         var sessions: UInt64 = 0
     }
@@ -103,10 +111,11 @@ public struct Simulator {
             for _ in 0..<config.publishesPerNode { queue.push(UInt64(rng.int(250...Int(end))), .publish(node: i)) }
         }
         // Faults.
-        if !config.faults.isEmpty {
+        // (A corrupt chunk is not scheduled: it strikes as chunks are applied.)
+        let kinds = config.faults.faults.filter { $0 != .corruptChunk }
+        if !kinds.isEmpty {
             for _ in 0..<rng.int(config.faultCount) {
                 let at = UInt64(rng.int(400...Int(end - 300)))
-                let kinds = config.faults.faults
                 let node = rng.int(0...(n - 1))
                 switch kinds[rng.int(0...(kinds.count - 1))] {
                 case .crash:
@@ -123,6 +132,8 @@ public struct Simulator {
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
                     queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
+                case .corruptChunk:
+                    break
                 }
             }
         }
@@ -202,13 +213,31 @@ public struct Simulator {
                 effects = buf
                 apply(i)
             }
-        case .checkpoint(let i, let generation, let ticket, let state):
+        case .checkpointChunk(let i, let generation, let ticket, let state, let last):
             guard nodes[i].generation == generation else { return }
             switch nodes[i].status {
             case .down: return
             case .paused: nodes[i].backlog.append(event)
             case .up:
-                effects = nodes[i].core.onCheckpoint(ticket: ticket, state: state, now: now)
+                effects = nodes[i].core.onCheckpointChunk(ticket: ticket, state: state, last: last, now: now)
+                apply(i)
+            }
+        case .checkpointApplied(let i, let generation, let chunk):
+            guard nodes[i].generation == generation else { return }
+            switch nodes[i].status {
+            case .down: return
+            case .paused: nodes[i].backlog.append(event)
+            case .up:
+                let ok = !(config.faults.contains(.corruptChunk) && rng.chance(0.05))
+                if ok, chunk.last, nodes[i].core.awaitsApplied(chunk), let assembled = nodes[i].assembling.removeValue(forKey: chunk.pattern),
+                    assembled.request == chunk.request
+                {
+                    let set = Self.decode(assembled.state)
+                    nodes[i].states[chunk.pattern] = set
+                    record(.checkpoint(at: now, process: nodes[i].core.me, pattern: chunk.pattern.name, numbers: set.sorted()))
+                }
+                if !ok { record(.fault(at: now, "corrupt checkpoint chunk \(chunk.index) of \(chunk.pattern.name) at \(nodes[i].core.me)")) }
+                effects = nodes[i].core.onCheckpointChunkApplied(chunk, ok: ok, now: now)
                 apply(i)
             }
         case .publish(let i):
@@ -312,6 +341,8 @@ public struct Simulator {
         nodes[i].generation += 1
         nodes[i].view = nil
         nodes[i].states = [:]
+        nodes[i].readers = [:]
+        nodes[i].assembling = [:]
         nodes[i].backlog = []
         nodes[i].timerAt = .max
         if !first { record(.fault(at: now, "restart \(nodes[i].core.me)")) }
@@ -385,15 +416,25 @@ public struct Simulator {
             case .rejoining(let new):
                 record(.rejoined(at: now, old: me, new: new))
                 nodes[i].states = [:]
+                nodes[i].readers = [:]
+                nodes[i].assembling = [:]
                 nodes[i].view = nil
                 maxIncarnation[i] = max(maxIncarnation[i], new.incarnation)
             case .requestCheckpoint(let req):
-                let state = Self.encode(nodes[i].states[req.pattern] ?? [])
-                queue.push(now + UInt64(rng.int(0...5)), .checkpoint(node: i, generation: nodes[i].generation, ticket: req.ticket, state: state))
-            case .applyCheckpoint(let p, let state):
-                let set = Self.decode(state)
-                nodes[i].states[p] = set
-                record(.checkpoint(at: now, process: me, pattern: p.name, numbers: set.sorted()))
+                nodes[i].readers[req.ticket] = (Self.encode(nodes[i].states[req.pattern] ?? []), 0)
+                supplyChunk(i, ticket: req.ticket)
+            case .requestCheckpointChunk(let ticket):
+                supplyChunk(i, ticket: ticket)
+            case .releaseCheckpoint(let ticket):
+                nodes[i].readers[ticket] = nil
+            case .applyCheckpointChunk(let chunk):
+                // Chunks are whole only together (a state split at random
+                // byte counts): the state is set when the last is applied.
+                if chunk.isFirst { nodes[i].assembling[chunk.pattern] = (chunk.request, []) }
+                if nodes[i].assembling[chunk.pattern]?.request == chunk.request {
+                    nodes[i].assembling[chunk.pattern]!.state.append(contentsOf: chunk.state)
+                }
+                queue.push(now + UInt64(rng.int(0...3)), .checkpointApplied(node: i, generation: nodes[i].generation, chunk))
             case .publishAcked(let token, let id, let level):
                 record(.ack(at: now, process: me, number: token, level: level))
                 if level.needsStability, let view = nodes[i].core.currentView {
@@ -440,6 +481,18 @@ public struct Simulator {
         record(.safeCheck(at: now, process: nodes[i].core.me, id: id, missing: missing))
     }
 
+    /// Hands out the next chunk of a checkpoint, of a random size (some
+    /// checkpoints are one chunk, most several), a few ticks later.
+    mutating func supplyChunk(_ i: Int, ticket: UInt64) {
+        guard let (state, offset) = nodes[i].readers[ticket] else { return }
+        let end = min(state.count, offset + 8 * rng.int(1...6))
+        let last = end == state.count
+        nodes[i].readers[ticket] = last ? nil : (state, end)
+        queue.push(
+            now + UInt64(rng.int(0...5)),
+            .checkpointChunk(node: i, generation: nodes[i].generation, ticket: ticket, state: Array(state[offset..<end]), last: last))
+    }
+
     static func encode(_ s: Set<UInt64>) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(s.count * 8)
@@ -466,7 +519,7 @@ public struct Simulator {
         case .nak, .orderNak: "nak"
         case .joinRequest: "join"
         case .flushStart, .flushReject, .flushReport, .propose, .accepted, .install, .installRequest, .viewNotice: "viewchange"
-        case .checkpointRequest, .checkpoint: "transfer"
+        case .checkpointRequest, .checkpointChunk, .checkpointAck: "transfer"
         }
     }
 }

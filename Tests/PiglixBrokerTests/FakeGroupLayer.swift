@@ -70,7 +70,7 @@ final class FakeGroupLayer: GroupLayer {
             return state.application
         }
         application?.clusterGroupViewChanged(pattern: pattern, view: view.epoch, members: ["n1"], primary: true)
-        application?.clusterApplyCheckpoint(pattern: pattern, state: [])
+        _ = application?.clusterApplyCheckpoint(pattern: pattern, chunk: [], first: true, last: true)
     }
 
     func leave(_ pattern: TopicPattern) {

@@ -40,8 +40,13 @@ final class MessageCodecTests: XCTestCase {
                     acceptedBallot: install.view.id, activeGroups: [pattern])),
             .flushReject(previous: view, promised: install.view.id), .propose(ballot: install.view.id, install),
             .accepted(ballot: install.view.id), .install(install), .installRequest(view: view), .viewNotice(cluster),
-            .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2])),
-            .checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [4, 42]), state: [0, 1, 2, 255], skip: [data.publish]),
+            .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2]), request: 7),
+            .checkpointChunk(
+                CheckpointChunk(
+                    pattern: pattern, request: 7, index: 0, cut: StreamPosition(view: view, delivered: [4, 42]), skip: [data.publish],
+                    state: [0, 1, 2, 255], last: false)),
+            .checkpointChunk(CheckpointChunk(pattern: pattern, request: 7, index: 3, cut: nil, skip: [], state: [], last: true)),
+            .checkpointAck(pattern: pattern, request: 7, index: 3),
         ]
     }
 
@@ -108,12 +113,13 @@ final class MessageCodecTests: XCTestCase {
         let view = ViewID(epoch: 2, coordinator: a)
         for size in [0, 1, MessageCodec.countMax, MessageCodec.countMax + 1] {
             let state = [UInt8](repeating: 0x5A, count: size)
-            let message = ProtocolMessage.checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [3, 4]), state: state, skip: [])
+            let message = ProtocolMessage.checkpointChunk(
+                CheckpointChunk(pattern: pattern, request: 1, index: 0, cut: StreamPosition(view: view, delivered: [3, 4]), skip: [], state: state, last: true))
             var buffer = ByteBuffer()
             MessageCodec.encode(message, into: &buffer)
             let decoded = try MessageCodec.decode(&buffer)
-            guard case .checkpoint(_, _, let got, _) = decoded else { return XCTFail("decoded \(decoded)") }
-            XCTAssertEqual(got.count, size)
+            guard case .checkpointChunk(let got) = decoded else { return XCTFail("decoded \(decoded)") }
+            XCTAssertEqual(got.state.count, size)
             XCTAssertEqual(buffer.readableBytes, 0)
         }
     }

@@ -78,11 +78,13 @@ struct TestCluster {
                 states[n] = [:]
             case .requestCheckpoint(let req):
                 let snapshot = (states[n]?[req.pattern] ?? []).joined(separator: ",")
-                let e2 = nodes[n]!.onCheckpoint(ticket: req.ticket, state: Array(snapshot.utf8), now: now)
+                let e2 = nodes[n]!.onCheckpointChunk(ticket: req.ticket, state: Array(snapshot.utf8), last: true, now: now)
                 apply(n, e2)
-            case .applyCheckpoint(let p, let state):
-                let s = String(decoding: state, as: UTF8.self)
-                states[n, default: [:]][p] = s.isEmpty ? [] : s.split(separator: ",").map(String.init)
+            case .applyCheckpointChunk(let chunk):
+                // The snapshot above is always one chunk.
+                let s = String(decoding: chunk.state, as: UTF8.self)
+                states[n, default: [:]][chunk.pattern] = s.isEmpty ? [] : s.split(separator: ",").map(String.init)
+                apply(n, nodes[n]!.onCheckpointChunkApplied(chunk, ok: true, now: now))
             default:
                 break
             }

@@ -43,6 +43,17 @@ final class ClusterMember {
         process = try PiglixProcess(arguments, netns: netns, log: logURL)
     }
 
+    var pid: Int32? { process?.pid }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    var peakRSS: Int? {
+        guard let pid, let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+            let kib = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        else { return nil }
+        return kib * 1024
+    }
+
     func kill() { process?.kill() }
     func pause() { process?.pause() }
     func resume() { process?.resume() }

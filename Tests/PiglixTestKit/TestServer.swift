@@ -53,6 +53,7 @@ public final class PiglixProcess: Sendable {
     }
 
     public var isRunning: Bool { process.isRunning }
+    public var pid: Int32 { process.processIdentifier }
     public var terminationStatus: Int32 { process.terminationStatus }
 
     /// SIGKILL: no `end` record, connections just drop.

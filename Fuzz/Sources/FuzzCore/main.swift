@@ -52,8 +52,10 @@ struct Cluster: Sendable {
             case .deliver:
                 deliveries += 1
             case .requestCheckpoint(let request):
-                let more = nodes[i].onCheckpoint(ticket: request.ticket, state: Array("state".utf8), now: now)
+                let more = nodes[i].onCheckpointChunk(ticket: request.ticket, state: Array("state".utf8), last: true, now: now)
                 apply(i, more)
+            case .applyCheckpointChunk(let chunk):
+                apply(i, nodes[i].onCheckpointChunkApplied(chunk, ok: true, now: now))
             default:
                 break
             }

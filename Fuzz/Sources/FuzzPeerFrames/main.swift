@@ -108,8 +108,13 @@ func seeds() -> [[UInt8]] {
                 acceptedBallot: install.view.id, activeGroups: [pattern])),
         .flushReject(previous: view, promised: install.view.id), .propose(ballot: install.view.id, install),
         .accepted(ballot: install.view.id), .install(install), .installRequest(view: view), .viewNotice(cluster),
-        .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2])),
-        .checkpoint(pattern: pattern, cut: StreamPosition(view: view, delivered: [4, 42]), state: [0, 1, 2, 255], skip: [data.publish]),
+        .checkpointRequest(pattern: pattern, after: StreamPosition(view: view, delivered: [1, 2]), request: 7),
+        .checkpointChunk(
+            CheckpointChunk(
+                pattern: pattern, request: 7, index: 0, cut: StreamPosition(view: view, delivered: [4, 42]), skip: [data.publish],
+                state: [0, 1, 2, 255], last: false)),
+        .checkpointChunk(CheckpointChunk(pattern: pattern, request: 7, index: 3, cut: nil, skip: [], state: [], last: true)),
+        .checkpointAck(pattern: pattern, request: 7, index: 3),
     ]
     let hello = Hello(name: "n1", incarnation: a.incarnation, listenAddress: "10.0.0.1:7946", keyed: false, nonce: Array(repeating: 0xAB, count: 32))
     let helloFrame = peerFrame(kind: 1, body: hello.encode().bytes)
