@@ -139,7 +139,7 @@ struct LinkCipher {
         let box = try ChaChaPoly.SealedBox(nonce: nextNonce(), ciphertext: Array(bytes[..<split]), tag: Array(bytes[split...]))
         let plain: Data
         do { plain = try ChaChaPoly.open(box, using: key) } catch { throw Refused() }
-        guard let first = plain.first, let kind = PeerFrameKind(rawValue: first), kind == .messages || kind == .compressedMessages else {
+        guard let first = plain.first, let kind = PeerFrameKind(rawValue: first), [.messages, .compressedMessages, .fragment].contains(kind) else {
             throw Refused()
         }
         var body = ByteBuffer()

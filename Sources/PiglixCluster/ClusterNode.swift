@@ -100,6 +100,8 @@ public final class ClusterNode: Sendable {
         self.counterBox = NIOLockedValueBox(ClusterCounters())
         var frameSettings = TransportSettings()
         frameSettings.frameBytesMax = settings.frameBytesMax
+        frameSettings.fragmentBytes = settings.fragmentBytes
+        frameSettings.messageBytesMax = settings.protocolMessageBytesMax
         frameSettings.compressFramesAtBytes = settings.compressFramesAtBytes
         frameSettings.clusterKey = settings.clusterKey
         var transportRef: ClusterTransport!

@@ -31,6 +31,12 @@ public struct ClusterSettings: Sendable {
     /// message alone may make a chunk longer), at most
     /// `group.transferWindowChunks` of them unacknowledged.
     public var checkpointChunkBytes: Int = 1 << 20
+    /// A frame body longer than this goes as fragments of this size: a flush
+    /// report or install holding many messages never makes one huge frame.
+    public var fragmentBytes: Int = 4 << 20
+    /// The largest protocol message a node gathers from fragments. A flush
+    /// report holds at most every member's unstable window.
+    public var protocolMessageBytesMax: Int = 1 << 30
     /// The shared cluster key (`--cluster-key-file`); nil: the cluster port
     /// admits anyone who can reach it.
     public var clusterKey: ClusterKey?
@@ -79,6 +85,39 @@ public struct ClusterSettings: Sendable {
     /// Why the settings cannot run.
     public func validate() throws(GroupSettings.Invalid) {
         try groupSettings.validate()
+    }
+
+    /// Members whose full unstable windows one flush report must be able to
+    /// carry under `protocolMessageBytesMax`.
+    public static let flushReportMembersCovered = 16
+
+    /// The one place where the size limits are checked against each other,
+    /// at start-up, so a sender never builds what its peer would refuse:
+    /// every frame fits `frameBytesMax` (larger bodies go as fragments), and
+    /// every protocol message fits `protocolMessageBytesMax`: a data message
+    /// of the largest application size, a checkpoint chunk (a chunk plus
+    /// one retained message), and a flush report carrying the full unstable
+    /// windows of `flushReportMembersCovered` members. Retention has no bound
+    /// here: a checkpoint of any size travels in chunks.
+    public func validateSizes(applicationMessageBytesMax: Int) throws(GroupSettings.Invalid) {
+        let g = groupSettings
+        // Sealing adds a kind byte and a 16-byte tag; the frame header 5 bytes.
+        let frameOverhead = 64
+        let messageOverhead = 64 << 10  // topic, headers, ids
+        func atLeast(_ name: String, _ value: Int, _ minimum: Int, _ reason: String) throws(GroupSettings.Invalid) {
+            if value < minimum { throw .tooSmall(name: name, value: UInt64(max(value, 0)), minimum: UInt64(minimum), reason: reason) }
+        }
+        try atLeast("checkpoint chunk bytes", checkpointChunkBytes, 1, "a checkpoint is sent in chunks of this size")
+        try atLeast("fragment bytes", fragmentBytes, 1 << 10, "large frames are cut into fragments of this size")
+        try atLeast("frame bytes max", frameBytesMax, fragmentBytes + frameOverhead, "a fragment and its framing must fit in one frame")
+        let window = g.unstableBytesMax + g.unstableMessagesMax * 128
+        try atLeast(
+            "protocol message bytes max", protocolMessageBytesMax,
+            max(
+                applicationMessageBytesMax + messageOverhead, checkpointChunkBytes + applicationMessageBytesMax + messageOverhead,
+                Self.flushReportMembersCovered * window),
+            "a protocol message must hold the largest application message, a checkpoint chunk, and a flush report with \(Self.flushReportMembersCovered) members' unstable windows (\(g.unstableBytesMax) bytes, \(g.unstableMessagesMax) messages each)"
+        )
     }
 }
 

@@ -14,6 +14,11 @@ public struct Peer: Sendable, Hashable, CustomStringConvertible {
 public struct TransportSettings: Sendable {
     /// Largest frame accepted from a peer.
     public var frameBytesMax = 64 << 20
+    /// A `messages` body longer than this is sent as fragments of this size
+    /// (ClusterSettings.validate keeps it under `frameBytesMax`).
+    public var fragmentBytes = 4 << 20
+    /// Largest `messages` body gathered from fragments.
+    public var messageBytesMax = 1 << 30
     /// Redial backoff: doubles from min to max, with jitter.
     public var reconnectBackoffMin = TimeAmount.milliseconds(50)
     public var reconnectBackoffMax = TimeAmount.seconds(2)
@@ -152,9 +157,18 @@ public final class ClusterTransport: Sendable {
     @discardableResult
     public func send(to peer: String, _ body: ByteBuffer) -> Bool {
         loop.preconditionInEventLoop()
-        guard let connection = state.value.connections[peer] else { return false }
-        var kind = PeerFrameKind.messages
+        guard state.value.connections[peer] != nil else { return false }
         var body = body
+        if body.readableBytes > settings.fragmentBytes {
+            // Never one frame the peer would refuse: fragments, then the
+            // end as an ordinary frame (not compressed: a large body
+            // compressed on the loop would hold it).
+            while body.readableBytes > settings.fragmentBytes {
+                guard writeFrame(.fragment, body.readSlice(length: settings.fragmentBytes)!, to: peer) else { return false }
+            }
+            return writeFrame(.messages, body, to: peer)
+        }
+        var kind = PeerFrameKind.messages
         if let threshold = settings.compressFramesAtBytes, body.readableBytes >= threshold {
             // One self-contained zlib stream per frame; kept only if it saves bytes.
             var input = body
@@ -163,6 +177,13 @@ public final class ClusterTransport: Sendable {
                 kind = .compressedMessages
             }
         }
+        return writeFrame(kind, body, to: peer)
+    }
+
+    private func writeFrame(_ kind: PeerFrameKind, _ body: ByteBuffer, to peer: String) -> Bool {
+        guard let connection = state.value.connections[peer] else { return false }
+        var kind = kind
+        var body = body
         if state.value.connections[peer]?.sealer != nil {
             // Sealed in send order, which is the order the peer opens them in.
             guard let sealed = try? state.value.connections[peer]!.sealer!.seal(kind: kind, body: body, allocator: connection.channel.allocator)

@@ -15,6 +15,10 @@ public enum PeerFrameKind: UInt8, Sendable {
     /// With a cluster key: every later frame, its kind and body sealed
     /// (ChaCha20-Poly1305, 16-byte tag at the end).
     case sealed = 5
+    /// The front part of a `messages` body too large for one frame (a
+    /// flush report holding many messages): the receiver gathers fragments,
+    /// up to its message limit, until the `messages` frame that ends them.
+    case fragment = 6
 }
 
 public struct PeerFrame: Sendable {

@@ -27,6 +27,8 @@ final class PeerHandler: ChannelInboundHandler {
     private let hello: Hello
     private let helloBytes: ByteBuffer
     private var state = LinkState.awaitingHello
+    /// Fragments of a `messages` body gathered so far (PeerFrameKind.fragment).
+    private var fragments: ByteBuffer?
     private var timeout: Scheduled<Void>?
 
     init(transport: ClusterTransport, dialedByMe: Bool, address: String?, helloTimeout: TimeAmount, key: ClusterKey?) {
@@ -74,9 +76,25 @@ final class PeerHandler: ChannelInboundHandler {
                 body = plain
             }
             switch kind {
+            case .fragment:
+                guard (fragments?.readableBytes ?? 0) + body.readableBytes < transport.settings.messageBytesMax else {
+                    return refuse(context, "\(peer) sent fragments over the message limit of \(transport.settings.messageBytesMax) bytes")
+                }
+                if fragments == nil { fragments = context.channel.allocator.buffer(capacity: body.readableBytes * 2) }
+                fragments!.writeBuffer(&body)
             case .messages:
-                transport.received(body, from: peer)
+                if var gathered = fragments {
+                    fragments = nil
+                    guard gathered.readableBytes + body.readableBytes <= transport.settings.messageBytesMax else {
+                        return refuse(context, "\(peer) sent fragments over the message limit of \(transport.settings.messageBytesMax) bytes")
+                    }
+                    gathered.writeBuffer(&body)
+                    transport.received(gathered, from: peer)
+                } else {
+                    transport.received(body, from: peer)
+                }
             case .compressedMessages:
+                guard fragments == nil else { return refuse(context, "\(peer) sent a compressed frame to end fragments") }
                 // Bounded like an uncompressed frame: a bomb closes the link.
                 guard let plain = try? body.decompress(with: .zlib(), maxSize: transport.settings.frameBytesMax) else {
                     return refuse(context, "\(peer) sent a compressed frame that does not decompress within the frame limit")

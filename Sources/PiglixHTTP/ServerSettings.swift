@@ -46,6 +46,7 @@ public struct ServerSettings: Sendable {
     public func validate() throws {
         try broker.validate()
         try cluster?.validate()
+        try cluster?.validateSizes(applicationMessageBytesMax: broker.messageBytesMax)
         if port < 0 || port > 65535 { throw Invalid(description: "port \(port) is not 0 to 65535") }
         if heartbeatInterval <= .zero { throw Invalid(description: "heartbeat interval must be positive") }
         if batchBytesMin <= 0 || batchBytesDefault < batchBytesMin || batchBytesDefault > batchBytesMax {

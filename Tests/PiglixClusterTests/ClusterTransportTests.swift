@@ -103,6 +103,70 @@ final class ClusterTransportTests: XCTestCase {
         try await b.transport.close().get()
     }
 
+    /// A body larger than a frame may be (a flush report holding many
+    /// messages) goes as fragments, sealed like any frame, and arrives whole
+    /// and in order with the frames around it.
+    func testBodyOverTheFrameLimitTravelsAsFragmentsAndArrivesWhole() async throws {
+        let ports = try freePorts(2)
+        var settings = try keyed("correct horse battery staple 1\n")
+        settings.frameBytesMax = 64 << 10
+        settings.fragmentBytes = 16 << 10
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"], settings: settings)
+        let b = try await start("b", port: ports[1], seeds: [], settings: settings)
+        try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        let big = String((0..<300_000).map { Character(UnicodeScalar(UInt8(97 + $0 % 26))) })
+        try await a.transport.loop.submit {
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: "before")))
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: big)))
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: "after")))
+        }.get()
+        try await eventually("three bodies") { b.inbox.messages(from: "a").count == 3 }
+        let got = b.inbox.messages(from: "a")
+        XCTAssertEqual(got.map(\.count), [6, big.count, 5])
+        XCTAssertTrue(got == ["before", big, "after"], "the bodies arrive whole and in order")
+        XCTAssertEqual(a.inbox.refusals + b.inbox.refusals, [])
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
+    /// Fragments are gathered only up to the receiver's message limit: past
+    /// it the link is closed, and nothing half-gathered reaches the protocol.
+    func testFragmentsOverTheMessageLimitCloseTheLink() async throws {
+        let ports = try freePorts(2)
+        var sender = TransportSettings()
+        sender.fragmentBytes = 16 << 10
+        var receiver = TransportSettings()
+        receiver.messageBytesMax = 100 << 10
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"], settings: sender)
+        let b = try await start("b", port: ports[1], seeds: [], settings: receiver)
+        try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        try await a.transport.loop.submit {
+            XCTAssertTrue(a.transport.send(to: "b", ByteBuffer(string: String(repeating: "y", count: 200 << 10))))
+        }.get()
+        try await eventually("the refusal") { b.inbox.refusals.contains { $0.contains("over the message limit of 102400 bytes") } }
+        XCTAssertEqual(b.inbox.messages(from: "a"), [])
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
+    /// One start-up check keeps the size limits consistent: the defaults
+    /// pass; a frame limit under a fragment, or a message limit under a
+    /// flush report of full unstable windows, is refused naming both.
+    func testSizeLimitsAreCheckedAgainstEachOtherAtStartUp() throws {
+        var settings = ClusterSettings(nodeName: "n1", listenHost: "127.0.0.1", listenPort: 7001, seeds: [])
+        XCTAssertNoThrow(try settings.validateSizes(applicationMessageBytesMax: 1 << 20))
+        XCTAssertNoThrow(try settings.validateSizes(applicationMessageBytesMax: 64 << 20))
+        settings.frameBytesMax = settings.fragmentBytes
+        XCTAssertThrowsError(try settings.validateSizes(applicationMessageBytesMax: 1 << 20)) { error in
+            XCTAssertTrue("\(error)".contains("frame bytes max"), "\(error)")
+        }
+        settings.frameBytesMax = 64 << 20
+        settings.protocolMessageBytesMax = 256 << 20
+        XCTAssertThrowsError(try settings.validateSizes(applicationMessageBytesMax: 1 << 20)) { error in
+            XCTAssertTrue("\(error)".contains("unstable windows"), "\(error)")
+        }
+    }
+
     func testRestartedPeerIsRedialedAsNewIncarnation() async throws {
         let ports = try freePorts(2)
         let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"])
