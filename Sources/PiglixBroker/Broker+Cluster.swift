@@ -135,9 +135,12 @@ extension Broker: ClusterApplication {
     // MARK: Subscribe
 
     /// Registers a subscription. In a cluster, first joins the groups of its
-    /// patterns that have no local subscriber yet and waits (at most
-    /// `joinTimeout`) for their state transfer, so the replay its start
-    /// position asks for includes the history other nodes hold.
+    /// patterns that have no local subscriber yet and waits for their state
+    /// transfer, so the replay its start position asks for includes the
+    /// history other nodes hold. It waits while a transfer makes progress;
+    /// after `joinTimeout` without a checkpoint chunk (no primary component,
+    /// no provider), it starts without that history and says so with a
+    /// `gap` record (docs/protocol.md).
     public func open(
         patterns: [TopicPattern], options: SubscriptionOptions, joinTimeout: Duration = .seconds(5)
     ) async throws(SubscribeError) -> Subscription {
@@ -166,8 +169,21 @@ extension Broker: ClusterApplication {
         for pattern in join { cluster.join(pattern) }
         if !ready {
             let timeout = Task { [weak self] in
-                try? await Task.sleep(for: joinTimeout)
-                self?.forceRegister(id)
+                var deadline = ContinuousClock.now + joinTimeout
+                while true {
+                    try await Task.sleep(until: deadline)
+                    guard let self else { return }
+                    // A transfer that applied a chunk lately is still coming.
+                    let progress = self.state.withLock { state in
+                        state.queues[id]?.joining.compactMap { state.transferProgress[$0] }.max()
+                    }
+                    if let progress, progress + joinTimeout > ContinuousClock.now {
+                        deadline = progress + joinTimeout
+                        continue
+                    }
+                    self.forceRegister(id)
+                    return
+                }
             }
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { state -> Bool in
@@ -188,9 +204,17 @@ extension Broker: ClusterApplication {
     func forceRegister(_ id: SubscriptionID) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             guard let queue = state.queues[id], !queue.joining.isEmpty else { return nil }
-            logger.warning("groups \(queue.joining.map(\.name)) did not finish joining in time; the subscription starts without their history")
+            let missing = queue.joining.map(\.name).sorted()
+            logger.warning("groups \(missing) did not finish joining in time; the subscription starts without their history")
             state.queues[id]!.joining = []
             Self.register(id, state: &state)
+            if queue.start != .live {
+                // Never a silently empty history: the stream says what is missing.
+                for group in missing {
+                    _ = state.queues[id]?.queueView(
+                        .gap(lost: 0, reason: "history of group \(group) unavailable: its state transfer did not complete (no ready member reachable)"))
+                }
+            }
             let waiter = state.queues[id]!.registered
             state.queues[id]!.registered = nil
             return waiter
@@ -381,7 +405,12 @@ extension Broker: ClusterApplication {
                 state.retention.append(message)
                 installed.append(message)
             }
-            if last { state.active.insert(pattern) }
+            if last {
+                state.active.insert(pattern)
+                state.transferProgress[pattern] = nil
+            } else {
+                state.transferProgress[pattern] = .now
+            }
             for id in Array(state.queues.keys) {
                 guard var queue = state.queues[id], queue.patterns.contains(pattern) else { continue }
                 if queue.joining.isEmpty {

@@ -130,6 +130,9 @@ public final class Broker: Sendable {
         // Cluster (Broker+Cluster.swift)
         /// Local groups whose state transfer is complete.
         var active: Set<TopicPattern> = []
+        /// When a checkpoint chunk of a joining group was last applied: a
+        /// subscriber keeps waiting for a transfer that makes progress.
+        var transferProgress: [TopicPattern: ContinuousClock.Instant] = [:]
         var groupViews: [TopicPattern: (view: UInt64, members: [String])] = [:]
         var clusterStatus: ClusterStatus?
         /// This node's delivery position after the last delivery.

@@ -46,6 +46,25 @@ final class ClusterModeTests: XCTestCase {
         XCTAssertEqual(batch.messages.map(\.delivery), [.fifo, .safe])
     }
 
+    /// A group that cannot become ready (no checkpoint ever comes): a
+    /// subscriber asking for history starts after the join timeout with a
+    /// `gap` record naming the group, never a silently empty history.
+    func testSubscriberAskingHistoryOfAGroupThatCannotBecomeReadyGetsAGapRecord_P10() async throws {
+        let (broker, layer) = try await makeBroker()
+        layer.state.withLock { $0.holdTransfers = true }
+        let started = ContinuousClock.now
+        let earliest = try await broker.open(
+            patterns: broker.parsePatterns(["h.>"]), options: .init(overflow: .dropOldest, start: .earliest), joinTimeout: .milliseconds(200))
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(200))
+        let batch = await earliest.next(maxBytes: 1 << 20)
+        let gaps = batch.views.compactMap { record -> String? in
+            if case .gap(_, let reason) = record { return reason }
+            return nil
+        }
+        XCTAssertEqual(gaps.count, 1, "\(batch.views)")
+        XCTAssertTrue(gaps.first?.contains("history of group h.>") ?? false, "\(gaps)")
+    }
+
     func testRefusedPublishMapsToUnavailable() async throws {
         let (broker, layer) = try await makeBroker()
         layer.refusePublishes(.notInPrimary)

@@ -18,6 +18,9 @@ final class FakeGroupLayer: GroupLayer {
         var leaves: [TopicPattern] = []
         var delivered: UInt64 = 0
         var refuse: PublishRefusal?
+        /// Joins are granted but no checkpoint ever comes (the group cannot
+        /// become ready).
+        var holdTransfers = false
     }
     let state = Mutex(State())
     let me = ProcessID(node: NodeID(1), incarnation: 1)
@@ -64,12 +67,13 @@ final class FakeGroupLayer: GroupLayer {
     }
 
     func join(_ pattern: TopicPattern) {
-        let application = state.withLock { state in
+        let (application, hold) = state.withLock { state in
             state.joins.append(pattern)
             state.joined.append(pattern)
-            return state.application
+            return (state.application, state.holdTransfers)
         }
         application?.clusterGroupViewChanged(pattern: pattern, view: view.epoch, members: ["n1"], primary: true)
+        if hold { return }
         _ = application?.clusterApplyCheckpoint(pattern: pattern, chunk: [], first: true, last: true)
     }
 

@@ -3,7 +3,8 @@ import PiglixTestKit
 import XCTest
 
 /// State transfer at the sizes retention allows (P10): a checkpoint travels
-/// in chunks under flow control (docs/virtual-synchrony.md, "State transfer").
+/// in chunks under flow control (docs/virtual-synchrony.md, "Lightweight groups
+/// and state transfer").
 final class StateTransferTests: XCTestCase {
     /// 200 MB retained under `big.>` on n1 (50 topics, four 1 MB messages
     /// each: the default per-topic and total retention limits hold it all),
