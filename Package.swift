@@ -31,7 +31,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.1"),
     ],
     targets: [
         // Topics and patterns: parsing, validation, the matching trie. No dependencies.
@@ -85,11 +86,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Who may publish and subscribe where: JWT bearer tokens and their grants.
+        .target(
+            name: "PiglixAuth",
+            dependencies: [
+                "PiglixTopics",
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ],
+            swiftSettings: strict
+        ),
         // HTTP/2 + HTTP/1.1 front end.
         .target(
             name: "PiglixHTTP",
             dependencies: [
-                "PiglixBroker", "PiglixCluster", "PiglixTopics", "PiglixWire",
+                "PiglixBroker", "PiglixCluster", "PiglixTopics", "PiglixWire", "PiglixAuth",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdHTTP2", package: "hummingbird"),
@@ -123,7 +133,8 @@ let package = Package(
         .executableTarget(
             name: "piglix",
             dependencies: [
-                "PiglixHTTP", "PiglixBroker", "PiglixCluster", "PiglixClient", "PiglixWire", "PiglixTopics",
+                "PiglixHTTP", "PiglixBroker", "PiglixCluster", "PiglixClient", "PiglixWire", "PiglixTopics", "PiglixAuth",
+                .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -151,6 +162,11 @@ let package = Package(
         .testTarget(name: "PiglixGroupsTests", dependencies: ["PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixSimulationTests", dependencies: ["PiglixSimulation", "PiglixGroups", "PiglixTopics"], swiftSettings: strict),
         .testTarget(name: "PiglixWireTests", dependencies: ["PiglixWire", "PiglixTopics"], swiftSettings: strict),
+        .testTarget(
+            name: "PiglixAuthTests",
+            dependencies: ["PiglixAuth", "PiglixTopics", .product(name: "JWTKit", package: "jwt-kit")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "PiglixClusterTests",
             dependencies: [

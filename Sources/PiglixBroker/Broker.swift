@@ -366,6 +366,18 @@ public final class Broker: Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
+    /// Ends one subscription with `reason` (its token expired, say).
+    public func end(_ id: SubscriptionID, reason: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.queues[id] != nil else { return nil }
+            state.queues[id]!.end = reason
+            let waiter = state.queues[id]!.waiter
+            state.queues[id]!.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+
     /// Refuses new work and ends every subscription with `reason`; writers
     /// send their `end` record and finish their streams.
     public func shutdown(reason: String = "the server is shutting down") {

@@ -217,6 +217,12 @@ public final class Subscription: Sendable {
         broker.initialViews(id, patterns: patterns)
     }
 
+    /// Ends the stream: its writer sends what is queued, then an `end`
+    /// record with `reason`.
+    public func end(reason: String) {
+        broker.end(id, reason: reason)
+    }
+
     public func cancel(reason: String = "unsubscribed") {
         broker.unsubscribe(id, reason: reason)
     }

@@ -3,6 +3,7 @@ import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
 import NIOCore
+import PiglixAuth
 import PiglixBroker
 import PiglixCluster
 import Prometheus
@@ -14,6 +15,8 @@ import UnixSignals
 public struct PiglixRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
+    /// The bearer's grants, when the node checks tokens (AuthMiddleware).
+    public var access: Access?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
@@ -47,9 +50,10 @@ public struct PiglixServer: Sendable {
         router.middlewares.add(
             CORSMiddleware(
                 allowOrigin: .all,
-                allowHeaders: [.accept, .contentType, .contentEncoding, .lastEventID, .piglixDelivery, .cacheControl],
+                allowHeaders: [.accept, .contentType, .contentEncoding, .lastEventID, .piglixDelivery, .cacheControl, .authorization],
                 allowMethods: [.get, .post, .options],
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
+        if let authorizer = settings.authorizer { router.middlewares.add(AuthMiddleware(authorizer: authorizer)) }
         let publish = PublishRoute(broker: broker, settings: settings)
         let subscribe = SubscribeRoute(broker: broker, settings: settings)
         let status = StatusRoutes(broker: broker, registry: registry)

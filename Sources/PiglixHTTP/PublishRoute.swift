@@ -2,7 +2,9 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import NIOHTTP1
+import PiglixAuth
 import PiglixBroker
+import PiglixTopics
 import PiglixWire
 
 /// `POST /v1/topics/{topic}` (one message) and `POST /v1/publish` (batch
@@ -13,9 +15,12 @@ struct PublishRoute: Sendable {
 
     // MARK: Single publish
 
-    func publishOne(_ request: Request, context: some RequestContext) async throws -> Response {
+    func publishOne(_ request: Request, context: PiglixRequestContext) async throws -> Response {
         guard let rawTopic = context.parameters.get("topic") else { throw Problem(.badRequest, "missing topic") }
         let topic = RequestParsing.percentDecoded(Substring(rawTopic))
+        if let refusal = context.access?.publishRefusal(topic, limits: settings.broker.topicLimits) {
+            throw AuthMiddleware.problem(.forbidden(refusal))
+        }
         let delivery = try RequestParsing.deliveryLevel(request)
         let coding = try RequestParsing.contentCoding(request)
         let limit = settings.broker.messageBytesMax
@@ -60,7 +65,8 @@ struct PublishRoute: Sendable {
 
     // MARK: Batch and streaming publish
 
-    func publishMany(_ request: Request, context: some RequestContext) async throws -> Response {
+    func publishMany(_ request: Request, context: PiglixRequestContext) async throws -> Response {
+        let access = context.access
         let coding = try RequestParsing.contentCoding(request)
         let binary = request.headers[.contentType].map { $0.lowercased().hasPrefix(binaryFramesMediaType) } ?? false
         let ackType = binary ? binaryFramesMediaType : "application/x-ndjson"
@@ -83,7 +89,7 @@ struct PublishRoute: Sendable {
             if let coding {
                 body = try Self.decompress(body, coding: coding, limit: settings.decompressedBytesMax, what: "batch body")
             }
-            var session = PublishSession(broker: broker, settings: settings, binary: binary)
+            var session = PublishSession(broker: broker, settings: settings, binary: binary, access: access)
             var acks = ByteBuffer()
             session.consume(body)
             session.finish()
@@ -99,7 +105,8 @@ struct PublishRoute: Sendable {
         return Response(
             status: .ok, headers: [.contentType: ackType, .cacheControl: "no-cache"],
             body: ResponseBody { writer in
-                try await Self.streamPipelined(request, broker: broker, settings: settings, coding: coding, binary: binary, writer: &writer)
+                try await Self.streamPipelined(
+                    request, broker: broker, settings: settings, coding: coding, binary: binary, access: access, writer: &writer)
                 try await writer.finish(nil)
             })
     }
@@ -111,14 +118,14 @@ struct PublishRoute: Sendable {
     /// publishes, this one writes the acks in input order as their batches
     /// complete. On a single node a batch completes at once, in `submit`.
     static func streamPipelined(
-        _ request: Request, broker: Broker, settings: ServerSettings, coding: ContentCoding?, binary: Bool,
+        _ request: Request, broker: Broker, settings: ServerSettings, coding: ContentCoding?, binary: Bool, access: Access?,
         writer: inout any ResponseBodyWriter
     ) async throws {
         let pipeline = AckPipeline(recordsMax: settings.publishInFlightRecordsMax, bytesMax: settings.publishInFlightBytesMax)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 defer { pipeline.endReading() }
-                var session = PublishSession(broker: broker, settings: settings, binary: binary)
+                var session = PublishSession(broker: broker, settings: settings, binary: binary, access: access)
                 let decompressor = try coding.map { try BoundedDecompressor($0, outputBytesMax: .max) }
                 var chunksSinceYield = 0
                 do {
@@ -201,12 +208,17 @@ struct PublishSession {
     var lines: LineSplitter
     var frames: FrameDecoder
     let headerLimits: HeaderLimits
+    /// The publisher's grants; nil: no token checks.
+    let access: Access?
+    let topicLimits: TopicLimits
     /// A binary stream that lost its framing cannot go on.
     private(set) var fatal = false
 
-    init(broker: Broker, settings: ServerSettings, binary: Bool) {
+    init(broker: Broker, settings: ServerSettings, binary: Bool, access: Access? = nil) {
         self.broker = broker
         self.binary = binary
+        self.access = access
+        self.topicLimits = settings.broker.topicLimits
         self.lines = LineSplitter(lineBytesMax: settings.recordBytesMax)
         self.frames = FrameDecoder(bodyBytesMax: settings.recordBytesMax)
         self.headerLimits = settings.broker.headerLimits
@@ -224,7 +236,7 @@ struct PublishSession {
                         continue
                     }
                     do {
-                        items.append(.record(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits)))
+                        append(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits))
                     } catch {
                         items.append(.error(status: error.status, message: error.reason))
                     }
@@ -260,11 +272,20 @@ struct PublishSession {
         }
     }
 
+    /// A decoded record, or its 403 when the token does not grant its topic.
+    private mutating func append(_ record: PublishRecord) {
+        if let refusal = access?.publishRefusal(record.topic, limits: topicLimits) {
+            items.append(.error(status: 403, message: refusal))
+        } else {
+            items.append(.record(record))
+        }
+    }
+
     private mutating func handle(_ item: LineSplitter.Item) {
         switch item {
         case .line(let line):
             do {
-                items.append(.record(try PublishRecord.decodeJSON(line, headerLimits: headerLimits)))
+                append(try PublishRecord.decodeJSON(line, headerLimits: headerLimits))
             } catch {
                 items.append(.error(status: error.status, message: error.reason))
             }

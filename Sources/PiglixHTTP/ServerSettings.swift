@@ -1,3 +1,4 @@
+import PiglixAuth
 import PiglixBroker
 import PiglixCluster
 
@@ -32,6 +33,9 @@ public struct ServerSettings: Sendable {
     public var shutdownGracePeriod = Duration.seconds(10)
     /// Cluster membership (`--cluster-listen`, `--seeds`); nil: a single node.
     public var cluster: ClusterSettings?
+    /// Bearer-token checks (`--jwt-key-file`, `--jwks-file`); nil: the node
+    /// is open to anyone who reaches it.
+    public var authorizer: Authorizer?
 
     public init() {}
 

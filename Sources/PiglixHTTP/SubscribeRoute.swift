@@ -2,6 +2,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import PiglixAuth
 import PiglixBroker
 import PiglixTopics
 import PiglixWire
@@ -17,6 +18,7 @@ struct SubscribeRoute: Sendable {
         let names = query.getAll("topic").map { String($0) }
         let patterns: [TopicPattern]
         do { patterns = try broker.parsePatterns(names) } catch { throw Problem(Problem.status(error.status), error.description) }
+        try context.access?.checkSubscribe(patterns)
         let format = try RequestParsing.streamFormat(request)
 
         let overflow: OverflowPolicy
@@ -47,7 +49,18 @@ struct SubscribeRoute: Sendable {
 
         // The writer may be parked waiting for messages: end it when the
         // client resets the stream or drops the connection.
-        context.channel.closeFuture.whenComplete { _ in subscription.cancel(reason: "client went away") }
+        // A stream lasts as long as its token: at expiry it ends with an
+        // `end` record saying so.
+        let expiry = context.access?.secondsUntilExpiry.map { seconds in
+            Task {
+                try await Task.sleep(for: .milliseconds(Int64(max(seconds, 0) * 1000)))
+                subscription.end(reason: "the token expired; subscribe again with a fresh token and Last-Event-ID to resume")
+            }
+        }
+        context.channel.closeFuture.whenComplete { _ in
+            expiry?.cancel()
+            subscription.cancel(reason: "client went away")
+        }
 
         var headers: HTTPFields = [
             .contentType: format == .sse ? "text/event-stream; charset=utf-8" : format.contentType,

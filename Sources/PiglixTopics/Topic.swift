@@ -62,6 +62,23 @@ public struct TopicPattern: Hashable, Sendable, CustomStringConvertible {
         return index == tokens.count
     }
 
+    /// Whether every topic `other` matches, this pattern matches too (an
+    /// authorization grant covering a requested pattern). `>` covers one or
+    /// more tokens, `*` one token or a `*`; `other`'s `>` is covered only
+    /// by a `>`.
+    public func covers(_ other: TopicPattern) -> Bool {
+        for (index, token) in other.tokens.enumerated() {
+            guard index < tokens.count else { return false }
+            switch (tokens[index], token) {
+            case (.rest, _): return true
+            case (.single, .literal), (.single, .single): continue
+            case (.literal(let mine), .literal(let theirs)) where mine == theirs: continue
+            default: return false
+            }
+        }
+        return other.tokens.count == tokens.count
+    }
+
     public var description: String { name }
 }
 

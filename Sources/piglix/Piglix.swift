@@ -13,7 +13,7 @@ struct Piglix: AsyncParsableCommand {
             Documentation: README.md and docs/ (protocol.md: the HTTP interface; operations.md: \
             flags, clusters, metrics; performance.md: benchmarks).
             """,
-        subcommands: [Serve.self, Pub.self, Sub.self, Bench.self, Probe.self],
+        subcommands: [Serve.self, Pub.self, Sub.self, Bench.self, Probe.self, Token.self],
         defaultSubcommand: nil
     )
 }

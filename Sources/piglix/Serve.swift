@@ -2,6 +2,7 @@ import Foundation
 import ArgumentParser
 import Logging
 import Metrics
+import PiglixAuth
 import PiglixBroker
 import PiglixCluster
 import PiglixHTTP
@@ -37,6 +38,10 @@ struct Serve: AsyncParsableCommand {
     var bootstrapWaitMs: Int?
     @Option(help: "File of the shared cluster key (one key per line, at least 16 bytes; the first proves this node, any is accepted from a peer). Without it the cluster port admits anyone. [env PIGLIX_CLUSTER_KEY_FILE]")
     var clusterKeyFile: String?
+    @Option(help: "Require bearer tokens (JWT) verified with this key: an HS256 secret of at least 32 bytes, or a PEM public key (EC P-256: ES256; RSA: RS256). Without it or --jwks-file anyone who reaches the port may publish and subscribe. Make tokens with `piglix token`. [env PIGLIX_JWT_KEY_FILE]")
+    var jwtKeyFile: String?
+    @Option(help: "Require bearer tokens verified with the keys of this JSON Web Key Set file (tokens name their key with `kid`). [env PIGLIX_JWKS_FILE]")
+    var jwksFile: String?
 
     @Option(help: "Largest message payload. [env PIGLIX_MAX_MESSAGE_BYTES, default 1048576]")
     var maxMessageBytes: Int?
@@ -154,7 +159,13 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let settings = try settings()
+        var configured = try settings()
+        do {
+            configured.authorizer = try await Authorizer.load(
+                keyFile: string(jwtKeyFile, "PIGLIX_JWT_KEY_FILE"), jwksFile: string(jwksFile, "PIGLIX_JWKS_FILE"),
+                limits: configured.broker.topicLimits)
+        } catch { throw ValidationError(error.description) }
+        let settings = configured
         let levelText = string(logLevel, "PIGLIX_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelText) else {
             throw ValidationError("log level \(levelText) is not one of trace, debug, info, notice, warning, error, critical")
@@ -169,6 +180,12 @@ struct Serve: AsyncParsableCommand {
         let logger = Logger(label: "piglix")
         let server = try PiglixServer(settings: settings, registry: registry, logger: logger)
         let nodeID = settings.broker.nodeID
+        if let authorizer = settings.authorizer {
+            logger.info("bearer tokens required (\(authorizer.summary)); /healthz, /readyz, /openapi.yaml and the console page stay open")
+        } else {
+            logger.warning(
+                "no --jwt-key-file or --jwks-file: anyone who reaches \(settings.host):\(settings.port) may publish and subscribe on every topic (docs/operations.md, \"Authorization\")")
+        }
         try await server.run { port in
             logger.info("piglix node \(nodeID) listening on \(settings.host):\(port) (HTTP/2 prior knowledge and HTTP/1.1)")
         }
