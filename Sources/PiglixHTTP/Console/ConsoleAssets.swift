@@ -156,6 +156,17 @@ enum ConsoleAssets {
         // second, computes group rates from `delivered` deltas, and tails
         // patterns over server-sent events (EventSource on /v1/subscribe).
         "use strict";
+        // On a node that requires tokens, /?authorization=TOKEN keeps the
+        // token in a same-site cookie, which the page's fetches and
+        // EventSource send; the address bar then drops it.
+        (() => {
+          const url = new URL(location.href);
+          const token = url.searchParams.get("authorization");
+          if (!token) return;
+          document.cookie = "piglixAuthorization=" + encodeURIComponent(token) + "; path=/; SameSite=Strict";
+          url.searchParams.delete("authorization");
+          history.replaceState(null, "", url);
+        })();
 
         const POLL_MS = 1000;
         const TAIL_LINES_MAX = 500;
