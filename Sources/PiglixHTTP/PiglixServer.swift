@@ -30,9 +30,12 @@ public struct PiglixServer: Sendable {
     public let broker: Broker
     public let registry: PrometheusCollectorRegistry
     let logger: Logger
+    let tlsHook = TLSReloadHook()
 
     public init(settings: ServerSettings, registry: PrometheusCollectorRegistry = .init(), logger: Logger) throws {
         try settings.validate()
+        // Bad certificate or key files fail at start-up, naming the file.
+        _ = try settings.tls?.configuration()
         self.settings = settings
         let cluster = try settings.cluster.map { try ClusterNode(settings: $0, logger: logger) }
         self.broker = try Broker(settings: settings.broker, cluster: cluster)
@@ -73,16 +76,30 @@ public struct PiglixServer: Sendable {
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         let prefaceTimeout = TimeAmount.nanoseconds(
             settings.prefaceTimeout.components.seconds * 1_000_000_000 + settings.prefaceTimeout.components.attoseconds / 1_000_000_000)
+        let tls = settings.tls
+        let hook = tlsHook
         return Application(
             router: makeRouter(),
             server: HTTPServerBuilder { responder in
-                PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout)
+                if let tls {
+                    var configuration = HTTP2ChannelConfiguration()
+                    let extraHandlers = configuration.streamConfiguration.additionalChannelHandlers
+                    configuration.streamConfiguration.additionalChannelHandlers = { extraHandlers() + [CloseOnClientEOF()] }
+                    let store = try TLSChannelStore(files: tls, configuration: configuration, responder: responder)
+                    hook.register(store)
+                    return ReloadableTLSChannel(store: store)
+                }
+                return PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout)
             },
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.host, port: settings.port), serverName: "piglix", reuseAddress: true),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
+
+    /// Reads `--tls-cert` and `--tls-key` again (what `SIGHUP` does): new
+    /// connections get the new certificate; on an error the old one stays.
+    public func reloadTLS() throws { try tlsHook.reload() }
 
     /// Runs the node until SIGTERM or SIGINT, then ends every subscriber
     /// stream with an `end` record before the listener stops.
@@ -95,8 +112,10 @@ public struct PiglixServer: Sendable {
     public func makeServiceGroup(
         gracefulShutdownSignals: [UnixSignal], onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> ServiceGroup {
+        var services: [any Service] = [makeApplication(onServerRunning: onServerRunning), brokerService]
+        if settings.tls != nil { services.append(TLSReloadService(server: self, logger: logger)) }
         var configuration = ServiceGroupConfiguration(
-            services: [makeApplication(onServerRunning: onServerRunning), brokerService],
+            services: services,
             gracefulShutdownSignals: gracefulShutdownSignals,
             logger: logger)
         // A client that stopped reading cannot hold the node up: after the
@@ -127,5 +146,26 @@ public struct BrokerService: Service {
         broker.shutdown()
         // Leave the cluster: peers see the silence and install a view without this node.
         await broker.leaveCluster()
+    }
+}
+
+/// Reloads the certificate on `SIGHUP` (a renewed certificate, without a
+/// restart).
+struct TLSReloadService: Service {
+    let server: PiglixServer
+    let logger: Logger
+
+    func run() async throws {
+        let signals = await UnixSignalsSequence(trapping: .sighup)
+        await cancelWhenGracefulShutdown {
+            for await _ in signals {
+                do {
+                    try server.reloadTLS()
+                    logger.info("SIGHUP: reloaded the TLS certificate and key; new connections use them")
+                } catch {
+                    logger.error("SIGHUP: the TLS certificate or key could not be reloaded, the old ones stay: \(error)")
+                }
+            }
+        }
     }
 }

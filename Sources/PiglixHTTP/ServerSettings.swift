@@ -36,6 +36,9 @@ public struct ServerSettings: Sendable {
     /// Bearer-token checks (`--jwt-key-file`, `--jwks-file`); nil: the node
     /// is open to anyone who reaches it.
     public var authorizer: Authorizer?
+    /// `--tls-cert` and `--tls-key`: the port speaks TLS (ALPN h2 and
+    /// http/1.1) instead of h2c and HTTP/1.1 in the clear.
+    public var tls: TLSFiles?
 
     public init() {}
 

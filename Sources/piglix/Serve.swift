@@ -38,6 +38,10 @@ struct Serve: AsyncParsableCommand {
     var bootstrapWaitMs: Int?
     @Option(help: "File of the shared cluster key (one key per line, at least 16 bytes; the first proves this node, any is accepted from a peer). Without it the cluster port admits anyone. [env PIGLIX_CLUSTER_KEY_FILE]")
     var clusterKeyFile: String?
+    @Option(help: "PEM certificate chain: the port speaks TLS, ALPN h2 and http/1.1 (h2c and plain HTTP/1.1 without it). Reloaded on SIGHUP. Needs --tls-key. [env PIGLIX_TLS_CERT]")
+    var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert. Reloaded on SIGHUP. [env PIGLIX_TLS_KEY]")
+    var tlsKey: String?
     @Option(help: "Require bearer tokens (JWT) verified with this key: an HS256 secret of at least 32 bytes, or a PEM public key (EC P-256: ES256; RSA: RS256). Without it or --jwks-file anyone who reaches the port may publish and subscribe. Make tokens with `piglix token`. [env PIGLIX_JWT_KEY_FILE]")
     var jwtKeyFile: String?
     @Option(help: "Require bearer tokens verified with the keys of this JSON Web Key Set file (tokens name their key with `kid`). [env PIGLIX_JWKS_FILE]")
@@ -131,6 +135,12 @@ struct Serve: AsyncParsableCommand {
         } else if seedText != nil {
             throw ValidationError("--seeds needs --cluster-listen: give this node an address for its peers (for example --cluster-listen 127.0.0.1:7001)")
         }
+        switch (string(tlsCert, "PIGLIX_TLS_CERT"), string(tlsKey, "PIGLIX_TLS_KEY")) {
+        case (let cert?, let key?): settings.tls = TLSFiles(certificatePath: cert, keyPath: key)
+        case (nil, nil): break
+        case (_?, nil): throw ValidationError("--tls-cert needs --tls-key (the certificate's private key, PEM)")
+        case (nil, _?): throw ValidationError("--tls-key needs --tls-cert (the certificate chain, PEM)")
+        }
         try int(maxMessageBytes, "PIGLIX_MAX_MESSAGE_BYTES") { settings.broker.messageBytesMax = $0 }
         try int(maxTopicTokens, "PIGLIX_MAX_TOPIC_TOKENS") { settings.broker.topicLimits.tokensMax = $0 }
         try int(maxTopicBytes, "PIGLIX_MAX_TOPIC_BYTES") { settings.broker.topicLimits.bytesMax = $0 }
@@ -187,7 +197,8 @@ struct Serve: AsyncParsableCommand {
                 "no --jwt-key-file or --jwks-file: anyone who reaches \(settings.host):\(settings.port) may publish and subscribe on every topic (docs/operations.md, \"Authorization\")")
         }
         try await server.run { port in
-            logger.info("piglix node \(nodeID) listening on \(settings.host):\(port) (HTTP/2 prior knowledge and HTTP/1.1)")
+            let protocols = settings.tls == nil ? "HTTP/2 prior knowledge and HTTP/1.1" : "TLS with ALPN h2 and http/1.1"
+            logger.info("piglix node \(nodeID) listening on \(settings.host):\(port) (\(protocols))")
         }
     }
 
