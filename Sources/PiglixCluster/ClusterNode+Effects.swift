@@ -74,6 +74,16 @@ extension ClusterNode {
                 complete(token, .failed(why))
             case .setTimer(let at):
                 schedule(at)
+            case .persistAcceptor(let state):
+                // Before any message of this turn leaves: the sends are
+                // only queued until `flushOutgoing` below.
+                guard let file = acceptorFile else { break }
+                do { try file.write(state) } catch {
+                    // A vote that may leave without its record must not be
+                    // remembered wrong: forget it all instead.
+                    file.remove()
+                    logger.error("cannot write \(file.path): \(error); removed it, so a restart of this node will not count for its old seat")
+                }
             case .rejectedMessage(let from, let reason):
                 box.value.counters.rejectedMessages[reason.rawValue, default: 0] += 1
                 logger.warning("rejected a protocol message from \(name(from.node)): \(reason.rawValue)")

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -23,6 +24,8 @@ public final class ClusterNode: Sendable {
     let me: NodeID
     let startIncarnation: UInt64
     let startedAt: NIODeadline
+    /// Where the core's acceptor state is written (nil: not kept).
+    let acceptorFile: AcceptorFile?
     let box: NIOLoopBoundBox<State>
     let snapshot: NIOLockedValueBox<ClusterStatus>
     let counterBox: NIOLockedValueBox<ClusterCounters>
@@ -91,7 +94,20 @@ public final class ClusterNode: Sendable {
         clock_gettime(CLOCK_REALTIME, &now)
         self.startIncarnation = UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec / 1000)
         self.startedAt = .now()
-        let core = try GroupNode(settings: settings.groupSettings, me: ProcessID(node: me, incarnation: startIncarnation))
+        var restored: AcceptorState?
+        var acceptorFile: AcceptorFile?
+        if let directory = settings.dataDirectory {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                let file = AcceptorFile(directory: directory, nodeName: settings.nodeName)
+                restored = try file.read()
+                acceptorFile = file
+            } catch {
+                logger.error("the data directory \(directory) cannot be used (\(error)); this node keeps no flush votes across restarts")
+            }
+        }
+        self.acceptorFile = acceptorFile
+        let core = try GroupNode(settings: settings.groupSettings, me: ProcessID(node: me, incarnation: startIncarnation), restoring: restored)
         self.box = NIOLoopBoundBox.makeBoxSendingValue(State(core: core), as: State.self, eventLoop: loop)
         self.snapshot = NIOLockedValueBox(
             ClusterStatus(

@@ -37,6 +37,11 @@ public struct ClusterSettings: Sendable {
     /// The largest protocol message a node gathers from fragments. A flush
     /// report holds at most every member's unstable window.
     public var protocolMessageBytesMax: Int = 1 << 30
+    /// Where the node keeps its flush votes across restarts (`--data-dir`,
+    /// AcceptorFile.swift), so a majority that restarts together can form a
+    /// primary view again; nil: nothing is kept, and such a majority waits
+    /// for an operator.
+    public var dataDirectory: String?
     /// The shared cluster key (`--cluster-key-file`); nil: the cluster port
     /// admits anyone who can reach it.
     public var clusterKey: ClusterKey?

@@ -21,7 +21,7 @@ public enum MessageCodec {
     enum Tag: UInt8 {
         case data = 1, order, ack, stable, heartbeat, nak, orderNak, joinRequest, flushStart, flushReport
         case flushReject, propose, accepted, install, installRequest, viewNotice, checkpointRequest, checkpointChunk
-        case checkpointAck
+        case checkpointAck, standInPromise
     }
 
     /// Limits applied while decoding, so a corrupt length cannot allocate.
@@ -97,6 +97,12 @@ public enum MessageCodec {
         case .accepted(let ballot):
             b.writeInteger(Tag.accepted.rawValue)
             b.writeViewID(ballot)
+        case .standInPromise(let previous, let ballot, let accepted, let acceptedBallot):
+            b.writeInteger(Tag.standInPromise.rawValue)
+            b.writeViewID(previous)
+            b.writeViewID(ballot)
+            b.writeOptional(accepted) { $0.writeInstall($1) }
+            b.writeOptional(acceptedBallot) { $0.writeViewID($1) }
         case .install(let inst):
             b.writeInteger(Tag.install.rawValue)
             b.writeInstall(inst)
@@ -216,6 +222,11 @@ public enum MessageCodec {
             return .checkpointChunk(CheckpointChunk(pattern: p, request: request, index: index, cut: cut, skip: skip, state: state, last: last == 1))
         case .checkpointAck:
             return .checkpointAck(pattern: try b.readPattern(), request: try b.readVarint(), index: try b.readIndex())
+        case .standInPromise:
+            return .standInPromise(
+                previous: try b.readViewID(), ballot: try b.readViewID(),
+                accepted: try b.readOptional { b throws(MessageDecodingError) in try b.readInstall() },
+                acceptedBallot: try b.readOptional { b throws(MessageDecodingError) in try b.readViewID() })
         }
     }
 }

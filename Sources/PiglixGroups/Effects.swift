@@ -101,6 +101,10 @@ public enum GroupEffect: Hashable, Sendable {
     case publishFailed(token: UInt64, id: PublishID, PublishFailure)
     /// Call `onTick` again no later than this.
     case setTimer(at: Tick)
+    /// Write this to stable storage before carrying out the effects that
+    /// follow (StandIn.swift); give it back to `GroupNode.init(restoring:)`
+    /// after a restart.
+    case persistAcceptor(AcceptorState)
     /// A message from `from` was dropped before the core acted on it
     /// (Validation.swift): count it, log it.
     case rejectedMessage(from: ProcessID, RejectReason)

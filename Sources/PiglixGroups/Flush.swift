@@ -40,8 +40,17 @@ extension GroupNode {
         for s in survivors where s != me {
             send(s.node, .flushStart(previous: log.view.id, proposal: proposal))
         }
+        var flush = CoordinatorFlush(previous: log.view.id, proposal: proposal, survivors: survivors, sentAt: now)
+        if !log.view.isMajority(survivors) {
+            // Only with restarted nodes voting for their old seats can this
+            // flush reach a majority (StandIn.swift).
+            for j in incarnation.joiners {
+                guard let seat = standInSeat(for: j, in: log.view, suspects: suspects) else { continue }
+                flush.standIns[j] = seat
+                send(j.node, .flushStart(previous: log.view.id, proposal: proposal))
+            }
+        }
         // Its own ballot is above anything it promised, so it accepts it.
-        let flush = CoordinatorFlush(previous: log.view.id, proposal: proposal, survivors: survivors, sentAt: now)
         acceptFlush(from: me, previous: log.view.id, proposal: proposal, coordinating: flush)
     }
 
@@ -67,6 +76,7 @@ extension GroupNode {
         } else {
             member.flush.setPromise(promise)
         }
+        persistAcceptor(AcceptorState(installed: log.view, promised: proposal.id, accepted: earlier?.accepted?.install, acceptedBallot: earlier?.accepted?.ballot))
         // Entries sequenced in this handler must reach members before the
         // report freezes them; the batch is sent at the end of the handler.
         let report = FlushReport(
@@ -86,7 +96,7 @@ extension GroupNode {
         guard var c = coordinator, report.ballot == c.proposal.id, c.survivors.contains(from), c.value == nil else { return }
         c.reports[from] = report
         member.flush.setCoordinator(c)
-        if c.reports.count == c.survivors.count { propose(c) }
+        proposeIfReady(c)
     }
 
     /// Phase 2 (Paxos, Lamport 2001, with the install as the value): a value
@@ -99,10 +109,14 @@ extension GroupNode {
         for s in c.survivors {
             if let r = c.reports[s], let a = r.accepted, let b = r.acceptedBallot, best == nil || b > best!.0 { best = (b, a) }
         }
+        for p in c.standInPromises.values {
+            if let a = p.accepted, let b = p.acceptedBallot, best == nil || b > best!.0 { best = (b, a) }
+        }
         let value = best?.1 ?? Self.computeInstall(c, view: vlog.view)
         c.value = value
         member.flush.setCoordinator(c)
         for s in c.survivors where s != me { send(s.node, .propose(ballot: c.proposal.id, value)) }
+        for j in c.standInPromises.keys { send(j.node, .propose(ballot: c.proposal.id, value)) }
         receivePropose(from: me, ballot: c.proposal.id, value)
     }
 
@@ -115,6 +129,7 @@ extension GroupNode {
         promise.promised = ballot
         promise.accepted = (ballot, value)
         member.flush.setPromise(promise)
+        persistAcceptor(AcceptorState(installed: log.view, promised: ballot, accepted: value, acceptedBallot: ballot))
         if from == me {
             receiveAccepted(from: me, ballot: ballot)
         } else {
@@ -124,9 +139,10 @@ extension GroupNode {
 
     mutating func receiveAccepted(from: ProcessID, ballot: ViewID) {
         guard var c = coordinator, c.proposal.id == ballot, let value = c.value, let log else { return }
+        guard log.view.contains(from) || c.standInPromises[from] != nil else { return }
         c.accepts.insert(from)
         member.flush.setCoordinator(c)
-        guard log.view.isMajority(Array(c.accepts)) else { return }
+        guard log.view.isMajority(c.acceptedSeats(in: log.view)) else { return }
         // Commit.
         var inst = value
         if inst.view.contains(me) {
@@ -240,6 +256,7 @@ extension GroupNode {
 
     /// Installs `inst`: a new `Member` replaces the old view's state.
     mutating func installView(_ inst: Install, announce: Bool) {
+        persistAcceptor(AcceptorState(installed: inst.view))
         vlog = ViewLog(view: inst.view, me: me)
         vlog.heardAt = Array(repeating: now, count: inst.view.members.count)
         phase = .member(MemberBox(Member(install: inst, now: now)))

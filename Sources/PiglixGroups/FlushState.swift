@@ -74,4 +74,8 @@ struct CoordinatorFlush: Sendable {
     /// Phase 2: the install proposed and who accepted it.
     var value: Install?
     var accepts: Set<ProcessID> = []
+    /// Restarted nodes invited to vote for their old seats (StandIn.swift):
+    /// joiner → seat, and the promises received.
+    var standIns: [ProcessID: ProcessID] = [:]
+    var standInPromises: [ProcessID: StandInPromise] = [:]
 }

@@ -53,6 +53,8 @@ public struct GroupNode: Sendable {
     /// The patterns the application subscribes to.
     var wanted: Set<TopicPattern> = []
     var nextTicket: UInt64 = 0
+    /// What this node's disk holds of its flush votes (StandIn.swift).
+    var acceptor: AcceptorState?
     /// View changes since `incarnation.skip` was last emptied (kept as it
     /// always was: not reset by a rejoin).
     var skipAge = 0
@@ -62,10 +64,11 @@ public struct GroupNode: Sendable {
     var delivering = false
     var redeliver = false
 
-    public init(settings: GroupSettings = GroupSettings(), me: ProcessID) throws(GroupSettings.Invalid) {
+    public init(settings: GroupSettings = GroupSettings(), me: ProcessID, restoring acceptor: AcceptorState? = nil) throws(GroupSettings.Invalid) {
         try settings.validate()
         self.settings = settings
         self.me = me
+        self.acceptor = acceptor
         self.incarnation = Incarnation(settings: settings)
         self.vlog = ViewLog(view: ClusterView(id: ViewID(epoch: 0, coordinator: me), members: [me]), me: me)
     }

@@ -62,6 +62,13 @@ extension GroupNode {
                     send(s.node, .flushStart(previous: c.previous, proposal: c.proposal))
                 }
             }
+            for j in c.standIns.keys {
+                if let value = c.value {
+                    if c.standInPromises[j] != nil && !c.accepts.contains(j) { send(j.node, .propose(ballot: c.proposal.id, value)) }
+                } else if c.standInPromises[j] == nil {
+                    send(j.node, .flushStart(previous: c.previous, proposal: c.proposal))
+                }
+            }
         }
         for p in incarnation.transferring { evaluateTransfer(p, force: false) }
         expireTickets()
@@ -93,6 +100,18 @@ extension GroupNode {
                 member.blocked = true
                 out.append(.primaryLost(lastView: view.id))
             }
+            // Restarted nodes may vote for their old seats (StandIn.swift).
+            let standIns = incarnation.joiners.filter { standInSeat(for: $0, in: view, suspects: suspects) != nil }
+            guard alive.first == me, !standIns.isEmpty else { return }
+            let seats = alive + standIns.compactMap { standInSeat(for: $0, in: view, suspects: suspects) }
+            guard view.isMajority(seats) else { return }
+            if let c = coordinator {
+                if c.survivors.contains(where: { suspects.contains($0) }) || c.survivors != alive || !Set(standIns).isSubset(of: c.standIns.keys) {
+                    startFlush()
+                }
+                return
+            }
+            startFlush()
             return
         }
         member.blocked = false
@@ -157,16 +176,22 @@ extension GroupNode {
         case .joinRequest(let p):
             receiveJoinRequest(p)
         case .flushStart(let previous, let proposal):
+            if case .joining = phase { return standInFlush(from: from, previous: previous, proposal: proposal) }
             acceptFlush(from: from, previous: previous, proposal: proposal)
         case .flushReject(let previous, let p):
             guard let c = coordinator, c.previous == previous, c.proposal.id < p else { return }
             epochSeen = max(epochSeen, p.epoch)
             startFlush()
         case .propose(let ballot, let value):
+            if case .joining = phase { return standInPropose(from: from, ballot: ballot, value) }
             if let reason = rejection(install: value) { return reject(from, reason) }
             receivePropose(from: from, ballot: ballot, value)
         case .accepted(let ballot):
             receiveAccepted(from: from, ballot: ballot)
+        case .standInPromise(let previous, let ballot, let accepted, let acceptedBallot):
+            guard inView, previous == vlog.view.id else { return }
+            if let accepted, let reason = Self.check(accepted, members: vlog.view.members.count) { return reject(from, reason) }
+            receiveStandInPromise(from: from, ballot: ballot, accepted: accepted, acceptedBallot: acceptedBallot)
         case .flushReport(let r):
             if let reason = rejection(report: r) { return reject(from, reason) }
             receiveReport(from: from, r)

@@ -138,6 +138,9 @@ public enum ProtocolMessage: Hashable, Sendable {
     indirect case propose(ballot: ViewID, Install)
     /// Survivor to coordinator: accepted the proposal of `ballot`.
     case accepted(ballot: ViewID)
+    /// A restarted node to a coordinator: its promise for its old seat in
+    /// `previous` (StandIn.swift), with what that seat accepted.
+    indirect case standInPromise(previous: ViewID, ballot: ViewID, accepted: Install?, acceptedBallot: ViewID?)
     /// Coordinator to every member of the new view, once a majority of the
     /// old view accepted (the commit): deliver up to the cut,
     /// then install the view.

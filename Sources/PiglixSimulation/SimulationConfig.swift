@@ -15,6 +15,10 @@ public enum Fault: String, CaseIterable, Hashable, Sendable {
     /// A joiner's application cannot read a checkpoint chunk: the transfer
     /// restarts from another member.
     case corruptChunk
+    /// A majority of the nodes crash at once and restart soon after: they
+    /// vote for their old seats from their disks (StandIn.swift), so the
+    /// cluster forms a primary view again. On half of the seeds.
+    case majorityCrash
 }
 
 /// Which faults a run injects.

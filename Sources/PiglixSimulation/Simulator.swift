@@ -26,6 +26,8 @@ public struct Simulator {
         case publish(node: Int)
         case subscribe(node: Int)
         case crash(node: Int)
+        /// Several nodes at once, whatever the primary-component rule says.
+        case majorityCrash(nodes: [Int])
         case restart(node: Int)
         case pause(node: Int, ticks: UInt64)
         case resume(node: Int)
@@ -47,6 +49,8 @@ public struct Simulator {
         /// Checkpoints being supplied in chunks: the encoded state and how
         /// much of it was handed out.
         var readers: [UInt64: (state: [UInt8], offset: Int)] = [:]
+        /// What survives a crash: the core's acceptor state.
+        var disk: AcceptorState?
         /// Checkpoints being applied: the chunks so far, per pattern.
         var assembling: [TopicPattern: (request: UInt64, state: [UInt8])] = [:]
         var subscribed: Set<TopicPattern> = []
@@ -111,8 +115,19 @@ public struct Simulator {
             for _ in 0..<config.publishesPerNode { queue.push(UInt64(rng.int(250...Int(end))), .publish(node: i)) }
         }
         // Faults.
-        // (A corrupt chunk is not scheduled: it strikes as chunks are applied.)
-        let kinds = config.faults.faults.filter { $0 != .corruptChunk }
+        // (A corrupt chunk is not scheduled: it strikes as chunks are applied.
+        // A majority crash draws from its own stream, so the other faults of
+        // a seed stay what they were.)
+        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash }
+        if config.faults.contains(.majorityCrash) {
+            var own = SimRandom(seed: config.seed ^ 0x6D61_6A6F_7269_7479)
+            if own.chance(0.5) {
+                let at = UInt64(own.int(400...Int(config.durationTicks - 600)))
+                let victims = Array((0..<n).shuffled(using: &own).prefix(n / 2 + 1))
+                queue.push(at, .majorityCrash(nodes: victims))
+                for i in victims { queue.push(at + UInt64(own.int(1...150)), .restart(node: i)) }
+            }
+        }
         if !kinds.isEmpty {
             for _ in 0..<rng.int(config.faultCount) {
                 let at = UInt64(rng.int(400...Int(end - 300)))
@@ -132,7 +147,7 @@ public struct Simulator {
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
                     queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
-                case .corruptChunk:
+                case .corruptChunk, .majorityCrash:
                     break
                 }
             }
@@ -268,6 +283,27 @@ public struct Simulator {
             nodes[i].status = .down
             nodes[i].generation += 1
             nodes[i].backlog = []
+        case .majorityCrash(let chosen):
+            // One member of the newest view (installed or accepted) lives
+            // on to coordinate: when a whole view dies, its members' disks
+            // say it existed and a minority of an older view must not
+            // replace it (they wait, as after a whole-cluster crash).
+            var newest: ClusterView?
+            for node in nodes where node.status != .down {
+                for case let v? in [node.view, node.core.acceptedView] where newest == nil || v.id > newest!.id { newest = v }
+            }
+            var victims = chosen
+            if let newest, let keep = nodes.indices.first(where: { i in nodes[i].status != .down && newest.contains(nodes[i].core.me) }),
+                newest.members.allSatisfy({ m in victims.contains { nodes[$0].core.me == m } || !nodes.contains { $0.status != .down && $0.core.me == m } })
+            {
+                victims.removeAll { $0 == keep }
+            }
+            record(.fault(at: now, "crash \(victims.map { nodes[$0].core.me }) together"))
+            for i in victims where nodes[i].status != .down {
+                nodes[i].status = .down
+                nodes[i].generation += 1
+                nodes[i].backlog = []
+            }
         case .restart(let i):
             guard nodes[i].status == .down else { return }
             restart(i)
@@ -336,7 +372,8 @@ public struct Simulator {
         let first = maxIncarnation[i] == 1 && i == 0 && nodes[i].generation == 0 && trace.isEmpty
         let inc = first ? 1 : maxIncarnation[i] + 1
         maxIncarnation[i] = inc
-        nodes[i].core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: inc))
+        nodes[i].core = try! GroupNode(
+            settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: inc), restoring: nodes[i].disk)
         nodes[i].status = .up
         nodes[i].generation += 1
         nodes[i].view = nil
@@ -444,6 +481,8 @@ public struct Simulator {
                 }
             case .publishRefused, .publishFailed:
                 break
+            case .persistAcceptor(let state):
+                nodes[i].disk = state
             case .rejectedMessage(let from, let reason):
                 // Correct peers never send one: a rejection is a finding.
                 record(.fault(at: now, "\(me) rejected a message from \(from): \(reason.rawValue)"))
@@ -518,7 +557,7 @@ public struct Simulator {
         case .heartbeat: "heartbeat"
         case .nak, .orderNak: "nak"
         case .joinRequest: "join"
-        case .flushStart, .flushReject, .flushReport, .propose, .accepted, .install, .installRequest, .viewNotice: "viewchange"
+        case .flushStart, .flushReject, .flushReport, .propose, .accepted, .install, .installRequest, .viewNotice, .standInPromise: "viewchange"
         case .checkpointRequest, .checkpointChunk, .checkpointAck: "transfer"
         }
     }
