@@ -27,6 +27,10 @@ public struct ServerSettings: Sendable {
     /// publisher) until acks go out.
     public var publishInFlightRecordsMax = 8192
     public var publishInFlightBytesMax = 8 << 20
+    /// A `/v1/publish` request ends after this many records refused for what
+    /// they are (malformed, bad topic, oversize), with one final error ack:
+    /// a body of junk cannot make the node write an ack per junk line.
+    public var errorAcksMax = 100
     public var prefaceTimeout = Duration.seconds(30)
     /// How long a graceful shutdown waits for streams to end before it cuts them.
     public var shutdownGracePeriod = Duration.seconds(10)
@@ -58,6 +62,7 @@ public struct ServerSettings: Sendable {
         if publishInFlightRecordsMax <= 0 || publishInFlightBytesMax <= 0 {
             throw Invalid(description: "publish in-flight limits must be positive")
         }
+        if errorAcksMax <= 0 { throw Invalid(description: "error acks per request must be positive") }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {
             throw Invalid(description: "request size limits must be positive")
         }

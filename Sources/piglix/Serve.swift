@@ -72,6 +72,8 @@ struct Serve: AsyncParsableCommand {
     var maxBatchBytes: Int?
     @Option(help: "Largest batch body once decompressed; more is a 413. [env PIGLIX_MAX_DECOMPRESSED_BYTES, default 67108864]")
     var maxDecompressedBytes: Int?
+    @Option(help: "A /v1/publish request ends after this many refused records (malformed, bad topic, oversize), with one more error ack saying so. [env PIGLIX_MAX_ERROR_ACKS, default 100]")
+    var maxErrorAcks: Int?
     @Option(help: "On SIGTERM/SIGINT, how long to wait for streams to end before cutting them, ms. [env PIGLIX_SHUTDOWN_GRACE_MS, default 10000]")
     var shutdownGraceMs: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env PIGLIX_LOG_LEVEL, default info]")
@@ -148,6 +150,7 @@ struct Serve: AsyncParsableCommand {
         try int(lingerMs, "PIGLIX_LINGER_MS") { settings.lingerDefault = .milliseconds($0) }
         try int(maxBatchBytes, "PIGLIX_MAX_BATCH_BYTES") { settings.batchRequestBytesMax = $0 }
         try int(maxDecompressedBytes, "PIGLIX_MAX_DECOMPRESSED_BYTES") { settings.decompressedBytesMax = $0 }
+        try int(maxErrorAcks, "PIGLIX_MAX_ERROR_ACKS") { settings.errorAcksMax = $0 }
         try int(shutdownGraceMs, "PIGLIX_SHUTDOWN_GRACE_MS") { settings.shutdownGracePeriod = .milliseconds($0) }
         do { try settings.validate() } catch { throw ValidationError("\(error)") }
         return settings

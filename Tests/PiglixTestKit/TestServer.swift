@@ -112,12 +112,14 @@ public final class TestServer: NodeUnderTest, Sendable {
 }
 
 extension XCTestCase {
-    /// Starts a ``TestServer`` (on `port`, else a free one) that is killed
-    /// when the test ends.
-    public func startTestServer(port: Int? = nil, file: StaticString = #filePath, line: UInt = #line) async throws -> TestServer {
+    /// Starts a ``TestServer`` (on `port`, else a free one, with
+    /// `arguments` added to `serve`'s) that is killed when the test ends.
+    public func startTestServer(
+        port: Int? = nil, arguments: [String] = [], file: StaticString = #filePath, line: UInt = #line
+    ) async throws -> TestServer {
         let server = try TestServer(port: port)
         addTeardownBlock { server.kill() }
-        try await server.start(file: file, line: line)
+        try await server.start(extraArguments: arguments, file: file, line: line)
         return server
     }
 }

@@ -1,0 +1,61 @@
+import CompressNIO
+import Foundation
+import NIOCore
+import PiglixTestKit
+import XCTest
+
+/// Clients that are hostile or merely heavy (issue 13): what one of them
+/// costs the node is bounded, and the other clients keep being served.
+final class HostileClientTests: XCTestCase {
+    private static let budgetSpent = "too many bad records: 100 of the 100 records read were refused"
+
+    /// 4 MiB of `x` lines in 4 KB of gzip: two million bad records.
+    private func junkGzip() throws -> Data {
+        var junk = ByteBuffer(repeating: 0, count: 0)
+        for _ in 0..<(2 << 20) { junk.writeStaticString("x\n") }
+        let compressed = try junk.compress(with: .gzip())
+        return Data(compressed.readableBytesView)
+    }
+
+    func testErrorAcksStopAfterBudgetWithFinalSummary() async throws {
+        let server = try await startTestServer()
+        let junk = try junkGzip()
+        let url = "\(server.base)/v1/publish"
+        let ways: [(String, [String])] = [
+            ("batch, HTTP/1.1", ["--data-binary", "@-"]),
+            ("batch, HTTP/2", ["--http2-prior-knowledge", "--data-binary", "@-"]),
+            ("stream, HTTP/1.1 chunked", ["-H", "Transfer-Encoding: chunked", "--data-binary", "@-"]),
+            ("stream, HTTP/2", ["--http2-prior-knowledge", "-X", "POST", "-T", "-"]),
+        ]
+        for (way, arguments) in ways {
+            let reply = try Curl.run(["-H", "Content-Encoding: gzip"] + arguments + [url], stdin: junk, statusCode: true, timeout: 20)
+            XCTAssertEqual(reply.httpCode, 200, way)
+            let acks = ndjsonObjects(reply.body)
+            XCTAssertEqual(acks.count, 101, "\(way): \(reply.body.count) bytes of acks")
+            XCTAssertEqual(acks.prefix(100).map { $0["error"] as? String }, Array(repeating: "malformed JSON at byte 1: unexpected character", count: 100), way)
+            XCTAssertEqual(acks.last?["status"] as? Int, 400, way)
+            XCTAssertTrue((acks.last?["error"] as? String ?? "").hasPrefix(Self.budgetSpent), "\(way): \(acks.last ?? [:])")
+        }
+        // The node still serves.
+        XCTAssertEqual(Curl.publish(server.base, topic: "after.junk", data: "fine").httpCode, 202)
+    }
+
+    func testRecordsAfterTheErrorBudgetAreNeitherAckedNorPublished() async throws {
+        let server = try await startTestServer(arguments: ["--max-error-acks", "3"])
+        let good = { (n: Int) in "{\"topic\":\"eb.t\",\"data\":\"\(n)\"}\n" }
+        // Bad for three reasons: malformed, an invalid topic, a reserved one.
+        let body = good(1) + "{oops}\n" + good(2) + "{\"topic\":\"a..b\",\"data\":\"x\"}\n" + "{\"topic\":\"$x\",\"data\":\"x\"}\n" + good(3)
+        for arguments in [["--data-binary", "@-"], ["--http2-prior-knowledge", "-X", "POST", "-T", "-"]] {
+            let reply = try Curl.run(arguments + ["\(server.base)/v1/publish"], stdin: Data(body.utf8))
+            let acks = ndjsonObjects(reply.text)
+            XCTAssertEqual(acks.map { $0["ok"] as? Bool }, [true, false, true, false, false, false], reply.text)
+            XCTAssertEqual(
+                acks.last?["error"] as? String,
+                "too many bad records: 3 of the 5 records read were refused, the most one request may have; "
+                    + "the rest of the body was not read and nothing in it was published")
+        }
+        let replay = try Curl.run(["--http2-prior-knowledge", "\(server.base)/v1/subscribe?topic=eb.t&lastEventID=earliest", "--max-time", "1"])
+        let payloads = ndjsonObjects(replay.text).filter { $0["type"] as? String == "message" }.compactMap { $0["data"] as? String }
+        XCTAssertEqual(payloads, ["1", "2", "1", "2"], "record 3 of each request came after the budget")
+    }
+}
