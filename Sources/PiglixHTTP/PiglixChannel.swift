@@ -1,5 +1,4 @@
 import HummingbirdCore
-import HummingbirdHTTP2
 import Logging
 import NIOCore
 
@@ -9,11 +8,12 @@ import NIOCore
 /// picks by TLS ALPN; without TLS we pick by the first bytes instead: a
 /// connection that starts with the HTTP/2 connection preface (RFC 9113 §3.4)
 /// gets Hummingbird's HTTP/2 pipeline, anything else its HTTP/1.1 pipeline.
-/// Both hand requests to the same responder, as `HTTP2UpgradeChannel` does.
+/// Both hand requests to the same responder, as `HTTP2UpgradeChannel` does;
+/// HTTP/2 connections are set up by ``HTTP2Connection``.
 public struct PiglixChannel: HTTPChannelHandler {
     public enum Negotiated: Sendable {
         case http1(HTTP1Channel.Value)
-        case http2(HTTP2Channel.Value)
+        case http2(HTTP2Connection.Multiplexer)
     }
 
     public struct Value: ServerChildChannelValue {
@@ -22,7 +22,7 @@ public struct PiglixChannel: HTTPChannelHandler {
     }
 
     private let http1: HTTP1Channel
-    private let http2: HTTP2Channel
+    private let http2: HTTP2Connection
     /// A connection that has not sent enough bytes to choose within this time is closed.
     let prefaceTimeout: TimeAmount
 
@@ -30,14 +30,15 @@ public struct PiglixChannel: HTTPChannelHandler {
 
     public init(
         responder: @escaping HTTPChannelHandler.Responder,
-        configuration: HTTP2ChannelConfiguration = .init(),
-        prefaceTimeout: TimeAmount = .seconds(30)
+        configuration: HTTP1Channel.Configuration = .init(),
+        prefaceTimeout: TimeAmount = .seconds(30),
+        http2StreamsMax: Int = 100
     ) {
-        var http1Configuration = configuration.streamConfiguration
+        var http1Configuration = configuration
         let extraHandlers = http1Configuration.additionalChannelHandlers
         http1Configuration.additionalChannelHandlers = { extraHandlers() + [CloseOnClientEOF()] }
         self.http1 = HTTP1Channel(responder: responder, configuration: http1Configuration)
-        self.http2 = HTTP2Channel(responder: responder, configuration: configuration)
+        self.http2 = HTTP2Connection(http1: http1, streamsMax: http2StreamsMax, idleTimeout: nil)
         self.prefaceTimeout = prefaceTimeout
     }
 
@@ -62,8 +63,8 @@ public struct PiglixChannel: HTTPChannelHandler {
             switch try await value.negotiated.get() {
             case .http1(let http1Value):
                 await http1.handle(value: http1Value, logger: logger)
-            case .http2(let http2Value):
-                await http2.handle(value: http2Value, logger: logger)
+            case .http2(let multiplexer):
+                await http2.handle(multiplexer, logger: logger)
             }
         } catch {
             logger.debug("connection closed before its protocol was known: \(error)")

@@ -1,6 +1,5 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdHTTP2
 import Logging
 import NIOCore
 import PiglixBroker
@@ -72,7 +71,7 @@ public struct PiglixServer: Sendable {
         return Application(
             router: makeRouter(),
             server: HTTPServerBuilder { responder in
-                PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout)
+                PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout, http2StreamsMax: settings.http2StreamsMax)
             },
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.host, port: settings.port), serverName: "piglix", reuseAddress: true),

@@ -32,6 +32,9 @@ public struct ServerSettings: Sendable {
     /// a body of junk cannot make the node write an ack per junk line.
     public var errorAcksMax = 100
     public var prefaceTimeout = Duration.seconds(30)
+    /// Concurrent streams of one HTTP/2 connection (advertised in SETTINGS);
+    /// a stream past it is refused with RST_STREAM REFUSED_STREAM.
+    public var http2StreamsMax = 100
     /// How long a graceful shutdown waits for streams to end before it cuts them.
     public var shutdownGracePeriod = Duration.seconds(10)
     /// Cluster membership (`--cluster-listen`, `--seeds`); nil: a single node.
@@ -62,6 +65,7 @@ public struct ServerSettings: Sendable {
         if publishInFlightRecordsMax <= 0 || publishInFlightBytesMax <= 0 {
             throw Invalid(description: "publish in-flight limits must be positive")
         }
+        if http2StreamsMax <= 0 { throw Invalid(description: "HTTP/2 streams per connection must be positive") }
         if errorAcksMax <= 0 { throw Invalid(description: "error acks per request must be positive") }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {
             throw Invalid(description: "request size limits must be positive")

@@ -58,4 +58,19 @@ final class HostileClientTests: XCTestCase {
         let payloads = ndjsonObjects(replay.text).filter { $0["type"] as? String == "message" }.compactMap { $0["data"] as? String }
         XCTAssertEqual(payloads, ["1", "2", "1", "2"], "record 3 of each request came after the budget")
     }
+
+    func testStreamPastTheHTTP2LimitIsRefusedAndTheOthersKeepReceiving() async throws {
+        try await requirePythonModules(["h2"], install: "pip install h2")
+        let server = try await startTestServer()
+        let run = try await runTool(["python3", Repo.path("Tests/hostile/h2_streams.py"), String(server.port)], timeout: .seconds(60))
+        let result = try XCTUnwrap(try parseJSON(run.output.split(separator: "\n").last.map(String.init) ?? "") as? [String: Any], "\(run)")
+        XCTAssertEqual(result["advertised"] as? Int, 100, "SETTINGS_MAX_CONCURRENT_STREAMS")
+        XCTAssertNil(result["goaway"] as? Int, "the connection was ended: \(result)")
+        XCTAssertEqual(result["live"] as? Bool, true, "\(result)")
+        let extra = result["extra"] as? [String: Any]
+        XCTAssertEqual(extra?["reset"] as? Int, 7, "the 101st stream gets RST_STREAM REFUSED_STREAM: \(result)")
+        XCTAssertEqual(extra?["answered"] as? Bool, false)
+        XCTAssertEqual(result["received"] as? Int, 100, "every live subscription got the message: \(result)")
+        XCTAssertEqual((result["after_close"] as? [String: Any])?["answered"] as? Bool, true, "a freed slot takes a new stream: \(result)")
+    }
 }
