@@ -23,33 +23,54 @@ public struct PiglixChannel: HTTPChannelHandler {
 
     private let http1: HTTP1Channel
     private let http2: HTTP2Connection
-    /// A connection that has not sent enough bytes to choose within this time is closed.
-    let prefaceTimeout: TimeAmount
+    /// From accept to a complete HTTP/1.1 request head, or to the HTTP/2
+    /// preface: a connection that has not sent that much is closed.
+    let requestHeadTimeout: TimeAmount
+    let limiter: ConnectionLimiter
 
     public var responder: Responder { http1.responder }
 
     public init(
         responder: @escaping HTTPChannelHandler.Responder,
-        configuration: HTTP1Channel.Configuration = .init(),
-        prefaceTimeout: TimeAmount = .seconds(30),
-        http2StreamsMax: Int = 100
+        requestHeadTimeout: TimeAmount = .seconds(10),
+        idleTimeout: TimeAmount? = .seconds(300),
+        http2StreamsMax: Int = 100,
+        limiter: ConnectionLimiter = ConnectionLimiter(perAddressMax: 0)
     ) {
-        var http1Configuration = configuration
-        let extraHandlers = http1Configuration.additionalChannelHandlers
-        http1Configuration.additionalChannelHandlers = { extraHandlers() + [CloseOnClientEOF()] }
+        // HTTP/1.1's idle timeout (Hummingbird's) counts only while no
+        // request is open, so a subscription is never cut by it.
+        var http1Configuration = HTTP1Channel.Configuration(idleTimeout: idleTimeout)
+        http1Configuration.additionalChannelHandlers = { [CloseOnClientEOF(), RequestHeadWatcher()] }
         self.http1 = HTTP1Channel(responder: responder, configuration: http1Configuration)
-        self.http2 = HTTP2Connection(http1: http1, streamsMax: http2StreamsMax, idleTimeout: nil)
-        self.prefaceTimeout = prefaceTimeout
+        self.http2 = HTTP2Connection(http1: http1, streamsMax: http2StreamsMax, idleTimeout: idleTimeout)
+        self.requestHeadTimeout = requestHeadTimeout
+        self.limiter = limiter
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let promise = channel.eventLoop.makePromise(of: Negotiated.self)
+        guard limiter.admit(channel, logger: logger) else {
+            // Closed at accept. Not a failed future: NIO would report that
+            // to the listener, which stops accepting.
+            promise.fail(ChannelError.inputClosed)
+            channel.close(promise: nil)
+            return channel.eventLoop.makeSucceededFuture(Value(negotiated: promise.futureResult, channel: channel))
+        }
         let http1 = self.http1
         let http2 = self.http2
+        let headTimeout = requestHeadTimeout
+        let acceptedAt = NIODeadline.now()
         let sniffer = PrefaceSniffer(
             promise: promise,
-            timeout: prefaceTimeout,
-            configureHTTP1: { channel in http1.setup(channel: channel, logger: logger).map { .http1($0) } },
+            timeout: requestHeadTimeout,
+            configureHTTP1: { channel in
+                do {
+                    try channel.pipeline.syncOperations.addHandler(RequestHeadTimeout(timeout: headTimeout, acceptedAt: acceptedAt))
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                return http1.setup(channel: channel, logger: logger).map { .http1($0) }
+            },
             configureHTTP2: { channel in http2.setup(channel: channel, logger: logger).map { .http2($0) } }
         )
         return channel.eventLoop.makeCompletedFuture {

@@ -25,6 +25,8 @@ public struct PiglixServer: Sendable {
     public let settings: ServerSettings
     public let broker: Broker
     public let registry: PrometheusCollectorRegistry
+    /// Open connections per client address (`--max-connections-per-address`).
+    public let connections: ConnectionLimiter
     let logger: Logger
 
     public init(settings: ServerSettings, registry: PrometheusCollectorRegistry = .init(), logger: Logger) throws {
@@ -33,6 +35,7 @@ public struct PiglixServer: Sendable {
         let cluster = try settings.cluster.map { try ClusterNode(settings: $0, logger: logger) }
         self.broker = try Broker(settings: settings.broker, cluster: cluster)
         self.registry = registry
+        self.connections = ConnectionLimiter(perAddressMax: settings.connectionsPerAddressMax)
         self.logger = logger
     }
 
@@ -51,7 +54,7 @@ public struct PiglixServer: Sendable {
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
         let publish = PublishRoute(broker: broker, settings: settings)
         let subscribe = SubscribeRoute(broker: broker, settings: settings)
-        let status = StatusRoutes(broker: broker, registry: registry)
+        let status = StatusRoutes(broker: broker, registry: registry, connections: connections)
         router.post("/v1/topics/:topic", use: publish.publishOne)
         router.post("/v1/publish", use: publish.publishMany)
         router.get("/v1/subscribe", use: subscribe.handle)
@@ -66,12 +69,14 @@ public struct PiglixServer: Sendable {
 
     /// The Hummingbird application on one plaintext port for h2c and HTTP/1.1.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let prefaceTimeout = TimeAmount.nanoseconds(
-            settings.prefaceTimeout.components.seconds * 1_000_000_000 + settings.prefaceTimeout.components.attoseconds / 1_000_000_000)
+        let settings = self.settings
+        let connections = self.connections
         return Application(
             router: makeRouter(),
             server: HTTPServerBuilder { responder in
-                PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout, http2StreamsMax: settings.http2StreamsMax)
+                PiglixChannel(
+                    responder: responder, requestHeadTimeout: TimeAmount(settings.requestHeadTimeout),
+                    idleTimeout: TimeAmount(settings.idleTimeout), http2StreamsMax: settings.http2StreamsMax, limiter: connections)
             },
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.host, port: settings.port), serverName: "piglix", reuseAddress: true),

@@ -31,7 +31,14 @@ public struct ServerSettings: Sendable {
     /// they are (malformed, bad topic, oversize), with one final error ack:
     /// a body of junk cannot make the node write an ack per junk line.
     public var errorAcksMax = 100
-    public var prefaceTimeout = Duration.seconds(30)
+    /// From accept (or a kept-alive HTTP/1.1 connection's next first byte)
+    /// to a complete request head (HTTP/1.1) or connection preface (HTTP/2).
+    public var requestHeadTimeout = Duration.seconds(10)
+    /// A connection with no open request or stream and no traffic for this
+    /// long is closed (HTTP/2 with GOAWAY). Subscriptions keep theirs open.
+    public var idleTimeout = Duration.seconds(300)
+    /// Open connections from one client address; more are closed at accept. 0: no limit.
+    public var connectionsPerAddressMax = 256
     /// Concurrent streams of one HTTP/2 connection (advertised in SETTINGS);
     /// a stream past it is refused with RST_STREAM REFUSED_STREAM.
     public var http2StreamsMax = 100
@@ -65,6 +72,10 @@ public struct ServerSettings: Sendable {
         if publishInFlightRecordsMax <= 0 || publishInFlightBytesMax <= 0 {
             throw Invalid(description: "publish in-flight limits must be positive")
         }
+        if requestHeadTimeout <= .zero || idleTimeout <= .zero {
+            throw Invalid(description: "request head timeout and idle timeout must be positive")
+        }
+        if connectionsPerAddressMax < 0 { throw Invalid(description: "connections per address must not be negative (0: no limit)") }
         if http2StreamsMax <= 0 { throw Invalid(description: "HTTP/2 streams per connection must be positive") }
         if errorAcksMax <= 0 { throw Invalid(description: "error acks per request must be positive") }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {

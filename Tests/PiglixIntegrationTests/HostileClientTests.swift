@@ -73,4 +73,71 @@ final class HostileClientTests: XCTestCase {
         XCTAssertEqual(result["received"] as? Int, 100, "every live subscription got the message: \(result)")
         XCTAssertEqual((result["after_close"] as? [String: Any])?["answered"] as? Bool, true, "a freed slot takes a new stream: \(result)")
     }
+
+    /// Runs Tests/hostile/connections.py MODE against `server`: its JSON answer.
+    private func connections(_ mode: String, _ server: TestServer, _ argument: String) async throws -> [String: Any] {
+        let run = try await runTool(["python3", Repo.path("Tests/hostile/connections.py"), mode, String(server.port), argument], timeout: .seconds(60))
+        return try XCTUnwrap(try parseJSON(run.output.split(separator: "\n").last.map(String.init) ?? "") as? [String: Any], "\(run)")
+    }
+
+    func testSlowlorisHeadIsClosedAfterTheHeadTimeoutButASlowBodyIsNot() async throws {
+        let server = try await startTestServer(arguments: ["--request-head-timeout", "1s"])
+        let slowloris = try await connections("slowloris", server, "6")
+        let closedAfter = try XCTUnwrap(slowloris["closed_after"] as? Double, "a partial head held the connection for 6 s: \(slowloris)")
+        XCTAssertGreaterThanOrEqual(closedAfter, 0.8)
+        XCTAssertLessThan(closedAfter, 3)
+        // The timeout covers the head only: a streaming publish over
+        // HTTP/1.1 that pauses longer in its body goes on, and so does a
+        // subscription.
+        let subscriber = try CurlStream(["\(server.base)/v1/subscribe?topic=slow.t"])
+        try await subscriber.waitUntilLive()
+        let publisher = try CurlStream(["-X", "POST", "-T", "-", "-H", "Transfer-Encoding: chunked", "\(server.base)/v1/publish"])
+        publisher.write("{\"topic\":\"slow.t\",\"data\":\"1\"}\n")
+        try await subscriber.waitFor("the first message") { $0.payloads == ["1"] }
+        try await Task.sleep(for: .seconds(2))
+        publisher.write("{\"topic\":\"slow.t\",\"data\":\"2\"}\n")
+        publisher.closeInput()
+        try await publisher.waitForExit()
+        XCTAssertEqual(ndjsonObjects(publisher.text).map { $0["ok"] as? Bool }, [true, true], publisher.text)
+        try await subscriber.waitFor("both messages") { $0.payloads == ["1", "2"] }
+        XCTAssertTrue(subscriber.isRunning)
+        subscriber.stop()
+    }
+
+    func testIdleConnectionsAreClosedButSubscriptionsAreNot() async throws {
+        try await requirePythonModules(["h2"], install: "pip install h2")
+        let server = try await startTestServer(arguments: ["--idle-timeout", "1s", "--heartbeat-ms", "300"])
+        let h2Subscriber = try CurlStream(http2: "\(server.base)/v1/subscribe?topic=idle.t")
+        let h1Subscriber = try CurlStream(["\(server.base)/v1/subscribe?topic=idle.t"])
+        try await h2Subscriber.waitUntilLive()
+        try await h1Subscriber.waitUntilLive()
+        let idle = try await connections("idle", server, "5")
+        XCTAssertEqual(idle["h2_status"] as? String, "200")
+        XCTAssertEqual(idle["goaway"] as? Int, 0, "an idle HTTP/2 connection gets GOAWAY NO_ERROR: \(idle)")
+        XCTAssertLessThan(idle["h2_closed_after"] as? Double ?? 99, 3, "\(idle)")
+        XCTAssertEqual(idle["h1_status"] as? String, "HTTP/1.1 200 OK")
+        XCTAssertLessThan(idle["h1_closed_after"] as? Double ?? 99, 3, "an idle HTTP/1.1 keep-alive connection is closed: \(idle)")
+        // Both subscriptions outlived several idle timeouts and still receive.
+        XCTAssertEqual(Curl.publish(server.base, topic: "idle.t", data: "still here").httpCode, 202)
+        for subscriber in [h2Subscriber, h1Subscriber] {
+            try await subscriber.waitFor("the message") { $0.payloads == ["still here"] }
+            XCTAssertTrue(subscriber.isRunning)
+            subscriber.stop()
+        }
+    }
+
+    func testConnectionsPastThePerAddressLimitAreClosedAtAccept() async throws {
+        let server = try await startTestServer(arguments: ["--max-connections-per-address", "3"])
+        // The start-up probe's connection may linger a moment.
+        try await poll("only the poller's own connection is open") {
+            Curl.request(["\(server.base)/metrics"]).body.contains("\npiglix_http_connections 1\n")
+        }
+        let result = try await connections("per-address", server, "3")
+        // Which of the four is refused depends on which event loop takes it first.
+        let answers = result["answers"] as? [String] ?? []
+        XCTAssertEqual(answers.sorted(), [""] + Array(repeating: "HTTP/1.1 200 OK", count: 3), "\(result)")
+        XCTAssertEqual(result["after_closing"] as? String, "HTTP/1.1 200 OK", "a closed connection frees its slot")
+        let metrics = Curl.request(["\(server.base)/metrics"]).body
+        XCTAssertTrue(metrics.contains("\npiglix_http_refused_connections_total 1\n"), metrics)
+    }
 }
