@@ -27,6 +27,8 @@ public struct PiglixServer: Sendable {
     public let registry: PrometheusCollectorRegistry
     /// Open connections per client address (`--max-connections-per-address`).
     public let connections: ConnectionLimiter
+    /// Memory of compressed subscribe streams (`--compression-memory`).
+    public let compression: CompressionBudget
     let logger: Logger
 
     public init(settings: ServerSettings, registry: PrometheusCollectorRegistry = .init(), logger: Logger) throws {
@@ -36,6 +38,7 @@ public struct PiglixServer: Sendable {
         self.broker = try Broker(settings: settings.broker, cluster: cluster)
         self.registry = registry
         self.connections = ConnectionLimiter(perAddressMax: settings.connectionsPerAddressMax)
+        self.compression = CompressionBudget(bytesMax: settings.compressionMemoryBytes)
         self.logger = logger
     }
 
@@ -53,8 +56,8 @@ public struct PiglixServer: Sendable {
                 allowMethods: [.get, .post, .options],
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
         let publish = PublishRoute(broker: broker, settings: settings)
-        let subscribe = SubscribeRoute(broker: broker, settings: settings)
-        let status = StatusRoutes(broker: broker, registry: registry, connections: connections)
+        let subscribe = SubscribeRoute(broker: broker, settings: settings, compression: compression)
+        let status = StatusRoutes(broker: broker, registry: registry, connections: connections, compression: compression)
         router.post("/v1/topics/:topic", use: publish.publishOne)
         router.post("/v1/publish", use: publish.publishMany)
         router.get("/v1/subscribe", use: subscribe.handle)

@@ -1,5 +1,6 @@
 import PiglixBroker
 import PiglixCluster
+import PiglixWire
 
 /// Every bound of the HTTP front end, with the broker's, in one value built
 /// once (from flags and `PIGLIX_*` variables) and validated.
@@ -39,6 +40,8 @@ public struct ServerSettings: Sendable {
     public var idleTimeout = Duration.seconds(300)
     /// Open connections from one client address; more are closed at accept. 0: no limit.
     public var connectionsPerAddressMax = 256
+    /// Memory for the compressors of `Accept-Encoding` subscribe streams, node-wide.
+    public var compressionMemoryBytes = 64 << 20
     /// Concurrent streams of one HTTP/2 connection (advertised in SETTINGS);
     /// a stream past it is refused with RST_STREAM REFUSED_STREAM.
     public var http2StreamsMax = 100
@@ -76,6 +79,10 @@ public struct ServerSettings: Sendable {
             throw Invalid(description: "request head timeout and idle timeout must be positive")
         }
         if connectionsPerAddressMax < 0 { throw Invalid(description: "connections per address must not be negative (0: no limit)") }
+        let streamCost = StreamCompressor.stateBytes(windowBits: CompressionBudget.windowBits, memoryLevel: CompressionBudget.memoryLevel)
+        if compressionMemoryBytes < streamCost {
+            throw Invalid(description: "compression memory (\(compressionMemoryBytes)) must hold at least one compressed stream (\(streamCost) bytes)")
+        }
         if http2StreamsMax <= 0 { throw Invalid(description: "HTTP/2 streams per connection must be positive") }
         if errorAcksMax <= 0 { throw Invalid(description: "error acks per request must be positive") }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {

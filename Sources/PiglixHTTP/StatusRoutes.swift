@@ -10,6 +10,7 @@ struct StatusRoutes: Sendable {
     let broker: Broker
     let registry: PrometheusCollectorRegistry
     let connections: ConnectionLimiter
+    let compression: CompressionBudget
 
     /// A single node is its own one-member primary view.
     var isPrimary: Bool { broker.clusterStatus?.primary ?? true }
@@ -104,6 +105,10 @@ struct StatusRoutes: Sendable {
         line(
             "piglix_http_refused_connections_total", "counter",
             "Client connections closed at accept: their address had --max-connections-per-address open.", connections.refusedConnections)
+        line("piglix_compression_bytes", "gauge", "Memory reserved by compressed subscribe streams (of --compression-memory).", compression.usedBytes)
+        line(
+            "piglix_compression_refused_total", "counter", "Compressed subscribes refused (429) because --compression-memory was in use.",
+            compression.refusedStreams)
         if let c = broker.clusterCounters {
             line("piglix_cluster_view_changes_total", "counter", "Cluster views installed by this node.", c.viewChanges)
             line("piglix_cluster_suspicions_total", "counter", "Members removed from the view after being suspected.", c.suspicions)

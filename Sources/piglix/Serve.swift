@@ -72,6 +72,8 @@ struct Serve: AsyncParsableCommand {
     var maxBatchBytes: Int?
     @Option(help: "Largest batch body once decompressed; more is a 413. [env PIGLIX_MAX_DECOMPRESSED_BYTES, default 67108864]")
     var maxDecompressedBytes: Int?
+    @Option(help: "Memory for the compressors of Accept-Encoding: gzip|deflate subscribe streams, node-wide (about 38 KiB a stream); past it such a subscribe gets 429. [env PIGLIX_COMPRESSION_MEMORY, default 67108864]")
+    var compressionMemory: Int?
     @Option(help: "A /v1/publish request ends after this many refused records (malformed, bad topic, oversize), with one more error ack saying so. [env PIGLIX_MAX_ERROR_ACKS, default 100]")
     var maxErrorAcks: Int?
     @Option(help: "Time a client has from connecting (or, on a kept-alive HTTP/1.1 connection, from the first byte of its next request) to a complete HTTP/1.1 request head or HTTP/2 preface; then the connection is closed. A number of seconds, or with ms, s or m. [env PIGLIX_REQUEST_HEAD_TIMEOUT, default 10s]")
@@ -164,6 +166,7 @@ struct Serve: AsyncParsableCommand {
         try int(maxBatchBytes, "PIGLIX_MAX_BATCH_BYTES") { settings.batchRequestBytesMax = $0 }
         try int(maxDecompressedBytes, "PIGLIX_MAX_DECOMPRESSED_BYTES") { settings.decompressedBytesMax = $0 }
         try int(maxErrorAcks, "PIGLIX_MAX_ERROR_ACKS") { settings.errorAcksMax = $0 }
+        try int(compressionMemory, "PIGLIX_COMPRESSION_MEMORY") { settings.compressionMemoryBytes = $0 }
         try duration(requestHeadTimeout, "request-head-timeout", "PIGLIX_REQUEST_HEAD_TIMEOUT") { settings.requestHeadTimeout = $0 }
         try duration(idleTimeout, "idle-timeout", "PIGLIX_IDLE_TIMEOUT") { settings.idleTimeout = $0 }
         try int(maxConnectionsPerAddress, "PIGLIX_MAX_CONNECTIONS_PER_ADDRESS") { settings.connectionsPerAddressMax = $0 }

@@ -140,4 +140,53 @@ final class HostileClientTests: XCTestCase {
         let metrics = Curl.request(["\(server.base)/metrics"]).body
         XCTAssertTrue(metrics.contains("\npiglix_http_refused_connections_total 1\n"), metrics)
     }
+
+    func testCompressedSubscriptionsCostLittleAndGiveTheirMemoryBack() async throws {
+        try await requirePythonModules(["h2"], install: "pip install h2")
+        let server = try await startTestServer()
+        // Batches of up to 1 MiB: each stream used to keep a 1 MiB buffer and
+        // zlib's 256 KiB for its whole life, and the memory stayed after.
+        let run = try await runTool(
+            ["python3", Repo.path("Tests/hostile/gzip_subscriptions.py"), String(server.port), "300", "&batch_bytes=1048576",
+             String(server.processIdentifier)], timeout: .seconds(120))
+        let result = try XCTUnwrap(try parseJSON(run.output.split(separator: "\n").last.map(String.init) ?? "") as? [String: Any], "\(run)")
+        XCTAssertEqual(result["statuses"] as? [String: Int], ["200": 300], "\(result)")
+        let before = try XCTUnwrap(result["rss_before_mib"] as? Int)
+        let open = try XCTUnwrap(result["rss_open_mib"] as? Int)
+        let after = try XCTUnwrap(result["rss_after_close_mib"] as? Int)
+        XCTAssertLessThan(open - before, 64, "300 compressed subscriptions took \(open - before) MiB: \(result)")
+        XCTAssertLessThan(after - before, 24, "memory stayed after they closed: \(result)")
+        let metrics = Curl.request(["\(server.base)/metrics"]).body
+        XCTAssertTrue(metrics.contains("\npiglix_compression_bytes 0\n"), metrics)
+    }
+
+    func testCompressedSubscribePastTheMemoryBudgetIs429AndASlotFreesOnClose() async throws {
+        // Room for two compressed streams (38 KiB each).
+        let server = try await startTestServer(arguments: ["--compression-memory", "80000"])
+        let url = "\(server.base)/v1/subscribe?topic=zb.t"
+        let first = try CurlStream(["--compressed", url])
+        let second = try CurlStream(["--http2-prior-knowledge", "-H", "Accept-Encoding: deflate", "--compressed", url])
+        try await first.waitUntilLive()
+        try await second.waitUntilLive()
+        let refused = Curl.request(["-i", "-H", "Accept-Encoding: gzip", url])
+        XCTAssertTrue(refused.text.hasPrefix("HTTP/1.1 429"), refused.text)
+        XCTAssertTrue(refused.text.lowercased().contains("retry-after: 1"), refused.text)
+        XCTAssertTrue(refused.text.contains("application/problem+json"), refused.text)
+        XCTAssertTrue(refused.text.contains("--compression-memory 80000 bytes, 2 streams) is in use"), refused.text)
+        // Uncompressed subscribers are not limited by it.
+        let plain = try CurlStream([url])
+        try await plain.waitUntilLive()
+        XCTAssertEqual(Curl.publish(server.base, topic: "zb.t", data: "zipped").httpCode, 202)
+        for subscriber in [first, second, plain] { try await subscriber.waitFor("the message") { $0.payloads == ["zipped"] } }
+        first.stop()
+        try await poll("the closed stream gave its share back") {
+            Curl.request(["\(server.base)/metrics"]).body.contains("\npiglix_compression_bytes 38912\n")
+        }
+        let third = try CurlStream(["--compressed", url])
+        try await third.waitUntilLive()
+        let metrics = Curl.request(["\(server.base)/metrics"]).body
+        XCTAssertTrue(metrics.contains("\npiglix_compression_refused_total 1\n"), metrics)
+        XCTAssertTrue(metrics.contains("\npiglix_compression_bytes 77824\n"), metrics)
+        for subscriber in [second, plain, third] { subscriber.stop() }
+    }
 }

@@ -53,6 +53,7 @@ public final class PiglixProcess: Sendable {
     }
 
     public var isRunning: Bool { process.isRunning }
+    public var processIdentifier: Int32 { process.processIdentifier }
     public var terminationStatus: Int32 { process.terminationStatus }
 
     /// SIGKILL: no `end` record, connections just drop.
@@ -103,6 +104,9 @@ public final class TestServer: NodeUnderTest, Sendable {
             }
         }
     }
+
+    /// The `piglix serve` process id (0 before start), e.g. to read its /proc status.
+    public var processIdentifier: Int32 { process.withLock { $0 }?.processIdentifier ?? 0 }
 
     /// SIGKILL: no `end` record, the connection just drops.
     public func kill() { process.withLock { $0 }?.kill() }
