@@ -344,7 +344,7 @@ struct PublishSession {
 
     static func budgetSpent(refused: Int, read: Int) -> String {
         "too many bad records: \(refused) of the \(read) records read were refused, the most one request may have; "
-            + "the rest of the body was not read and nothing in it was published"
+            + "the rest of the body is ignored and nothing in it was published"
     }
 
     /// Publishes what was decoded, as one batch per run of records, and

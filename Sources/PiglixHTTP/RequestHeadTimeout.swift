@@ -16,6 +16,9 @@ final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
     private let firstDeadline: NIODeadline
     /// Requests whose head arrived and whose response has not ended.
     private var openRequests = 0
+    /// A request body is being read (its response may have ended already,
+    /// as after an early 413): its bytes are not the next head's.
+    private var bodyOpen = false
     private var timer: Scheduled<Void>?
 
     init(timeout: TimeAmount, acceptedAt: NIODeadline) {
@@ -34,14 +37,19 @@ final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // The first byte after an idle spell starts the next head's clock.
-        if openRequests == 0 && timer == nil { startTimer(context: context, deadline: .now() + timeout) }
+        if openRequests == 0 && !bodyOpen && timer == nil { startTimer(context: context, deadline: .now() + timeout) }
         context.fireChannelRead(data)
     }
 
     func headReceived() {
         openRequests += 1
+        bodyOpen = true
         timer?.cancel()
         timer = nil
+    }
+
+    func bodyEnded() {
+        bodyOpen = false
     }
 
     func responseEnded() {
@@ -59,7 +67,7 @@ final class RequestHeadTimeout: ChannelInboundHandler, RemovableChannelHandler {
 extension RequestHeadTimeout: Sendable {}
 
 /// After the HTTP/1.1 decoder: tells ``RequestHeadTimeout`` of each decoded
-/// head and each ended response.
+/// head, each request body's end and each ended response.
 final class RequestHeadWatcher: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -73,7 +81,11 @@ final class RequestHeadWatcher: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head = unwrapInboundIn(data) { clock?.headReceived() }
+        switch unwrapInboundIn(data) {
+        case .head: clock?.headReceived()
+        case .end: clock?.bodyEnded()
+        case .body: break
+        }
         context.fireChannelRead(data)
     }
 

@@ -52,7 +52,7 @@ final class HostileClientTests: XCTestCase {
             XCTAssertEqual(
                 acks.last?["error"] as? String,
                 "too many bad records: 3 of the 5 records read were refused, the most one request may have; "
-                    + "the rest of the body was not read and nothing in it was published")
+                    + "the rest of the body is ignored and nothing in it was published")
         }
         let replay = try Curl.run(["--http2-prior-knowledge", "\(server.base)/v1/subscribe?topic=eb.t&lastEventID=earliest", "--max-time", "1"])
         let payloads = ndjsonObjects(replay.text).filter { $0["type"] as? String == "message" }.compactMap { $0["data"] as? String }
