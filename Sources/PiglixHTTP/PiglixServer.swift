@@ -1,6 +1,5 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdHTTP2
 import Logging
 import NIOCore
 import PiglixAuth
@@ -29,6 +28,10 @@ public struct PiglixServer: Sendable {
     public let settings: ServerSettings
     public let broker: Broker
     public let registry: PrometheusCollectorRegistry
+    /// Open connections per client address (`--max-connections-per-address`).
+    public let connections: ConnectionLimiter
+    /// Memory of compressed subscribe streams (`--compression-memory`).
+    public let compression: CompressionBudget
     let logger: Logger
     let tlsHook = TLSReloadHook()
 
@@ -40,6 +43,8 @@ public struct PiglixServer: Sendable {
         let cluster = try settings.cluster.map { try ClusterNode(settings: $0, logger: logger) }
         self.broker = try Broker(settings: settings.broker, cluster: cluster)
         self.registry = registry
+        self.connections = ConnectionLimiter(perAddressMax: settings.connectionsPerAddressMax)
+        self.compression = CompressionBudget(bytesMax: settings.compressionMemoryBytes)
         self.logger = logger
     }
 
@@ -58,8 +63,8 @@ public struct PiglixServer: Sendable {
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
         if let authorizer = settings.authorizer { router.middlewares.add(AuthMiddleware(authorizer: authorizer)) }
         let publish = PublishRoute(broker: broker, settings: settings)
-        let subscribe = SubscribeRoute(broker: broker, settings: settings)
-        let status = StatusRoutes(broker: broker, registry: registry)
+        let subscribe = SubscribeRoute(broker: broker, settings: settings, compression: compression)
+        let status = StatusRoutes(broker: broker, registry: registry, connections: connections, compression: compression)
         router.post("/v1/topics/:topic", use: publish.publishOne)
         router.post("/v1/publish", use: publish.publishMany)
         router.get("/v1/subscribe", use: subscribe.handle)
@@ -74,22 +79,22 @@ public struct PiglixServer: Sendable {
 
     /// The Hummingbird application on one plaintext port for h2c and HTTP/1.1.
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
-        let prefaceTimeout = TimeAmount.nanoseconds(
-            settings.prefaceTimeout.components.seconds * 1_000_000_000 + settings.prefaceTimeout.components.attoseconds / 1_000_000_000)
+        let settings = self.settings
+        let connections = self.connections
         let tls = settings.tls
         let hook = tlsHook
         return Application(
             router: makeRouter(),
             server: HTTPServerBuilder { responder in
+                var context: TLSContextStore?
                 if let tls {
-                    var configuration = HTTP2ChannelConfiguration()
-                    let extraHandlers = configuration.streamConfiguration.additionalChannelHandlers
-                    configuration.streamConfiguration.additionalChannelHandlers = { extraHandlers() + [CloseOnClientEOF()] }
-                    let store = try TLSChannelStore(files: tls, configuration: configuration, responder: responder)
-                    hook.register(store)
-                    return ReloadableTLSChannel(store: store)
+                    context = try TLSContextStore(files: tls)
+                    hook.register(context!)
                 }
-                return PiglixChannel(responder: responder, prefaceTimeout: prefaceTimeout)
+                return PiglixChannel(
+                    responder: responder, requestHeadTimeout: TimeAmount(settings.requestHeadTimeout),
+                    idleTimeout: TimeAmount(settings.idleTimeout), http2StreamsMax: settings.http2StreamsMax, limiter: connections,
+                    tls: context)
             },
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.host, port: settings.port), serverName: "piglix", reuseAddress: true),

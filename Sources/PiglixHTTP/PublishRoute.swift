@@ -89,14 +89,14 @@ struct PublishRoute: Sendable {
             if let coding {
                 body = try Self.decompress(body, coding: coding, limit: settings.decompressedBytesMax, what: "batch body")
             }
-            var session = PublishSession(broker: broker, settings: settings, binary: binary, access: access)
-            var acks = ByteBuffer()
-            session.consume(body)
-            session.finish()
-            await session.drain(into: &acks)
+            let broker = self.broker
+            let settings = self.settings
             return Response(
-                status: .ok, headers: [.contentType: ackType, .contentLength: String(acks.readableBytes)],
-                body: .init(byteBuffer: acks))
+                status: .ok, headers: [.contentType: ackType],
+                body: ResponseBody { [body] writer in
+                    try await Self.publishBatch(body, broker: broker, settings: settings, binary: binary, access: access, writer: &writer)
+                    try await writer.finish(nil)
+                })
         }
 
         // A stream: acks go back while the body is still being read.
@@ -110,6 +110,29 @@ struct PublishRoute: Sendable {
                 try await writer.finish(nil)
             })
     }
+
+    /// A batch body, read whole and bounded, is decoded and published a
+    /// slice at a time and each slice's acks are written (under the
+    /// response's flow control) before the next is decoded, so neither the
+    /// decoded records nor the acks of a large batch are ever held whole.
+    static func publishBatch(
+        _ body: ByteBuffer, broker: Broker, settings: ServerSettings, binary: Bool, access: Access?, writer: inout any ResponseBodyWriter
+    ) async throws {
+        var body = body
+        var session = PublishSession(broker: broker, settings: settings, binary: binary, access: access)
+        while !session.fatal, body.readableBytes > 0 {
+            session.consume(body.readSlice(length: min(batchSliceBytes, body.readableBytes))!)
+            var acks = ByteBuffer()
+            await session.drain(into: &acks)
+            if acks.readableBytes > 0 { try await writer.write(acks) }
+        }
+        session.finish()
+        var acks = ByteBuffer()
+        await session.drain(into: &acks)
+        if acks.readableBytes > 0 { try await writer.write(acks) }
+    }
+
+    static let batchSliceBytes = 64 * 1024
 
     /// The one publish path of a stream. In a cluster a batch's level is
     /// reached a round trip or more later, so the body is read on while
@@ -153,7 +176,7 @@ struct PublishRoute: Sendable {
                     session.submit(to: pipeline)
                     var acks = ByteBuffer()
                     AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
-                    pipeline.complete(pipeline.reserve(records: 0, bytes: 0), acks: acks)
+                    pipeline.complete(pipeline.reserve(records: 1, bytes: 0), acks: acks)
                 }
             }
             do {
@@ -211,7 +234,17 @@ struct PublishSession {
     /// The publisher's grants; nil: no token checks.
     let access: Access?
     let topicLimits: TopicLimits
-    /// A binary stream that lost its framing cannot go on.
+    let messageBytesMax: Int
+    /// After this many refused records the session ends (see `refuse`).
+    let errorAcksMax: Int
+    /// Records decoded so far, and how many of them were refused.
+    private(set) var recordsRead = 0
+    private(set) var recordsRefused = 0
+    /// The topic of the last record that passed `admit`, so a run of records
+    /// on one topic is validated once.
+    private var lastValidTopic: String?
+    /// Nothing more is read: a binary stream lost its framing, or the error
+    /// ack budget is spent.
     private(set) var fatal = false
 
     init(broker: Broker, settings: ServerSettings, binary: Bool, access: Access? = nil) {
@@ -222,62 +255,58 @@ struct PublishSession {
         self.lines = LineSplitter(lineBytesMax: settings.recordBytesMax)
         self.frames = FrameDecoder(bodyBytesMax: settings.recordBytesMax)
         self.headerLimits = settings.broker.headerLimits
+        self.messageBytesMax = settings.broker.messageBytesMax
+        self.errorAcksMax = settings.errorAcksMax
     }
 
     mutating func consume(_ bytes: ByteBuffer) {
         guard !fatal else { return }
         if binary {
             frames.append(bytes)
-            while true {
+            while !fatal {
                 do {
                     guard let frame = try frames.next() else { return }
                     guard frame.type == .publish else {
-                        items.append(.error(status: 400, message: "expected a publish frame, got \(frame.type)"))
+                        refuse(status: 400, message: "expected a publish frame, got \(frame.type)")
                         continue
                     }
                     do {
-                        append(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits))
+                        admit(try PublishRecord.decodeFrame(frame.body, headerLimits: headerLimits))
                     } catch {
-                        items.append(.error(status: error.status, message: error.reason))
+                        refuse(status: error.status, message: error.reason)
                     }
                 } catch {
                     let status = if case .tooLarge = error { 413 } else { 400 }
-                    items.append(.error(status: status, message: error.description + "; the stream ends here"))
-                    fatal = true
+                    refuse(status: status, message: error.description + "; the stream ends here", last: true)
                     return
                 }
             }
         } else {
             lines.append(bytes)
-            while let item = lines.next() { handle(item) }
+            while !fatal, let item = lines.next() { handle(item) }
         }
     }
 
     /// Decodes a body chunk, decompressing it first when the body is encoded.
+    /// Once the session ends, the rest of the chunk is not even inflated.
     mutating func consume(_ chunk: ByteBuffer, through decompressor: BoundedDecompressor?) throws {
-        if let decompressor {
-            try decompressor.decompress(chunk) { consume($0) }
-        } else {
-            consume(chunk)
-        }
+        guard let decompressor else { return consume(chunk) }
+        do {
+            try decompressor.decompress(chunk) { output in
+                consume(output)
+                if fatal { throw SessionEnded() }
+            }
+        } catch is SessionEnded {}
     }
+
+    private struct SessionEnded: Error {}
 
     mutating func finish() {
+        guard !fatal else { return }
         if binary {
-            if !fatal && frames.bufferedBytes > 0 {
-                items.append(.error(status: 400, message: "the body ends inside a frame"))
-            }
+            if frames.bufferedBytes > 0 { refuse(status: 400, message: "the body ends inside a frame") }
         } else if let item = lines.finish() {
             handle(item)
-        }
-    }
-
-    /// A decoded record, or its 403 when the token does not grant its topic.
-    private mutating func append(_ record: PublishRecord) {
-        if let refusal = access?.publishRefusal(record.topic, limits: topicLimits) {
-            items.append(.error(status: 403, message: refusal))
-        } else {
-            items.append(.record(record))
         }
     }
 
@@ -285,13 +314,52 @@ struct PublishSession {
         switch item {
         case .line(let line):
             do {
-                append(try PublishRecord.decodeJSON(line, headerLimits: headerLimits))
+                admit(try PublishRecord.decodeJSON(line, headerLimits: headerLimits))
             } catch {
-                items.append(.error(status: error.status, message: error.reason))
+                refuse(status: error.status, message: error.reason)
             }
         case .tooLong(let bytes):
-            items.append(.error(status: 413, message: "record of \(bytes) bytes is over the limit of \(lines.lineBytesMax) bytes"))
+            refuse(status: 413, message: "record of \(bytes) bytes is over the limit of \(lines.lineBytesMax) bytes")
         }
+    }
+
+    /// Takes a decoded record, refusing it here if the broker would (topic,
+    /// size): so every record refused for what it is counts against the
+    /// budget before anything after it is published.
+    private mutating func admit(_ record: PublishRecord) {
+        if record.topic != lastValidTopic || record.payload.readableBytes > messageBytesMax {
+            do {
+                _ = try broker.check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+            } catch {
+                return refuse(status: error.status, message: error.description)
+            }
+            lastValidTopic = record.topic
+        }
+        if let refusal = access?.publishRefusal(record.topic, limits: topicLimits) {
+            return refuse(status: 403, message: refusal)
+        }
+        recordsRead += 1
+        items.append(.record(record))
+    }
+
+    /// An error ack in the record's place. The `errorAcksMax`th ends the
+    /// session with one more error ack saying so (docs/protocol.md): junk
+    /// input costs at most that many acks, however long the body.
+    private mutating func refuse(status: Int, message: String, last: Bool = false) {
+        recordsRead += 1
+        recordsRefused += 1
+        items.append(.error(status: status, message: message))
+        if last {
+            fatal = true
+        } else if recordsRefused >= errorAcksMax {
+            items.append(.error(status: 400, message: Self.budgetSpent(refused: recordsRefused, read: recordsRead)))
+            fatal = true
+        }
+    }
+
+    static func budgetSpent(refused: Int, read: Int) -> String {
+        "too many bad records: \(refused) of the \(read) records read were refused, the most one request may have; "
+            + "the rest of the body is ignored and nothing in it was published"
     }
 
     /// Publishes what was decoded, as one batch per run of records, and
@@ -325,7 +393,8 @@ struct PublishSession {
             case .error(let status, let message):
                 var acks = ByteBuffer()
                 AckCodec.writeError(status: status, error: message, binary: binary, into: &acks)
-                pipeline.complete(pipeline.reserve(records: 0, bytes: 0), acks: acks)
+                // Counted like a record, so error acks too wait for the writer.
+                pipeline.complete(pipeline.reserve(records: 1, bytes: 0), acks: acks)
             }
         }
     }

@@ -1,6 +1,7 @@
 import PiglixAuth
 import PiglixBroker
 import PiglixCluster
+import PiglixWire
 
 /// Every bound of the HTTP front end, with the broker's, in one value built
 /// once (from flags and `PIGLIX_*` variables) and validated.
@@ -28,7 +29,23 @@ public struct ServerSettings: Sendable {
     /// publisher) until acks go out.
     public var publishInFlightRecordsMax = 8192
     public var publishInFlightBytesMax = 8 << 20
-    public var prefaceTimeout = Duration.seconds(30)
+    /// A `/v1/publish` request ends after this many records refused for what
+    /// they are (malformed, bad topic, oversize), with one final error ack:
+    /// a body of junk cannot make the node write an ack per junk line.
+    public var errorAcksMax = 100
+    /// From accept (or a kept-alive HTTP/1.1 connection's next first byte)
+    /// to a complete request head (HTTP/1.1) or connection preface (HTTP/2).
+    public var requestHeadTimeout = Duration.seconds(10)
+    /// A connection with no open request or stream and no traffic for this
+    /// long is closed (HTTP/2 with GOAWAY). Subscriptions keep theirs open.
+    public var idleTimeout = Duration.seconds(300)
+    /// Open connections from one client address; more are closed at accept. 0: no limit.
+    public var connectionsPerAddressMax = 256
+    /// Memory for the compressors of `Accept-Encoding` subscribe streams, node-wide.
+    public var compressionMemoryBytes = 64 << 20
+    /// Concurrent streams of one HTTP/2 connection (advertised in SETTINGS);
+    /// a stream past it is refused with RST_STREAM REFUSED_STREAM.
+    public var http2StreamsMax = 100
     /// How long a graceful shutdown waits for streams to end before it cuts them.
     public var shutdownGracePeriod = Duration.seconds(10)
     /// Cluster membership (`--cluster-listen`, `--seeds`); nil: a single node.
@@ -66,6 +83,16 @@ public struct ServerSettings: Sendable {
         if publishInFlightRecordsMax <= 0 || publishInFlightBytesMax <= 0 {
             throw Invalid(description: "publish in-flight limits must be positive")
         }
+        if requestHeadTimeout <= .zero || idleTimeout <= .zero {
+            throw Invalid(description: "request head timeout and idle timeout must be positive")
+        }
+        if connectionsPerAddressMax < 0 { throw Invalid(description: "connections per address must not be negative (0: no limit)") }
+        let streamCost = StreamCompressor.stateBytes(windowBits: CompressionBudget.windowBits, memoryLevel: CompressionBudget.memoryLevel)
+        if compressionMemoryBytes < streamCost {
+            throw Invalid(description: "compression memory (\(compressionMemoryBytes)) must hold at least one compressed stream (\(streamCost) bytes)")
+        }
+        if http2StreamsMax <= 0 { throw Invalid(description: "HTTP/2 streams per connection must be positive") }
+        if errorAcksMax <= 0 { throw Invalid(description: "error acks per request must be positive") }
         if batchRequestBytesMax <= 0 || decompressedBytesMax <= 0 {
             throw Invalid(description: "request size limits must be positive")
         }

@@ -9,6 +9,8 @@ import Prometheus
 struct StatusRoutes: Sendable {
     let broker: Broker
     let registry: PrometheusCollectorRegistry
+    let connections: ConnectionLimiter
+    let compression: CompressionBudget
 
     /// A single node is its own one-member primary view.
     var isPrimary: Bool { broker.clusterStatus?.primary ?? true }
@@ -99,6 +101,14 @@ struct StatusRoutes: Sendable {
         line("piglix_retained_topics", "gauge", "Topics with retained history.", stats.retainedTopics)
         line("piglix_view_id", "gauge", "Current cluster view id.", broker.clusterStatus?.view ?? broker.viewID)
         line("piglix_primary", "gauge", "1 when this node is in the primary component.", isPrimary ? 1 : 0)
+        line("piglix_http_connections", "gauge", "Open client connections (HTTP/1.1 and HTTP/2).", connections.openConnections)
+        line(
+            "piglix_http_refused_connections_total", "counter",
+            "Client connections closed at accept: their address had --max-connections-per-address open.", connections.refusedConnections)
+        line("piglix_compression_bytes", "gauge", "Memory reserved by compressed subscribe streams (of --compression-memory).", compression.usedBytes)
+        line(
+            "piglix_compression_refused_total", "counter", "Compressed subscribes refused (429) because --compression-memory was in use.",
+            compression.refusedStreams)
         if let c = broker.clusterCounters {
             line("piglix_cluster_view_changes_total", "counter", "Cluster views installed by this node.", c.viewChanges)
             line("piglix_cluster_suspicions_total", "counter", "Members removed from the view after being suspected.", c.suspicions)

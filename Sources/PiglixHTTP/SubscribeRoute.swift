@@ -12,6 +12,7 @@ import PiglixWire
 struct SubscribeRoute: Sendable {
     let broker: Broker
     let settings: ServerSettings
+    let compression: CompressionBudget
 
     func handle(_ request: Request, context: PiglixRequestContext) async throws -> Response {
         let query = request.uri.queryParameters
@@ -37,6 +38,18 @@ struct SubscribeRoute: Sendable {
             range: 0...Int(settings.lingerMax.milliseconds))
         let start = try Self.startPosition(request)
         let coding = request.headers[.acceptEncoding].flatMap { ContentCoding.negotiate(acceptEncoding: $0) }
+        // Before the subscription opens, so a refusal costs nothing.
+        var reservation: CompressionReservation?
+        if coding != nil {
+            guard let granted = compression.reserve() else {
+                throw Problem(
+                    .tooManyRequests,
+                    "the node's memory for compressed streams (--compression-memory \(compression.bytesMax) bytes, "
+                        + "\(compression.streamsMax) streams) is in use; subscribe without Accept-Encoding, or retry later",
+                    headers: [.retryAfter: "1"])
+            }
+            reservation = granted
+        }
 
         let subscription: Subscription
         do {
@@ -77,7 +90,9 @@ struct SubscribeRoute: Sendable {
         let logger = context.logger
         return Response(
             status: .ok, headers: headers,
-            body: ResponseBody { writer in
+            body: ResponseBody { [reservation] writer in
+                // After run returns its compressor is gone (deflateEnd), so the memory is free.
+                defer { reservation?.release() }
                 try await StreamWriter(subscription: subscription, settings: writerSettings, logger: logger)
                     .run(initial: views, writer: &writer)
             })
@@ -120,10 +135,14 @@ struct StreamWriter {
     let logger: Logger
 
     func run(initial: [ControlRecord], writer: inout any ResponseBodyWriter) async throws {
-        let compressor = try settings.coding.map { try StreamCompressor($0) }
+        let compressor = try settings.coding.map {
+            try StreamCompressor($0, windowBits: CompressionBudget.windowBits, memoryLevel: CompressionBudget.memoryLevel)
+        }
         defer { subscription.cancel(reason: "stream closed") }
+        // Sized by what is written, not by `batchBytes`: an idle stream that
+        // asked for 1 MiB batches holds a small buffer (see `send`).
         var out = ByteBuffer()
-        out.reserveCapacity(settings.batchBytes + 4096)
+        out.reserveCapacity(1024)
         for record in initial { RecordEncoder.writeControl(record, format: settings.format, into: &out) }
         try await send(&out, compressor: compressor, writer: &writer)
         while true {
@@ -151,16 +170,13 @@ struct StreamWriter {
 
     private func send(_ out: inout ByteBuffer, compressor: StreamCompressor?, writer: inout any ResponseBodyWriter) async throws {
         guard out.readableBytes > 0 else { return }
-        if let compressor {
-            let compressed = try compressor.compress(out)
-            out.clear()
-            try await writer.write(compressed)
-        } else {
-            let batch = out
-            // A fresh buffer per batch: the written one is owned by the channel until flushed.
-            out = ByteBuffer()
-            out.reserveCapacity(min(settings.batchBytes + 4096, max(batch.readableBytes, 1024)))
-            try await writer.write(batch)
-        }
+        let batch = out
+        // A fresh buffer per batch, as large as this one was (bounded by
+        // the batch size): the written one is owned by the channel until
+        // flushed, and a buffer kept at its largest would pin a large
+        // batch's memory for the life of the stream.
+        out = ByteBuffer()
+        out.reserveCapacity(min(settings.batchBytes + 4096, max(batch.readableBytes, 1024)))
+        try await writer.write(compressor.map { try $0.compress(batch) } ?? batch)
     }
 }

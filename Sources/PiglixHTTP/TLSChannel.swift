@@ -1,6 +1,3 @@
-import HummingbirdCore
-import HummingbirdHTTP2
-import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
@@ -32,53 +29,36 @@ public struct TLSFiles: Sendable, Hashable {
     }
 }
 
-/// TLS on the node's port, with ALPN choosing `h2` or `http/1.1`
-/// (Hummingbird's `HTTP2UpgradeChannel`), and a certificate that can be
-/// replaced while the node runs (`SIGHUP`): new connections get the new
-/// one, open connections keep theirs.
-struct ReloadableTLSChannel: HTTPChannelHandler {
-    typealias Value = HTTP2UpgradeChannel.Value
-    let store: TLSChannelStore
-
-    var responder: Responder { store.current.responder }
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        store.current.setup(channel: channel, logger: logger)
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await store.current.handle(value: value, logger: logger)
-    }
-}
-
-/// The TLS channel in use, replaced whole on reload.
-final class TLSChannelStore: Sendable {
+/// The server's TLS context, replaced whole on reload (`SIGHUP`): new
+/// connections get the new certificate, open ones keep theirs.
+public final class TLSContextStore: Sendable {
     let files: TLSFiles
-    let configuration: HTTP2ChannelConfiguration
-    let responder: HTTPChannelHandler.Responder
-    private let channel: NIOLockedValueBox<HTTP2UpgradeChannel>
+    private let context: NIOLockedValueBox<NIOSSLContext>
 
-    init(files: TLSFiles, configuration: HTTP2ChannelConfiguration, responder: @escaping HTTPChannelHandler.Responder) throws {
+    init(files: TLSFiles) throws {
         self.files = files
-        self.configuration = configuration
-        self.responder = responder
-        self.channel = NIOLockedValueBox(
-            try HTTP2UpgradeChannel(tlsConfiguration: files.configuration(), configuration: configuration, responder: responder))
+        self.context = NIOLockedValueBox(try Self.makeContext(files))
     }
 
-    var current: HTTP2UpgradeChannel { channel.withLockedValue { $0 } }
+    static func makeContext(_ files: TLSFiles) throws -> NIOSSLContext {
+        var configuration = try files.configuration()
+        configuration.applicationProtocols = ["h2", "http/1.1"]
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    var current: NIOSSLContext { context.withLockedValue { $0 } }
 
     /// Reads the files again; on an error the old certificate stays.
     func reload() throws {
-        let fresh = try HTTP2UpgradeChannel(tlsConfiguration: files.configuration(), configuration: configuration, responder: responder)
-        channel.withLockedValue { $0 = fresh }
+        let fresh = try Self.makeContext(files)
+        context.withLockedValue { $0 = fresh }
     }
 }
 
 /// Where the server keeps its TLS store once the listener built it, so a
 /// `SIGHUP` can reach it.
 final class TLSReloadHook: Sendable {
-    private let store = NIOLockedValueBox<TLSChannelStore?>(nil)
-    func register(_ s: TLSChannelStore) { store.withLockedValue { $0 = s } }
+    private let store = NIOLockedValueBox<TLSContextStore?>(nil)
+    func register(_ s: TLSContextStore) { store.withLockedValue { $0 = s } }
     func reload() throws { try store.withLockedValue { $0 }?.reload() }
 }

@@ -71,9 +71,23 @@ public final class StreamCompressor {
     private let compressor: ZlibCompressor
     private var finished = false
 
-    public init(_ coding: ContentCoding, level: ZlibConfiguration.CompressionLevel = .fastestCompression) throws {
+    /// `windowBits` 9…15 and `memoryLevel` 1…9 as for zlib's deflateInit2;
+    /// the defaults are zlib's (about 262 KiB a stream, ``stateBytes(windowBits:memoryLevel:)``).
+    public init(
+        _ coding: ContentCoding, level: ZlibConfiguration.CompressionLevel = .fastestCompression,
+        windowBits: Int32 = 15, memoryLevel: Int32 = 8
+    ) throws {
         compressor = try ZlibCompressor(
-            algorithm: coding.zlibAlgorithm, configuration: .init(compressionLevel: level.rawValue))
+            algorithm: coding.zlibAlgorithm,
+            configuration: .init(windowSize: windowBits, compressionLevel: level.rawValue, memoryLevel: memoryLevel))
+    }
+
+    /// What one compressor holds for its whole life: zlib's deflate memory,
+    /// (1 << (windowBits + 2)) + (1 << (memoryLevel + 9)) (zconf.h), plus
+    /// its state struct (about 6 KiB). The memory goes back (deflateEnd)
+    /// when the compressor is released.
+    public static func stateBytes(windowBits: Int32, memoryLevel: Int32) -> Int {
+        (1 << (windowBits + 2)) + (1 << (memoryLevel + 9)) + 6 * 1024
     }
 
     /// Compresses `input` and sync-flushes; returns the bytes to send.

@@ -81,6 +81,16 @@ struct Serve: AsyncParsableCommand {
     var maxBatchBytes: Int?
     @Option(help: "Largest batch body once decompressed; more is a 413. [env PIGLIX_MAX_DECOMPRESSED_BYTES, default 67108864]")
     var maxDecompressedBytes: Int?
+    @Option(help: "Memory for the compressors of Accept-Encoding: gzip|deflate subscribe streams, node-wide (about 38 KiB a stream); past it such a subscribe gets 429. [env PIGLIX_COMPRESSION_MEMORY, default 67108864]")
+    var compressionMemory: Int?
+    @Option(help: "A /v1/publish request ends after this many refused records (malformed, bad topic, oversize), with one more error ack saying so. [env PIGLIX_MAX_ERROR_ACKS, default 100]")
+    var maxErrorAcks: Int?
+    @Option(help: "Time a client has from connecting (or, on a kept-alive HTTP/1.1 connection, from the first byte of its next request) to a complete HTTP/1.1 request head or HTTP/2 preface; then the connection is closed. A number of seconds, or with ms, s or m. [env PIGLIX_REQUEST_HEAD_TIMEOUT, default 10s]")
+    var requestHeadTimeout: String?
+    @Option(help: "A connection with no open request or stream and no traffic for this long is closed (HTTP/2 with GOAWAY); subscriptions are never idle. Seconds, or with ms, s or m. [env PIGLIX_IDLE_TIMEOUT, default 300s]")
+    var idleTimeout: String?
+    @Option(help: "Most open connections from one client address (IP); more are closed when accepted and counted in piglix_http_refused_connections_total. 0: no limit (raise it behind a proxy, whose connections share its address). [env PIGLIX_MAX_CONNECTIONS_PER_ADDRESS, default 256]")
+    var maxConnectionsPerAddress: Int?
     @Option(help: "On SIGTERM/SIGINT, how long to wait for streams to end before cutting them, ms. [env PIGLIX_SHUTDOWN_GRACE_MS, default 10000]")
     var shutdownGraceMs: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env PIGLIX_LOG_LEVEL, default info]")
@@ -95,6 +105,13 @@ struct Serve: AsyncParsableCommand {
             apply(value)
         }
         func string(_ flag: String?, _ name: String) -> String? { flag ?? Environment.get(name) }
+        func duration(_ flag: String?, _ option: String, _ name: String, _ apply: (Duration) -> Void) throws {
+            guard let text = string(flag, name) else { return }
+            guard let value = Self.parseDuration(text) else {
+                throw ValidationError("--\(option) \(text) is not a duration (for example 10, 10s, 500ms or 5m)")
+            }
+            apply(value)
+        }
 
         settings.broker.nodeID = string(nodeId, "PIGLIX_NODE_ID") ?? "n1"
         let listenText = string(listen, "PIGLIX_LISTEN") ?? "127.0.0.1:8080"
@@ -163,6 +180,11 @@ struct Serve: AsyncParsableCommand {
         try int(lingerMs, "PIGLIX_LINGER_MS") { settings.lingerDefault = .milliseconds($0) }
         try int(maxBatchBytes, "PIGLIX_MAX_BATCH_BYTES") { settings.batchRequestBytesMax = $0 }
         try int(maxDecompressedBytes, "PIGLIX_MAX_DECOMPRESSED_BYTES") { settings.decompressedBytesMax = $0 }
+        try int(maxErrorAcks, "PIGLIX_MAX_ERROR_ACKS") { settings.errorAcksMax = $0 }
+        try int(compressionMemory, "PIGLIX_COMPRESSION_MEMORY") { settings.compressionMemoryBytes = $0 }
+        try duration(requestHeadTimeout, "request-head-timeout", "PIGLIX_REQUEST_HEAD_TIMEOUT") { settings.requestHeadTimeout = $0 }
+        try duration(idleTimeout, "idle-timeout", "PIGLIX_IDLE_TIMEOUT") { settings.idleTimeout = $0 }
+        try int(maxConnectionsPerAddress, "PIGLIX_MAX_CONNECTIONS_PER_ADDRESS") { settings.connectionsPerAddressMax = $0 }
         try int(shutdownGraceMs, "PIGLIX_SHUTDOWN_GRACE_MS") { settings.shutdownGracePeriod = .milliseconds($0) }
         do { try settings.validate() } catch { throw ValidationError("\(error)") }
         return settings
@@ -203,6 +225,20 @@ struct Serve: AsyncParsableCommand {
     }
 
     private func string(_ flag: String?, _ name: String) -> String? { flag ?? Environment.get(name) }
+
+    /// `10`, `10s`, `1.5s`, `500ms`, `5m`: a plain number is seconds.
+    static func parseDuration(_ text: String) -> Duration? {
+        let units: [(suffix: String, seconds: Double)] = [("ms", 0.001), ("s", 1), ("m", 60)]
+        var number = Substring(text.trimmingCharacters(in: .whitespaces))
+        var scale = 1.0
+        for unit in units where number.hasSuffix(unit.suffix) {
+            number = number.dropLast(unit.suffix.count)
+            scale = unit.seconds
+            break
+        }
+        guard let value = Double(number), value.isFinite, value >= 0 else { return nil }
+        return .milliseconds(Int64((value * scale * 1000).rounded()))
+    }
 
     /// Reads and checks the cluster key file; every failure names the file.
     static func readClusterKey(_ path: String) throws -> ClusterKey {

@@ -43,7 +43,7 @@ final class ClusterMember {
         process = try PiglixProcess(arguments, netns: netns, log: logURL)
     }
 
-    var pid: Int32? { process?.pid }
+    var pid: Int32? { process?.processIdentifier }
 
     /// Peak resident memory so far (VmHWM), in bytes.
     var peakRSS: Int? {

@@ -114,14 +114,14 @@ final class TLSTests: XCTestCase {
         try FileManager.default.removeItem(atPath: first.key)
         try FileManager.default.copyItem(atPath: second.cert, toPath: first.cert)
         try FileManager.default.copyItem(atPath: second.key, toPath: first.key)
-        kill(node.pid, SIGHUP)
+        kill(node.processIdentifier, SIGHUP)
         try await poll("the new certificate", timeout: .seconds(10)) {
             Curl.request(["--cacert", second.cert, "\(base)/healthz"]).httpCode == 200
         }
         XCTAssertNotEqual(Curl.request(["--cacert", firstCopy, "\(base)/healthz"]).httpCode, 200, "the old certificate is gone")
         // A broken file: the node keeps serving with the certificate it has.
         try Data("not a certificate".utf8).write(to: URL(fileURLWithPath: first.cert))
-        kill(node.pid, SIGHUP)
+        kill(node.processIdentifier, SIGHUP)
         try await Task.sleep(for: .milliseconds(500))
         XCTAssertEqual(Curl.request(["--cacert", second.cert, "\(base)/healthz"]).httpCode, 200)
         XCTAssertTrue(node.isRunning)

@@ -53,7 +53,7 @@ public final class PiglixProcess: Sendable {
     }
 
     public var isRunning: Bool { process.isRunning }
-    public var pid: Int32 { process.processIdentifier }
+    public var processIdentifier: Int32 { process.processIdentifier }
     public var terminationStatus: Int32 { process.terminationStatus }
 
     /// SIGKILL: no `end` record, connections just drop.
@@ -105,6 +105,9 @@ public final class TestServer: NodeUnderTest, Sendable {
         }
     }
 
+    /// The `piglix serve` process id (0 before start), e.g. to read its /proc status.
+    public var processIdentifier: Int32 { process.withLock { $0 }?.processIdentifier ?? 0 }
+
     /// SIGKILL: no `end` record, the connection just drops.
     public func kill() { process.withLock { $0 }?.kill() }
 
@@ -113,12 +116,14 @@ public final class TestServer: NodeUnderTest, Sendable {
 }
 
 extension XCTestCase {
-    /// Starts a ``TestServer`` (on `port`, else a free one) that is killed
-    /// when the test ends.
-    public func startTestServer(port: Int? = nil, file: StaticString = #filePath, line: UInt = #line) async throws -> TestServer {
+    /// Starts a ``TestServer`` (on `port`, else a free one, with
+    /// `arguments` added to `serve`'s) that is killed when the test ends.
+    public func startTestServer(
+        port: Int? = nil, arguments: [String] = [], file: StaticString = #filePath, line: UInt = #line
+    ) async throws -> TestServer {
         let server = try TestServer(port: port)
         addTeardownBlock { server.kill() }
-        try await server.start(file: file, line: line)
+        try await server.start(extraArguments: arguments, file: file, line: line)
         return server
     }
 }
