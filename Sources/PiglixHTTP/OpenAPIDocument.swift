@@ -18,7 +18,9 @@ info:
     knowledge (h2c) and HTTP/1.1; the first bytes of a connection choose.
 
     Every error answer is `application/problem+json` (RFC 9457), the
-    `Problem` schema. A path no route serves is a `404` problem; so is a
+    `Problem` schema, except a request the HTTP/1.1 parser cannot read
+    (a bare `400`, empty body, connection closed). A path no route serves
+    is a `404` problem; so is a
     method the path does not serve (the node answers `404`, not `405`).
     A cross-origin preflight (`OPTIONS` with an `Origin` header) is answered
     `204` with the CORS headers on every path; `OPTIONS` without `Origin` is
@@ -334,12 +336,7 @@ paths:
                   $ref: "#/components/schemas/StreamRecord"
             text/event-stream:
               schema:
-                description: |
-                  Server-sent events (`Content-Type: text/event-stream;
-                  charset=utf-8`): per record `event: <type>`, for messages
-                  `id: <message id>`, and `data: <the StreamRecord JSON>`,
-                  then a blank line.
-                type: string
+                $ref: "#/components/schemas/ServerSentEvent"
             application/vnd.piglix.frames:
               schema:
                 description: |
@@ -970,6 +967,25 @@ components:
           gap: "#/components/schemas/GapRecord"
           heartbeat: "#/components/schemas/HeartbeatRecord"
           end: "#/components/schemas/EndRecord"
+
+    ServerSentEvent:
+      description: |
+        One event of an SSE stream (`Content-Type: text/event-stream;
+        charset=utf-8`; OpenAPI 3.0 has `schema` describe each event): the
+        record's type in `event:`, for messages the message id in `id:` (so
+        `EventSource` resumes by itself), and the record's JSON object, a
+        `StreamRecord`, in `data:`.
+      type: object
+      required: [event, data]
+      properties:
+        event:
+          type: string
+          enum: [message, view, gap, heartbeat, end]
+        id:
+          $ref: "#/components/schemas/MessageID"
+        data:
+          description: A `StreamRecord` as JSON, on one line.
+          type: string
 
     ClusterStatus:
       description: |
