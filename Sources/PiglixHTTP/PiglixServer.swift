@@ -48,7 +48,8 @@ public struct PiglixServer: Sendable {
         self.logger = logger
     }
 
-    /// The router with every route of docs/protocol.md ("Calls", "Status endpoints").
+    /// The router with every route of docs/protocol.md ("Calls", "Status endpoints"),
+    /// each described in docs/openapi.yaml (OpenAPIDocumentTests checks).
     public func makeRouter() -> Router<PiglixRequestContext> {
         let router = Router(context: PiglixRequestContext.self)
         router.middlewares.add(ProblemMiddleware())
@@ -73,6 +74,7 @@ public struct PiglixServer: Sendable {
         router.get("/healthz", use: status.healthz)
         router.get("/readyz", use: status.readyz)
         router.get("/metrics", use: status.metrics)
+        router.get("/openapi.yaml", use: OpenAPIDocument.response)  // docs/openapi.yaml
         ConsoleRoutes.add(to: router)  // the web console at /
         return router
     }

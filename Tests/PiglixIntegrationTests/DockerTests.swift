@@ -74,7 +74,8 @@ final class DockerTests: XCTestCase {
     func test_shellScripts_passShellcheck() async throws {
         let shellcheck = try requireTool("shellcheck", install: "apt-get install shellcheck")
         let curl = try FileManager.default.contentsOfDirectory(atPath: Repo.path("examples/curl")).filter { $0.hasSuffix(".sh") }
-        let scripts = ["docker/test-local.sh", ".ci/run"] + curl.sorted().map { "examples/curl/\($0)" }
+        let own = try FileManager.default.contentsOfDirectory(atPath: Repo.path("scripts")).filter { $0.hasSuffix(".sh") }
+        let scripts = ["docker/test-local.sh", ".ci/run"] + curl.sorted().map { "examples/curl/\($0)" } + own.sorted().map { "scripts/\($0)" }
         let run = try await runTool([shellcheck] + scripts.map(Repo.path))
         XCTAssertEqual(run.status, 0, "shellcheck: \(run)")
     }
