@@ -60,6 +60,26 @@ final class TLSTests: XCTestCase {
         try await subscriber.waitFor("the message over TLS") { $0.payloads == ["secret"] }
     }
 
+    func testNghttpNegotiatesH2OverTLS() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/nghttp") else { throw XCTSkip("no /usr/bin/nghttp (nghttp2-client)") }
+        let (cert, key) = try makeCertificate("piglix-test")
+        let (_, base) = try await start(cert: cert, key: key)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nghttp")
+        process.arguments = ["-v", "-d", "-", "\(base)/v1/topics/nghttp.a"]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        input.fileHandleForWriting.write(Data("over h2".utf8))
+        try input.fileHandleForWriting.close()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertTrue(text.contains("negotiated protocol: h2"), String(text.prefix(2000)))
+        XCTAssertTrue(text.contains(":status: 202"), String(text.prefix(2000)))
+    }
+
     func testPythonHttpxSpeaksHTTP2OverTLS() async throws {
         let (cert, key) = try makeCertificate("piglix-test")
         let (_, base) = try await start(cert: cert, key: key)
