@@ -38,6 +38,8 @@ struct Serve: AsyncParsableCommand {
     var bootstrapWaitMs: Int?
     @Option(help: "File of the shared cluster key (one key per line, at least 16 bytes; the first proves this node, any is accepted from a peer). Without it the cluster port admits anyone. [env PIGLIX_CLUSTER_KEY_FILE]")
     var clusterKeyFile: String?
+    @Option(help: "Directory where a cluster node keeps its flush votes (a small file per node id), so that a majority restarted together forms a primary view again; give each node its own, on a volume that outlives it. [env PIGLIX_DATA_DIR, default piglix-data in the working directory]")
+    var dataDir: String?
     @Option(help: "PEM certificate chain: the port speaks TLS, ALPN h2 and http/1.1 (h2c and plain HTTP/1.1 without it). Reloaded on SIGHUP. Needs --tls-key. [env PIGLIX_TLS_CERT]")
     var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert. Reloaded on SIGHUP. [env PIGLIX_TLS_KEY]")
@@ -136,6 +138,7 @@ struct Serve: AsyncParsableCommand {
             try int(suspicionTimeoutMs, "PIGLIX_SUSPICION_TIMEOUT_MS") { cluster.suspicionTimeoutMilliseconds = $0 }
             try int(bootstrapWaitMs, "PIGLIX_BOOTSTRAP_WAIT_MS") { cluster.bootstrapWaitMilliseconds = $0 }
             try int(clusterCompressBytes, "PIGLIX_CLUSTER_COMPRESS_BYTES") { cluster.compressFramesAtBytes = $0 > 0 ? $0 : nil }
+            cluster.dataDirectory = string(dataDir, "PIGLIX_DATA_DIR").flatMap { $0.isEmpty ? nil : $0 } ?? "piglix-data"
             if let path = string(clusterKeyFile, "PIGLIX_CLUSTER_KEY_FILE") {
                 cluster.clusterKey = try Self.readClusterKey(path)
             }

@@ -13,6 +13,8 @@ final class ClusterMember {
     let netns: String?
     var seeds: [String] = []
     var extraArguments: [String] = []
+    /// `--data-dir`: the node's flush votes, kept across its restarts.
+    var dataDirectory: String?
     private var process: PiglixProcess?
     private let logURL: URL
 
@@ -37,7 +39,7 @@ final class ClusterMember {
             "serve", "--node-id", name, "--listen", "\(host):\(httpPort)", "--cluster-listen", clusterAddress,
             "--seeds", seeds.joined(separator: ","), "--suspicion-timeout-ms", String(Self.suspicionMilliseconds),
             "--cluster-heartbeat-ms", "100", "--log-level", "info",
-        ] + extraArguments
+        ] + (dataDirectory.map { ["--data-dir", $0] } ?? []) + extraArguments
         // A fresh log for each run.
         _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
         process = try PiglixProcess(arguments, netns: netns, log: logURL)
@@ -72,7 +74,12 @@ final class LocalCluster {
     init(members: [ClusterMember]) {
         self.members = members
         let seeds = members.map(\.clusterAddress)
-        for member in members { member.seeds = seeds }
+        // One data directory per cluster, so no test sees another's votes.
+        let data = FileManager.default.temporaryDirectory.appendingPathComponent("piglix-cluster-\(UUID().uuidString)")
+        for member in members {
+            member.seeds = seeds
+            member.dataDirectory = data.path
+        }
     }
 
     static func loopback(_ count: Int) throws -> LocalCluster {
