@@ -288,14 +288,18 @@ public struct Simulator {
             // on to coordinate: when a whole view dies, its members' disks
             // say it existed and a minority of an older view must not
             // replace it (they wait, as after a whole-cluster crash).
-            var newest: ClusterView?
+            // (A whole view that dies leaves only joiners, which wait for an
+            // operator or bootstrap as after a whole-cluster crash; the
+            // simulator does not bootstrap restarted nodes.)
+            var installed: ClusterView?
+            var accepted: ClusterView?
             for node in nodes where node.status != .down {
-                for case let v? in [node.view, node.core.acceptedView] where newest == nil || v.id > newest!.id { newest = v }
+                if let v = node.view, installed == nil || v.id > installed!.id { installed = v }
+                if let v = node.core.acceptedView, accepted == nil || v.id > accepted!.id { accepted = v }
             }
             var victims = chosen
-            if let newest, let keep = nodes.indices.first(where: { i in nodes[i].status != .down && newest.contains(nodes[i].core.me) }),
-                newest.members.allSatisfy({ m in victims.contains { nodes[$0].core.me == m } || !nodes.contains { $0.status != .down && $0.core.me == m } })
-            {
+            let live = nodes.indices.filter { nodes[$0].status != .down && installed?.contains(nodes[$0].core.me) == true }
+            if let keep = live.first(where: { accepted?.contains(nodes[$0].core.me) ?? true }) ?? live.first {
                 victims.removeAll { $0 == keep }
             }
             record(.fault(at: now, "crash \(victims.map { nodes[$0].core.me }) together"))
