@@ -46,6 +46,9 @@ func messagesBody(_ body: ByteBuffer) {
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     var stream = ByteBuffer(bytes: UnsafeBufferPointer(start: data, count: size))
+    // Fragments gathered until the messages frame that ends them, as
+    // PeerHandler does (bounded the same way).
+    var fragments: ByteBuffer?
     while true {
         let frame: PeerFrame?
         do { frame = try PeerFrame.read(from: &stream, frameBytesMax: frameBytesMax) } catch { return 0 }
@@ -55,8 +58,20 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             guard let hello = try? Hello.decode(frame.body) else { continue }
             guard let again = try? Hello.decode(hello.encode()) else { fuzzFailure("\(hello) re-encodes to a bad hello") }
             check(again == hello, "hello \(hello) came back as \(again)")
+        case .fragment:
+            var body = frame.body
+            guard (fragments?.readableBytes ?? 0) + body.readableBytes <= 4 * frameBytesMax else { return 0 }
+            if fragments == nil { fragments = ByteBuffer() }
+            fragments!.writeBuffer(&body)
         case .messages:
-            messagesBody(frame.body)
+            if var gathered = fragments {
+                var body = frame.body
+                gathered.writeBuffer(&body)
+                fragments = nil
+                messagesBody(gathered)
+            } else {
+                messagesBody(frame.body)
+            }
         case .compressedMessages:
             var body = frame.body
             guard let plain = try? body.decompress(with: .zlib(), maxSize: frameBytesMax) else { continue }
