@@ -87,6 +87,10 @@ extension ClusterNode {
             case .rejectedMessage(let from, let reason):
                 box.value.counters.rejectedMessages[reason.rawValue, default: 0] += 1
                 logger.warning("rejected a protocol message from \(name(from.node)): \(reason.rawValue)")
+                // A malformed message says the peer is broken or lying, not
+                // late: drop the link (its state restarts with a new
+                // handshake). An unreachable cut is this node's own finding.
+                if reason != .unreachableCut, let peer = box.value.names[from.node] { transport.disconnect(peer) }
             }
         }
         if !deliveries.isEmpty { app?.clusterDeliver(deliveries) }

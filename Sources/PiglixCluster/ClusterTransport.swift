@@ -202,6 +202,13 @@ public final class ClusterTransport: Sendable {
         return true
     }
 
+    /// Closes the link to `peer` (it is redialed as after any drop): what
+    /// it sent could not come from a correct member.
+    public func disconnect(_ peer: String) {
+        loop.preconditionInEventLoop()
+        state.value.connections[peer]?.channel.close(promise: nil)
+    }
+
     /// Whether the socket to `peer` takes more without queueing in memory:
     /// the signal the protocol's flow control reads.
     public func isWritable(_ peer: String) -> Bool {

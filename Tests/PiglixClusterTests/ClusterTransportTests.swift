@@ -182,6 +182,23 @@ final class ClusterTransportTests: XCTestCase {
         try await b.transport.close().get()
     }
 
+    /// A peer whose message was rejected is cut off (`disconnect`); the
+    /// link comes back with a new handshake, and frames flow again.
+    func testDisconnectedPeerIsRedialedWithAFreshLink() async throws {
+        let ports = try freePorts(2)
+        let a = try await start("a", port: ports[0], seeds: ["127.0.0.1:\(ports[1])"])
+        let b = try await start("b", port: ports[1], seeds: [])
+        try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        try await b.transport.loop.submit { b.transport.disconnect("a") }.get()
+        try await eventually("redialed") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
+        try await eventually("a frame over the new link") {
+            (try? a.transport.loop.submit { a.transport.send(to: "b", ByteBuffer(string: "again")) }.wait()) == true
+                && b.inbox.messages(from: "a").contains("again")
+        }
+        try await a.transport.close().get()
+        try await b.transport.close().get()
+    }
+
     func testSendWithoutConnectionReportsACutLink() async throws {
         let ports = try freePorts(1)
         let a = try await start("a", port: ports[0], seeds: [])
