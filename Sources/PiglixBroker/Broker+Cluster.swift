@@ -227,33 +227,28 @@ extension Broker: ClusterApplication {
     /// without loss or repeat.
     static func register(_ id: SubscriptionID, state: inout State) {
         guard var queue = state.queues.removeValue(forKey: id) else { return }
-        let replay: (messages: [StoredMessage], newest: PiglixWire.MessageID?)
         switch queue.start {
         case .live:
-            replay = state.retention.replay(patterns: queue.patterns, after: .max)
+            break
         case .earliest:
-            replay = state.retention.replay(patterns: queue.patterns, after: nil)
+            queue.replay = ReplayCursor(after: 0)
         case .after(let resume):
             if let position = resume.position {
-                replay = state.retention.replay(patterns: queue.patterns, notCoveredBy: position)
+                queue.replay = ReplayCursor(after: 0, notCoveredBy: position)
                 queue.resumeFloor = position
             } else {
                 // A single-node id: none of its messages is held here.
-                replay = state.retention.replay(patterns: queue.patterns, after: nil)
+                queue.replay = ReplayCursor(after: 0)
             }
         }
-        for message in replay.messages {
-            queue.messages.append(message)
-            queue.bytes += message.costBytes
-            queue.enqueuedTotal += 1
-            if let position = message.id.position { queue.lastPosition = position }
-        }
-        if queue.lastPosition == nil { queue.lastPosition = state.position }
-        queue.newestRetained = replay.newest
+        queue.newestRetained = state.retention.newest(patterns: queue.patterns)
         // The stream starts with the current view of each group.
         queue.views.removeAll()
-        for pattern in queue.patterns { state.trie.insert(pattern, id) }
         state.queues[id] = queue
+        // History is read from retention as the queue drains (a cursor, not
+        // a copy); the subscription goes live when it has caught up.
+        replayOrGoLive(id, state: &state, settings: state.retention.settings)
+        if state.queues[id]?.lastPosition == nil { state.queues[id]?.lastPosition = state.position }
     }
 
     /// The `view` records a new stream starts with; pending view records
@@ -414,6 +409,8 @@ extension Broker: ClusterApplication {
             for id in Array(state.queues.keys) {
                 guard var queue = state.queues[id], queue.patterns.contains(pattern) else { continue }
                 if queue.joining.isEmpty {
+                    // Still replaying: its cursor reads these from retention.
+                    if queue.replay != nil { continue }
                     // Registered before (a rejoin after a partition): add what
                     // the group delivered while this node was away.
                     state.queues[id] = nil

@@ -257,24 +257,17 @@ public final class Broker: Sendable {
             let id = SubscriptionID(rawValue: state.nextSubscription)
             state.nextSubscription += 1
             var queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
-            let after: UInt64?
             switch options.start {
-            case .live: after = .max
-            case .earliest: after = nil
+            case .live: break
+            case .earliest: queue.replay = ReplayCursor(after: 0)
             // An id from another broker run: none of its messages is retained here.
-            case .after(let resume): after = resume.epoch == epoch ? resume.sequence : nil
+            case .after(let resume): queue.replay = ReplayCursor(after: resume.epoch == epoch ? resume.sequence : 0)
             }
-            let replay = state.retention.replay(patterns: patterns, after: after)
-            for message in replay.messages {
-                queue.messages.append(message)
-                queue.bytes += message.costBytes
-            }
+            let newest = state.retention.newest(patterns: patterns)
             state.queues[id] = queue
-            for pattern in patterns {
-                state.trie.insert(pattern, id)
-                state.groups[pattern.name, default: GroupCounters()].subscribers += 1
-            }
-            return (id, replay.newest)
+            for pattern in patterns { state.groups[pattern.name, default: GroupCounters()].subscribers += 1 }
+            Self.replayOrGoLive(id, state: &state, settings: settings)
+            return (id, newest)
         }
         return Subscription(id: id, patterns: patterns, newestRetained: newest, broker: self)
     }
@@ -330,8 +323,46 @@ public final class Broker: Sendable {
         }
     }
 
+    /// Messages waiting in a subscription's queue (tests, metrics).
+    public func queuedMessages(_ id: SubscriptionID) -> Int {
+        state.withLock { $0.queues[id]?.messages.count ?? 0 }
+    }
+
     func hasQueued(_ id: SubscriptionID, bytes: Int) -> Bool {
         state.withLock { ($0.queues[id]?.bytes ?? .max) >= bytes }
+    }
+
+    /// A replaying subscription reads the next part of retention into the
+    /// room its queue has (at most 4,096 messages per lock hold); one that
+    /// has caught up joins the live trie, in the same lock hold, so nothing
+    /// published meanwhile is lost or repeated. Live at once without a replay.
+    static func replayOrGoLive(_ id: SubscriptionID, state: inout State, settings: BrokerSettings) {
+        guard var queue = state.queues.removeValue(forKey: id) else { return }
+        defer { state.queues[id] = queue }
+        guard var cursor = queue.replay else {
+            for pattern in queue.patterns { state.trie.insert(pattern, id) }
+            return
+        }
+        let room = settings.subscriberQueueMessagesMax - queue.messages.count
+        let roomBytes = settings.subscriberQueueBytesMax - queue.bytes
+        guard room > 0, roomBytes > 0, queue.end == nil else { return }
+        let floor = cursor.notCoveredBy
+        let step = state.retention.replayStep(
+            patterns: queue.patterns, after: cursor.after, count: min(room, 4096), bytes: roomBytes,
+            keep: { m in floor.flatMap { f in m.source.map { !f.covers($0) } } ?? true })
+        for message in step.messages {
+            queue.messages.append(message)
+            queue.bytes += message.costBytes
+            queue.enqueuedTotal += 1
+            if let position = message.id.position { queue.lastPosition = position }
+        }
+        cursor.after = step.through
+        if step.caughtUp {
+            queue.replay = nil
+            for pattern in queue.patterns { state.trie.insert(pattern, id) }
+        } else {
+            queue.replay = cursor
+        }
     }
 
     func take(_ id: SubscriptionID, maxBytes: Int) -> SubscriptionBatch {
@@ -339,6 +370,7 @@ public final class Broker: Sendable {
             guard let batch = state.queues[id]?.take(maxBytes: maxBytes) else {
                 return SubscriptionBatch(end: "unsubscribed")
             }
+            if state.queues[id]?.replay != nil { Self.replayOrGoLive(id, state: &state, settings: settings) }
             let count = UInt64(batch.messages.count)
             if count > 0 {
                 state.delivered += count

@@ -80,6 +80,68 @@ struct Retention {
         bytes -= history.bytes
     }
 
+    /// The newest retained id among topics matching any pattern (a stream's
+    /// `Last-Event-ID` header).
+    func newest(patterns: [TopicPattern]) -> MessageID? {
+        var newest: MessageID?
+        for (name, history) in topics {
+            guard let last = history.messages.last, newest == nil || last.id > newest! else { continue }
+            guard let topic = try? Topic(name, limits: settings.topicLimits), patterns.contains(where: { $0.matches(topic) }) else { continue }
+            newest = last.id
+        }
+        return newest
+    }
+
+    /// The next retained messages after sequence `after`, in publish order,
+    /// of topics matching any pattern and passing `keep`: at most `count`
+    /// messages and about `bytes` bytes (a replay cursor's step, so a replay
+    /// never copies more history than its subscriber's queue holds).
+    /// `through` is the last sequence examined; `caughtUp` when nothing is
+    /// retained after it.
+    func replayStep(
+        patterns: [TopicPattern], after: UInt64, count: Int, bytes: Int, keep: (StoredMessage) -> Bool
+    ) -> (messages: [StoredMessage], through: UInt64, caughtUp: Bool) {
+        // `order` is in sequence order (stale entries included): find the
+        // first entry after the cursor.
+        var low = 0
+        var high = order.count
+        while low < high {
+            let mid = (low + high) / 2
+            if order[mid].sequence <= after { low = mid + 1 } else { high = mid }
+        }
+        var messages: [StoredMessage] = []
+        var taken = 0
+        var through = after
+        var matches: [String: Bool] = [:]
+        var index = low
+        // Bounded work per step, even over long stretches of other topics.
+        let examineMax = low + 65_536
+        while index < order.count, index < examineMax, messages.count < count, messages.isEmpty || taken < bytes {
+            let entry = order[index]
+            index += 1
+            through = entry.sequence
+            let matching = matches[entry.topic] ?? {
+                let m = (try? Topic(entry.topic, limits: settings.topicLimits)).map { t in patterns.contains { $0.matches(t) } } ?? false
+                matches[entry.topic] = m
+                return m
+            }()
+            guard matching, let history = topics[entry.topic] else { continue }
+            // The entry's message, unless a per-topic bound evicted it.
+            var lo = 0
+            var hi = history.messages.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if history.messages[mid].id.sequence < entry.sequence { lo = mid + 1 } else { hi = mid }
+            }
+            guard lo < history.messages.count, history.messages[lo].id.sequence == entry.sequence else { continue }
+            let message = history.messages[lo]
+            guard keep(message) else { continue }
+            messages.append(message)
+            taken += message.costBytes
+        }
+        return (messages, through, index >= order.count)
+    }
+
     /// Retained messages of topics matching any pattern that a cluster
     /// resume position does not cover, in local order, and the newest id.
     func replay(patterns: [TopicPattern], notCoveredBy position: ClusterPosition) -> (messages: [StoredMessage], newest: MessageID?) {

@@ -45,6 +45,16 @@ public struct SubscriptionBatch: Sendable {
 }
 
 /// The queue of one subscriber, kept inside the broker's lock.
+/// Where a subscription's replay of retained history stands: it reads
+/// retention from here as its queue drains, and joins live traffic when it
+/// has caught up (no copy of the history, whatever its size).
+struct ReplayCursor {
+    /// The last sequence examined.
+    var after: UInt64
+    /// Cluster resume: messages this position covers are skipped.
+    var notCoveredBy: ClusterPosition?
+}
+
 struct SubscriberQueue {
     let patterns: [TopicPattern]
     let overflow: OverflowPolicy
@@ -71,10 +81,13 @@ struct SubscriberQueue {
     /// registered for live traffic once this is empty.
     var joining: Set<TopicPattern> = []
     var start: StartPosition = .live
+    /// Replay still reading retention; the subscription is not in the live
+    /// trie until it catches up.
+    var replay: ReplayCursor?
     var registered: CheckedContinuation<Void, Never>?
     var newestRetained: MessageID?
 
-    var isReady: Bool { !messages.isEmpty || lost > 0 || end != nil || heartbeatDue || !views.isEmpty }
+    var isReady: Bool { !messages.isEmpty || lost > 0 || end != nil || heartbeatDue || !views.isEmpty || replay != nil }
 
     /// The last view record sent or queued per group: a repeat is not queued.
     var lastView: [String: ControlRecord] = [:]

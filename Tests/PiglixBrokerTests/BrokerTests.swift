@@ -67,6 +67,37 @@ final class BrokerTests: XCTestCase {
         XCTAssertEqual(texts(batch), ["2", "3", "4", "5"])
     }
 
+    /// Replay reads retention through a cursor: a never-reading subscriber
+    /// holds at most its queue bound of history, and a reader gets all of
+    /// it, in publish order, without a gap, then live messages after it.
+    func testReplayStreamsHistoryUnderTheQueueBoundWithoutAGap() async throws {
+        let broker = try makeBroker {
+            $0.subscriberQueueMessagesMax = 100
+            $0.retainedMessagesPerTopicMax = 100_000
+        }
+        for i in 0..<5_000 { _ = try publish(broker, i % 2 == 0 ? "r.even" : "r.odd", "\(i)") }
+        _ = try publish(broker, "other.x", "not me")
+        let idle = try broker.subscribe(patterns: broker.parsePatterns(["r.*"]), options: .init(overflow: .dropOldest, start: .earliest))
+        XCTAssertLessThanOrEqual(broker.queuedMessages(idle.id), 100, "history beyond the queue bound stays in retention")
+        let reader = try broker.subscribe(patterns: broker.parsePatterns(["r.*"]), options: .init(overflow: .dropOldest, start: .earliest))
+        var got: [String] = []
+        var publishedLive = false
+        while got.count < 5_000 {
+            let batch = await reader.next(maxBytes: 1 << 16)
+            XCTAssertEqual(batch.lost, 0, "no gap")
+            XCTAssertLessThanOrEqual(broker.queuedMessages(reader.id), 100)
+            got += texts(batch)
+            if got.count >= 2_500 && !publishedLive {
+                _ = try publish(broker, "r.live", "live")
+                publishedLive = true
+            }
+        }
+        XCTAssertEqual(got, (0..<5_000).map { "\($0)" }, "all history, in publish order, before what came live")
+        let next = await reader.next(maxBytes: 1 << 16)
+        XCTAssertEqual(texts(next), ["live"])
+        _ = idle
+    }
+
     func testIdFromAnotherRunReplaysEverythingRetained() async throws {
         let broker = try makeBroker()
         _ = try publish(broker, "e.a", "0")
