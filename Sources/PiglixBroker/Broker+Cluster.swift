@@ -82,6 +82,9 @@ extension Broker: ClusterApplication {
     /// A single node's batch: validation outside the lock (a topic repeated
     /// from the previous record is validated once), then one lock for the
     /// whole batch, and each subscriber's writer woken at most once.
+    /// Queue entries one lock hold may add in a local batch publish.
+    static let fanOutWorkPerLock = 16_384
+
     private func publishLocally(_ records: [PublishRecord]) -> [Result<PublishReceipt, PublishError>] {
         if records.count == 1 {
             do throws(PublishError) { return [.success(try publish(records[0]))] } catch { return [.failure(error)] }
@@ -108,27 +111,40 @@ extension Broker: ClusterApplication {
                 results[i] = .failure(error)
             }
         }
-        var wake: [CheckedContinuation<Void, Never>] = []
-        state.withLock { state in
-            for (i, topic, isText) in valid {
-                let record = records[i]
-                if state.closed {
-                    results[i] = .failure(.shuttingDown)
-                    continue
+        // The fan-out of a batch is done in slices of bounded work (messages
+        // times the subscribers they reach), releasing the lock between
+        // slices: one big batch to many subscribers cannot hold every other
+        // publisher and subscriber for its whole length. The batch stays in
+        // order; other publishers may interleave between slices.
+        var next = 0
+        while next < valid.count {
+            var wake: [CheckedContinuation<Void, Never>] = []
+            state.withLock { state in
+                var work = 0
+                while next < valid.count, work < Self.fanOutWorkPerLock {
+                    let (i, topic, isText) = valid[next]
+                    next += 1
+                    let record = records[i]
+                    if state.closed {
+                        results[i] = .failure(.shuttingDown)
+                        continue
+                    }
+                    state.sequence += 1
+                    let message = StoredMessage(
+                        id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
+                        delivery: record.delivery, headers: record.headers, payloadIsText: isText)
+                    state.published += 1
+                    state.retention.append(message)
+                    let subscribers = state.trie.match(topic)
+                    for subscriber in subscribers {
+                        Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
+                    }
+                    work += 1 + subscribers.count
+                    results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
                 }
-                state.sequence += 1
-                let message = StoredMessage(
-                    id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
-                    delivery: record.delivery, headers: record.headers, payloadIsText: isText)
-                state.published += 1
-                state.retention.append(message)
-                for subscriber in state.trie.match(topic) {
-                    Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
-                }
-                results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
             }
+            for continuation in wake { continuation.resume() }
         }
-        for continuation in wake { continuation.resume() }
         return results.map { $0! }
     }
 
@@ -297,19 +313,22 @@ extension Broker: ClusterApplication {
                 continue
             }
             let id = delivery.message.id
-            var message = StoredMessage(
+            let message = StoredMessage(
                 id: PiglixWire.MessageID(sequence: 0, position: position), topic: topic.name, payload: payload,
                 delivery: delivery.message.level, headers: headers,
-                payloadIsText: UTF8Check.isValid(payload))
-            message.source = MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq)
+                payloadIsText: UTF8Check.isValid(payload), source: MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq))
             prepared.append(Prepared(delivery: delivery, position: position, message: message, topic: topic))
         }
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
-            for item in prepared {
+            for index in prepared.indices {
+                // Taken out of the array first, so the box is unique and
+                // setting its sequence does not copy it.
+                let taken = prepared[index].message.take()
+                let item = prepared[index]
                 let delivery = item.delivery
                 if !delivery.afterCheckpoint { state.position = item.position }
-                guard var message = item.message, let topic = item.topic else { continue }
+                guard var message = taken, let topic = item.topic else { continue }
                 state.sequence += 1
                 message.id.sequence = state.sequence
                 if delivery.afterCheckpoint, let group = delivery.groups.first {

@@ -2,33 +2,109 @@ import PiglixTopics
 import NIOCore
 import PiglixWire
 
-/// A published message as the broker keeps and delivers it. The payload is
-/// shared, never copied, between retention and every subscriber queue.
+/// A published message as the broker keeps and delivers it: one shared
+/// copy-on-write box, so retention and every subscriber queue hold the same
+/// message (a queue entry is one reference; a fan-out to a thousand queues
+/// is a thousand retains, not a thousand copies of the fields).
 public struct StoredMessage: Sendable {
-    public var id: MessageID
-    public var topic: String
-    public var payload: ByteBuffer
-    public var delivery: DeliveryLevel
-    public var headers: [MessageHeader]
+    /// Mutated only while uniquely referenced (`makeUnique`): the usual
+    /// copy-on-write discipline, which the compiler cannot check.
+    final class Storage: @unchecked Sendable {
+        var id: MessageID
+        var topic: String
+        var payload: ByteBuffer
+        var delivery: DeliveryLevel
+        var headers: [MessageHeader]
+        var payloadIsText: Bool
+        var source: MessageSource?
+
+        init(
+            id: MessageID, topic: String, payload: ByteBuffer, delivery: DeliveryLevel, headers: [MessageHeader], payloadIsText: Bool,
+            source: MessageSource?
+        ) {
+            self.id = id
+            self.topic = topic
+            self.payload = payload
+            self.delivery = delivery
+            self.headers = headers
+            self.payloadIsText = payloadIsText
+            self.source = source
+        }
+
+        func copy() -> Storage {
+            Storage(id: id, topic: topic, payload: payload, delivery: delivery, headers: headers, payloadIsText: payloadIsText, source: source)
+        }
+    }
+
+    private var storage: Storage
+
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
+    }
+
+    public var id: MessageID {
+        get { storage.id }
+        set {
+            makeUnique()
+            storage.id = newValue
+        }
+    }
+    public var topic: String {
+        get { storage.topic }
+        set {
+            makeUnique()
+            storage.topic = newValue
+        }
+    }
+    public var payload: ByteBuffer {
+        get { storage.payload }
+        set {
+            makeUnique()
+            storage.payload = newValue
+        }
+    }
+    public var delivery: DeliveryLevel {
+        get { storage.delivery }
+        set {
+            makeUnique()
+            storage.delivery = newValue
+        }
+    }
+    public var headers: [MessageHeader] {
+        get { storage.headers }
+        set {
+            makeUnique()
+            storage.headers = newValue
+        }
+    }
     /// Checked once at publish so each JSON subscriber need not: `data` or `data_b64`.
-    public var payloadIsText: Bool
+    public var payloadIsText: Bool {
+        get { storage.payloadIsText }
+        set {
+            makeUnique()
+            storage.payloadIsText = newValue
+        }
+    }
     /// In a cluster: the message's identity in the group protocol (the view
     /// it was sent in, its origin's rank and sequence number), which a
     /// resume position is compared with.
-    public var source: MessageSource?
+    public var source: MessageSource? {
+        get { storage.source }
+        set {
+            makeUnique()
+            storage.source = newValue
+        }
+    }
 
     /// Bytes this message costs against queue and retention bounds.
-    @inlinable
-    public var costBytes: Int { payload.readableBytes + topic.utf8.count + 64 }
+    public var costBytes: Int { storage.payload.readableBytes + storage.topic.utf8.count + 64 }
 
-    public init(id: MessageID, topic: String, payload: ByteBuffer, delivery: DeliveryLevel, headers: [MessageHeader], payloadIsText: Bool) {
-        self.id = id
-        self.topic = topic
-        self.payload = payload
-        self.delivery = delivery
-        self.headers = headers
-        self.payloadIsText = payloadIsText
-        self.source = nil
+    public init(
+        id: MessageID, topic: String, payload: ByteBuffer, delivery: DeliveryLevel, headers: [MessageHeader], payloadIsText: Bool,
+        source: MessageSource? = nil
+    ) {
+        self.storage = Storage(
+            id: id, topic: topic, payload: payload, delivery: delivery, headers: headers, payloadIsText: payloadIsText, source: source)
     }
 }
 

@@ -32,7 +32,7 @@ final class HostileInputTests: XCTestCase {
         process.standardInput = input
         process.standardOutput = output
         try process.run()
-        input.fileHandleForWriting.write(Data(request.utf8))
+        try? input.fileHandleForWriting.write(contentsOf: Data(request.utf8))
         try input.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()

@@ -72,7 +72,7 @@ final class TLSTests: XCTestCase {
         process.standardInput = input
         process.standardOutput = output
         try process.run()
-        input.fileHandleForWriting.write(Data("over h2".utf8))
+        try? input.fileHandleForWriting.write(contentsOf: Data("over h2".utf8))
         try input.fileHandleForWriting.close()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()

@@ -28,7 +28,8 @@ public enum Curl {
         let input = Pipe()
         process.standardInput = input
         try process.run()
-        if let stdin { input.fileHandleForWriting.write(stdin) }
+        // A curl that exits early closes its stdin: a broken pipe is its answer, not a crash.
+        if let stdin { try? input.fileHandleForWriting.write(contentsOf: stdin) }
         try input.fileHandleForWriting.close()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -151,7 +152,7 @@ public final class CurlStream: Sendable {
     public func write(_ text: String) {
         let handle = input.fileHandleForWriting
         let data = Data((text + String(repeating: "\n", count: 256 * 1024)).utf8)
-        writes.async { handle.write(data) }
+        writes.async { try? handle.write(contentsOf: data) }
     }
 
     public func closeInput() {
