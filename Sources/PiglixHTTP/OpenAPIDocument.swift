@@ -16,6 +16,11 @@ info:
   description: |
     A topic-based pub/sub broker. One plaintext port speaks HTTP/2 with prior
     knowledge (h2c) and HTTP/1.1; the first bytes of a connection choose.
+    With `--tls-cert` and `--tls-key` the port speaks TLS and ALPN chooses
+    `h2` or `http/1.1`. With `--jwt-key-file` or `--jwks-file` every call
+    but `/healthz`, `/readyz`, `/openapi.yaml` and the console's page and
+    assets needs a bearer token (docs/protocol.md, "Authorization"): `401`
+    without a valid one, `403` when it does not grant the topic or pattern.
 
     Every error answer is `application/problem+json` (RFC 9457), the
     `Problem` schema, except a request the HTTP/1.1 parser cannot read
@@ -77,6 +82,10 @@ paths:
             schema:
               type: string
       responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
+        "403":
+          $ref: "#/components/responses/Forbidden"
         "200":
           description: A `safe` message, stable (on a single node at once).
           headers:
@@ -166,6 +175,8 @@ paths:
               type: string
               format: binary
       responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
         "200":
           description: One ack per input record, in input order.
           headers:
@@ -301,6 +312,10 @@ paths:
             type: string
         - $ref: "#/components/parameters/Origin"
       responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
+        "403":
+          $ref: "#/components/responses/Forbidden"
         "200":
           description: The stream of records; it does not end until the server ends it.
           headers:
@@ -370,6 +385,8 @@ paths:
       operationId: cluster
       summary: This node and its view
       responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
         "200":
           description: The node's cluster status.
           content:
@@ -383,6 +400,8 @@ paths:
       operationId: groups
       summary: Groups (patterns) with their views and this node's counters
       responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
         "200":
           description: Every group this node knows of.
           content:
@@ -439,6 +458,8 @@ paths:
       operationId: metrics
       summary: Prometheus metrics
       responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
         "200":
           description: Prometheus text format (the metric names are in docs/protocol.md).
           content:
@@ -617,6 +638,29 @@ components:
         enum: ["1"]
 
   responses:
+    Unauthorized:
+      description: |
+        The node requires a bearer token (`--jwt-key-file`, `--jwks-file`)
+        and none valid was given: none, a bad signature, expired, malformed.
+        The token goes in `Authorization: Bearer`, the `piglixAuthorization`
+        cookie, or the `authorization` query parameter.
+      headers:
+        WWW-Authenticate:
+          schema:
+            type: string
+            example: Bearer realm="piglix"
+      content:
+        application/problem+json:
+          schema:
+            $ref: "#/components/schemas/Problem"
+    Forbidden:
+      description: |
+        The token does not grant publish on the topic, or subscribe on the
+        pattern (named in `detail`).
+      content:
+        application/problem+json:
+          schema:
+            $ref: "#/components/schemas/Problem"
     BadRequest:
       description: |
         Invalid topic or pattern (which token, why), reserved topic, bad
