@@ -7,12 +7,20 @@ import XCTest
 final class ClusterTransportTests: XCTestCase {
     /// What one node's transport saw.
     final class Inbox: Sendable {
-        private let state = NIOLockedValueBox<(messages: [String: [String]], connected: Set<String>, refused: [String])>(([:], [], []))
+        private let state = NIOLockedValueBox<(messages: [String: [String]], connected: Set<String>, refused: [String], drops: Int)>(
+            ([:], [], [], 0))
         func received(_ peer: Peer, _ body: ByteBuffer) {
             state.withLockedValue { $0.messages[peer.name, default: []].append(String(buffer: body)) }
         }
         func connected(_ peer: Peer) { _ = state.withLockedValue { $0.connected.insert(peer.name) } }
-        func disconnected(_ peer: Peer) { _ = state.withLockedValue { $0.connected.remove(peer.name) } }
+        func disconnected(_ peer: Peer) {
+            state.withLockedValue {
+                $0.connected.remove(peer.name)
+                $0.drops += 1
+            }
+        }
+        /// Links seen going down so far.
+        var drops: Int { state.withLockedValue { $0.drops } }
         func refused(_ why: String) { state.withLockedValue { $0.refused.append(why) } }
         var connected: Set<String> { state.withLockedValue { $0.connected } }
         var refusals: [String] { state.withLockedValue { $0.refused } }
@@ -190,6 +198,7 @@ final class ClusterTransportTests: XCTestCase {
         let b = try await start("b", port: ports[1], seeds: [])
         try await eventually("connected") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
         try await b.transport.loop.submit { b.transport.disconnect("a") }.get()
+        try await eventually("the link dropped on both sides") { a.inbox.drops >= 1 && b.inbox.drops >= 1 }
         try await eventually("redialed") { a.inbox.connected == ["b"] && b.inbox.connected == ["a"] }
         try await eventually("a frame over the new link") {
             (try? a.transport.loop.submit { a.transport.send(to: "b", ByteBuffer(string: "again")) }.wait()) == true
