@@ -18,7 +18,8 @@ extension Broker: ClusterApplication {
     /// group protocol as one batch and each result comes when its level is
     /// reached here (`fifo`, `total`: delivered in order; `safe`: stable).
     public func publish(_ records: [PublishRecord], session: UInt64) async -> [Result<PublishReceipt, PublishError>] {
-        await withCheckedContinuation { continuation in
+        if cluster == nil { return await publishLocally(records) }
+        return await withCheckedContinuation { continuation in
             publish(records, session: session) { continuation.resume(returning: $0) }
         }
     }
@@ -80,72 +81,110 @@ extension Broker: ClusterApplication {
     }
 
     /// A single node's batch: validation outside the lock (a topic repeated
-    /// from the previous record is validated once), then one lock for the
-    /// whole batch, and each subscriber's writer woken at most once.
-    /// Queue entries one lock hold may add in a local batch publish.
-    static let fanOutWorkPerLock = 16_384
-
+    /// from the previous record is validated once), then the fan-out in
+    /// slices of bounded work (`LocalBatch`), each subscriber's writer
+    /// woken at most once per slice.
     private func publishLocally(_ records: [PublishRecord]) -> [Result<PublishReceipt, PublishError>] {
         if records.count == 1 {
             do throws(PublishError) { return [.success(try publish(records[0]))] } catch { return [.failure(error)] }
         }
-        var results = [Result<PublishReceipt, PublishError>?](repeating: nil, count: records.count)
+        var batch = LocalBatch(records, broker: self)
+        while !batch.isDone { fanOutSlice(&batch) }
+        return batch.results
+    }
+
+    /// The same, yielding the thread between slices: a batch that reaches
+    /// many subscribers (12,000 messages to 1,000 subscribers is 12 M queue
+    /// entries) takes its turn with every other request and stream writer
+    /// instead of holding a thread of the cooperative pool for its length.
+    func publishLocally(_ records: [PublishRecord]) async -> [Result<PublishReceipt, PublishError>] {
+        if records.count == 1 {
+            do throws(PublishError) { return [.success(try publish(records[0]))] } catch { return [.failure(error)] }
+        }
+        var batch = LocalBatch(records, broker: self)
+        while true {
+            fanOutSlice(&batch)
+            if batch.isDone { return batch.results }
+            await Task.yield()
+        }
+    }
+
+    /// Queue entries one lock hold may add in a local batch publish.
+    static let fanOutWorkPerLock = 16_384
+
+    /// A local batch being published: its records, validated, and how far
+    /// the fan-out has got.
+    struct LocalBatch {
+        let records: [PublishRecord]
+        var results: [Result<PublishReceipt, PublishError>]
         var valid: [(index: Int, topic: Topic, isText: Bool)] = []
-        valid.reserveCapacity(records.count)
-        var last: Topic?
-        for (i, record) in records.enumerated() {
-            do throws(PublishError) {
-                let topic: Topic
-                if let last, last.name == record.topic {
-                    if record.payload.readableBytes > settings.messageBytesMax {
-                        throw .tooLarge(bytes: record.payload.readableBytes, max: settings.messageBytesMax)
-                    }
-                    topic = last
-                } else {
-                    topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
-                    last = topic
-                }
-                try check(headers: record.headers)
-                valid.append((i, topic, UTF8Check.isValid(record.payload)))
-            } catch {
-                results[i] = .failure(error)
-            }
-        }
-        // The fan-out of a batch is done in slices of bounded work (messages
-        // times the subscribers they reach), releasing the lock between
-        // slices: one big batch to many subscribers cannot hold every other
-        // publisher and subscriber for its whole length. The batch stays in
-        // order; other publishers may interleave between slices.
         var next = 0
-        while next < valid.count {
-            var wake: [CheckedContinuation<Void, Never>] = []
-            state.withLock { state in
-                var work = 0
-                while next < valid.count, work < Self.fanOutWorkPerLock {
-                    let (i, topic, isText) = valid[next]
-                    next += 1
-                    let record = records[i]
-                    if state.closed {
-                        results[i] = .failure(.shuttingDown)
-                        continue
+        /// Subscribers whose parked writer the batch left asleep so far.
+        var deferred: [SubscriptionID] = []
+        var isDone: Bool { next >= valid.count }
+
+        init(_ records: [PublishRecord], broker: Broker) {
+            self.records = records
+            var results = [Result<PublishReceipt, PublishError>](repeating: .failure(.shuttingDown), count: records.count)
+            valid.reserveCapacity(records.count)
+            var last: Topic?
+            for (i, record) in records.enumerated() {
+                do throws(PublishError) {
+                    let topic: Topic
+                    if let last, last.name == record.topic {
+                        if record.payload.readableBytes > broker.settings.messageBytesMax {
+                            throw .tooLarge(bytes: record.payload.readableBytes, max: broker.settings.messageBytesMax)
+                        }
+                        topic = last
+                    } else {
+                        topic = try broker.check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+                        last = topic
                     }
-                    state.sequence += 1
-                    let message = StoredMessage(
-                        id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
-                        delivery: record.delivery, headers: record.headers, payloadIsText: isText)
-                    state.published += 1
-                    state.retention.append(message)
-                    let subscribers = state.trie.match(topic)
-                    for subscriber in subscribers {
-                        Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
-                    }
-                    work += 1 + subscribers.count
-                    results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
+                    try broker.check(headers: record.headers)
+                    valid.append((i, topic, UTF8Check.isValid(record.payload)))
+                } catch {
+                    results[i] = .failure(error)
                 }
             }
-            for continuation in wake { continuation.resume() }
+            self.results = results
         }
-        return results.map { $0! }
+    }
+
+    /// One slice of a local batch's fan-out under one lock hold: messages
+    /// until they have reached `fanOutWorkPerLock` queue entries. The batch
+    /// stays in order; other publishers may interleave between slices. A
+    /// parked writer is woken once a batch-sized run is queued for it, and
+    /// the rest at the batch's end: slices are small, writes should not be.
+    private func fanOutSlice(_ batch: inout LocalBatch) {
+        var wake: [CheckedContinuation<Void, Never>] = []
+        state.withLock { state in
+            var work = 0
+            while !batch.isDone, work < Self.fanOutWorkPerLock {
+                let (i, topic, isText) = batch.valid[batch.next]
+                batch.next += 1
+                let record = batch.records[i]
+                if state.closed {
+                    batch.results[i] = .failure(.shuttingDown)
+                    continue
+                }
+                state.sequence += 1
+                let message = StoredMessage(
+                    id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
+                    delivery: record.delivery, headers: record.headers, payloadIsText: isText)
+                state.published += 1
+                state.retention.append(message)
+                let subscribers = state.trie.match(topic)
+                for subscriber in subscribers {
+                    if Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake, deferringWake: true) {
+                        batch.deferred.append(subscriber)
+                    }
+                }
+                work += 1 + subscribers.count
+                batch.results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
+            }
+            if batch.isDone { Self.wakeDeferred(batch.deferred, state: &state, wake: &wake) }
+        }
+        for continuation in wake { continuation.resume() }
     }
 
     // MARK: Subscribe

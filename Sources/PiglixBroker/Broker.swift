@@ -201,16 +201,40 @@ public final class Broker: Sendable {
         return receipt
     }
 
+    /// Wakes the writers a batch left asleep (`enqueue(deferringWake:)`).
+    static func wakeDeferred(_ ids: [SubscriptionID], state: inout State, wake: inout [CheckedContinuation<Void, Never>]) {
+        for id in ids {
+            if let waiter = state.queues[id]?.takeDeferredWaiter() { wake.append(waiter) }
+        }
+    }
+
+    /// Queues `message` for one subscriber and adds its writer, if parked,
+    /// to `wake`.
     static func enqueue(
         _ message: StoredMessage, for id: SubscriptionID, state: inout State, settings: BrokerSettings,
         wake: inout [CheckedContinuation<Void, Never>]
     ) {
+        _ = enqueue(message, for: id, state: &state, settings: settings, wake: &wake, deferringWake: false)
+    }
+
+    /// The same; with `deferringWake` a parked writer is left asleep until a
+    /// batch-sized run is queued for it. Returns true when that left it
+    /// asleep for the first time, so the batch's end must wake it
+    /// (`wakeDeferred`).
+    static func enqueue(
+        _ message: StoredMessage, for id: SubscriptionID, state: inout State, settings: BrokerSettings,
+        wake: inout [CheckedContinuation<Void, Never>], deferringWake: Bool
+    ) -> Bool {
         if let source = message.source, let floor = state.queues[id]?.resumeFloor {
-            if floor.covers(source) { return }
+            if floor.covers(source) { return false }
             if source.view > floor.view { state.queues[id]?.resumeFloor = nil }
         }
+        var newlyDeferred = false
         // Optional chaining mutates the queue in place: no copy of its deque.
-        guard let outcome = state.queues[id]?.enqueue(message, settings: settings) else { return }
+        guard
+            let outcome = state.queues[id]?.enqueue(
+                message, settings: settings, deferringWake: deferringWake, newlyDeferred: &newlyDeferred)
+        else { return false }
         switch outcome {
         case .queued(let waiter):
             if let waiter { wake.append(waiter) }
@@ -224,6 +248,7 @@ public final class Broker: Sendable {
         case .ended:
             break
         }
+        return newlyDeferred
     }
 
     // MARK: Subscribe
@@ -308,6 +333,7 @@ public final class Broker: Sendable {
                 let resumeNow = state.withLock { state -> Bool in
                     guard var queue = state.queues[id], !queue.isReady, !Task.isCancelled else { return true }
                     queue.waiter = continuation
+                    queue.wakeDeferred = false
                     state.queues[id] = queue
                     return false
                 }

@@ -42,6 +42,10 @@ public struct SubscriptionBatch: Sendable {
     /// Group view changes, to write after `messages` (in a cluster: a view
     /// record sits between the messages of the old view and the new one).
     public var views: [ControlRecord] = []
+    /// More was left queued than this batch could take: the writer yields
+    /// its thread before the next batch, so a thousand busy streams take
+    /// turns with each other and with requests (one batch each per turn).
+    public var more = false
 }
 
 /// The queue of one subscriber, kept inside the broker's lock.
@@ -111,8 +115,24 @@ struct SubscriberQueue {
         case ended
     }
 
+    /// During a batch of many slices a parked writer is woken once this much
+    /// is queued for it, or at the batch's end: one wake and one write per
+    /// batch-sized run, not one per slice (a slice reaching 1,000
+    /// subscribers carries 16 messages).
+    static let deferredWakeBytes = 32 * 1024
+    static let deferredWakeMessages = 256
+    /// A waiter left asleep by `enqueue(deferringWake: true)`, to be woken
+    /// at the batch's end.
+    var wakeDeferred = false
+
     /// Appends `message`, applying the overflow policy when a bound is hit.
-    mutating func enqueue(_ message: StoredMessage, settings: BrokerSettings) -> EnqueueOutcome {
+    /// With `deferringWake`, a parked writer is woken only once a
+    /// batch-sized run is queued (`deferredWakeBytes`).
+    /// `newlyDeferred` is set when this call left the writer asleep for the
+    /// first time since it was last woken.
+    mutating func enqueue(
+        _ message: StoredMessage, settings: BrokerSettings, deferringWake: Bool = false, newlyDeferred: inout Bool
+    ) -> EnqueueOutcome {
         guard end == nil else { return .ended }
         let cost = message.costBytes
         var droppedNow: UInt64 = 0
@@ -143,7 +163,23 @@ struct SubscriberQueue {
         enqueuedTotal += 1
         dequeuedTotal += droppedNow
         if let position = message.id.position { lastPosition = position }
-        return droppedNow > 0 ? .dropped(droppedNow, wake: takeWaiter()) : .queued(wake: takeWaiter())
+        let wake: CheckedContinuation<Void, Never>?
+        if deferringWake, waiter != nil, bytes < Self.deferredWakeBytes, messages.count < Self.deferredWakeMessages {
+            newlyDeferred = !wakeDeferred
+            wakeDeferred = true
+            wake = nil
+        } else {
+            wakeDeferred = false
+            wake = takeWaiter()
+        }
+        return droppedNow > 0 ? .dropped(droppedNow, wake: wake) : .queued(wake: wake)
+    }
+
+    /// The waiter `enqueue(deferringWake: true)` left asleep, if any.
+    mutating func takeDeferredWaiter() -> CheckedContinuation<Void, Never>? {
+        guard wakeDeferred else { return nil }
+        wakeDeferred = false
+        return takeWaiter()
     }
 
     /// Takes what is ready: the gap count, messages up to `maxBytes` (at
@@ -185,11 +221,13 @@ struct SubscriberQueue {
         if batch.messages.isEmpty, batch.lost == 0, batch.views.isEmpty, let end { batch.end = end }
         batch.heartbeat = heartbeatDue && batch.messages.isEmpty && batch.lost == 0 && batch.views.isEmpty
         heartbeatDue = false
+        batch.more = !messages.isEmpty || replay != nil
         delivered += UInt64(batch.messages.count)
         return batch
     }
 
     private mutating func takeWaiter() -> CheckedContinuation<Void, Never>? {
+        wakeDeferred = false
         defer { waiter = nil }
         return waiter
     }

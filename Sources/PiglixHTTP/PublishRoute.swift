@@ -154,7 +154,7 @@ struct PublishRoute: Sendable {
                 do {
                     for try await chunk in request.body {
                         try session.consume(chunk, through: decompressor)
-                        session.submit(to: pipeline)
+                        await session.submit(to: pipeline)
                         if session.fatal { return }
                         if pipeline.isFull, await !pipeline.waitForRoom() { return }
                         // While body bytes keep arriving this loop does not
@@ -171,9 +171,9 @@ struct PublishRoute: Sendable {
                     }
                     try decompressor?.finish()
                     session.finish()
-                    session.submit(to: pipeline)
+                    await session.submit(to: pipeline)
                 } catch let error as CorruptCompressedData {
-                    session.submit(to: pipeline)
+                    await session.submit(to: pipeline)
                     var acks = ByteBuffer()
                     AckCodec.writeError(status: 400, error: error.description, binary: binary, into: &acks)
                     pipeline.complete(pipeline.reserve(records: 1, bytes: 0), acks: acks)
@@ -378,13 +378,20 @@ struct PublishSession {
     /// Publishes what was decoded without waiting for it: each run of
     /// records is one batch with its own slot in `pipeline`, filled when the
     /// batch reaches its levels; a record that could not be decoded gets its
-    /// error ack in its place.
-    mutating func submit(to pipeline: AckPipeline) {
+    /// error ack in its place. On a single node a batch completes here, and
+    /// one that reaches many subscribers yields between its slices.
+    mutating func submit(to pipeline: AckPipeline) async {
         let binary = self.binary
         for run in takeRuns() {
             switch run {
             case .records(let records, let bytes):
                 let slot = pipeline.reserve(records: records.count, bytes: bytes)
+                if !broker.isClustered {
+                    var acks = ByteBuffer()
+                    Self.writeAcks(await broker.publish(records, session: session), binary: binary, into: &acks)
+                    pipeline.complete(slot, acks: acks)
+                    continue
+                }
                 broker.publish(records, session: session) { results in
                     var acks = ByteBuffer()
                     Self.writeAcks(results, binary: binary, into: &acks)

@@ -165,6 +165,7 @@ struct StreamWriter {
                 return
             }
             if out.readableBytes > 0 { try await send(&out, compressor: compressor, writer: &writer) }
+            if batch.more { await Task.yield() }
         }
     }
 
