@@ -159,6 +159,10 @@ extension Broker: ClusterApplication {
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
             var work = 0
+            // The subscribers of the last topic, looked up once for a run of
+            // records on one topic (the trie cannot change under the lock).
+            var lastTopic: String?
+            var targets: [(id: SubscriptionID, queue: SubscriberQueue)] = []
             while !batch.isDone, work < Self.fanOutWorkPerLock {
                 let (i, topic, isText) = batch.valid[batch.next]
                 batch.next += 1
@@ -173,13 +177,19 @@ extension Broker: ClusterApplication {
                     delivery: record.delivery, headers: record.headers, payloadIsText: isText)
                 state.published += 1
                 state.retention.append(message)
-                let subscribers = state.trie.match(topic)
-                for subscriber in subscribers {
-                    if Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake, deferringWake: true) {
-                        batch.deferred.append(subscriber)
+                if lastTopic != topic.name {
+                    lastTopic = topic.name
+                    targets.removeAll(keepingCapacity: true)
+                    for id in state.trie.match(topic) {
+                        if let queue = state.queues[id] { targets.append((id, queue)) }
                     }
                 }
-                work += 1 + subscribers.count
+                for (id, queue) in targets {
+                    if Self.enqueue(message, to: queue, id: id, state: &state, settings: settings, wake: &wake, deferringWake: true) {
+                        batch.deferred.append(id)
+                    }
+                }
+                work += 1 + targets.count
                 batch.results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
             }
             if batch.isDone { Self.wakeDeferred(batch.deferred, state: &state, wake: &wake) }
@@ -207,7 +217,7 @@ extension Broker: ClusterApplication {
             if state.queues.count >= settings.subscriptionsMax { throw .tooManySubscriptions(max: settings.subscriptionsMax) }
             let id = SubscriptionID(rawValue: state.nextSubscription)
             state.nextSubscription += 1
-            var queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
+            let queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
             queue.start = options.start
             var join: [TopicPattern] = []
             for pattern in patterns {
@@ -281,7 +291,7 @@ extension Broker: ClusterApplication {
     /// trie, atomically (under the lock), so history and live traffic meet
     /// without loss or repeat.
     static func register(_ id: SubscriptionID, state: inout State) {
-        guard var queue = state.queues.removeValue(forKey: id) else { return }
+        guard let queue = state.queues.removeValue(forKey: id) else { return }
         switch queue.start {
         case .live:
             break
@@ -320,11 +330,9 @@ extension Broker: ClusterApplication {
                     group: p.name, view: group?.view ?? 0, members: group?.members ?? [],
                     primary: primary)
             }
-            if var queue = state.queues[id] {
-                state.queues[id] = nil
+            if let queue = state.queues[id] {
                 for (p, record) in zip(patterns, records) { queue.lastView[p.name] = record }
                 queue.views.removeAll { pending in records.contains(pending.record) }
-                state.queues[id] = queue
             }
             return records
         }
@@ -465,22 +473,19 @@ extension Broker: ClusterApplication {
                 state.transferProgress[pattern] = .now
             }
             for id in Array(state.queues.keys) {
-                guard var queue = state.queues[id], queue.patterns.contains(pattern) else { continue }
+                guard let queue = state.queues[id], queue.patterns.contains(pattern) else { continue }
                 if queue.joining.isEmpty {
                     // Still replaying: its cursor reads these from retention.
                     if queue.replay != nil { continue }
                     // Registered before (a rejoin after a partition): add what
                     // the group delivered while this node was away.
-                    state.queues[id] = nil
                     let since = queue.lastPosition
-                    state.queues[id] = queue
                     for message in installed {
                         if let since, let source = message.source, since.covers(source) { continue }
                         Self.enqueue(message, for: id, state: &state, settings: settings, wake: &wake)
                     }
                 } else if last {
                     queue.joining.remove(pattern)
-                    state.queues[id] = queue
                     if queue.joining.isEmpty {
                         Self.register(id, state: &state)
                         if let w = state.queues[id]?.registered {

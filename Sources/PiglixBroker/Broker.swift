@@ -225,16 +225,22 @@ public final class Broker: Sendable {
         _ message: StoredMessage, for id: SubscriptionID, state: inout State, settings: BrokerSettings,
         wake: inout [CheckedContinuation<Void, Never>], deferringWake: Bool
     ) -> Bool {
-        if let source = message.source, let floor = state.queues[id]?.resumeFloor {
+        guard let queue = state.queues[id] else { return false }
+        return enqueue(message, to: queue, id: id, state: &state, settings: settings, wake: &wake, deferringWake: deferringWake)
+    }
+
+    /// The same with the queue already at hand (a batch looks a topic's
+    /// subscribers up once, not once per message).
+    static func enqueue(
+        _ message: StoredMessage, to queue: SubscriberQueue, id: SubscriptionID, state: inout State, settings: BrokerSettings,
+        wake: inout [CheckedContinuation<Void, Never>], deferringWake: Bool
+    ) -> Bool {
+        if let source = message.source, let floor = queue.resumeFloor {
             if floor.covers(source) { return false }
-            if source.view > floor.view { state.queues[id]?.resumeFloor = nil }
+            if source.view > floor.view { queue.resumeFloor = nil }
         }
         var newlyDeferred = false
-        // Optional chaining mutates the queue in place: no copy of its deque.
-        guard
-            let outcome = state.queues[id]?.enqueue(
-                message, settings: settings, deferringWake: deferringWake, newlyDeferred: &newlyDeferred)
-        else { return false }
+        let outcome = queue.enqueue(message, settings: settings, deferringWake: deferringWake, newlyDeferred: &newlyDeferred)
         switch outcome {
         case .queued(let waiter):
             if let waiter { wake.append(waiter) }
@@ -281,7 +287,7 @@ public final class Broker: Sendable {
             if state.queues.count >= settings.subscriptionsMax { throw .tooManySubscriptions(max: settings.subscriptionsMax) }
             let id = SubscriptionID(rawValue: state.nextSubscription)
             state.nextSubscription += 1
-            var queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
+            let queue = SubscriberQueue(patterns: patterns, overflow: options.overflow)
             switch options.start {
             case .live: break
             case .earliest: queue.replay = ReplayCursor(after: 0)
@@ -300,7 +306,7 @@ public final class Broker: Sendable {
     func unsubscribe(_ id: SubscriptionID, reason: String) {
         let (leave, waiter, registered) = state.withLock {
             state -> ([TopicPattern], CheckedContinuation<Void, Never>?, CheckedContinuation<Void, Never>?) in
-            guard var queue = state.queues.removeValue(forKey: id) else { return ([], nil, nil) }
+            guard let queue = state.queues.removeValue(forKey: id) else { return ([], nil, nil) }
             var leave: [TopicPattern] = []
             for pattern in queue.patterns {
                 state.trie.remove(pattern, id)
@@ -331,10 +337,9 @@ public final class Broker: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = state.withLock { state -> Bool in
-                    guard var queue = state.queues[id], !queue.isReady, !Task.isCancelled else { return true }
+                    guard let queue = state.queues[id], !queue.isReady, !Task.isCancelled else { return true }
                     queue.waiter = continuation
                     queue.wakeDeferred = false
-                    state.queues[id] = queue
                     return false
                 }
                 if resumeNow { continuation.resume() }
@@ -363,7 +368,7 @@ public final class Broker: Sendable {
     /// has caught up joins the live trie, in the same lock hold, so nothing
     /// published meanwhile is lost or repeated. Live at once without a replay.
     static func replayOrGoLive(_ id: SubscriptionID, state: inout State, settings: BrokerSettings) {
-        guard var queue = state.queues.removeValue(forKey: id) else { return }
+        guard let queue = state.queues.removeValue(forKey: id) else { return }
         defer { state.queues[id] = queue }
         guard var cursor = queue.replay else {
             for pattern in queue.patterns { state.trie.insert(pattern, id) }

@@ -5,12 +5,23 @@ import PiglixWire
 /// Retained history: per topic, the most recent messages, bounded per topic
 /// and over all topics, so `Last-Event-ID` and `earliest` can replay them.
 struct Retention {
-    struct History {
+    /// One topic's retained messages. A class, so the global publish order
+    /// holds a reference to it and evicting the oldest message needs no
+    /// lookup by topic name.
+    final class History {
+        let topic: String
         var messages: Deque<StoredMessage> = []
         var bytes = 0
+        /// No longer in `topics` (removed, or emptied by eviction): its
+        /// entries in the global order are stale.
+        var detached = false
+
+        init(topic: String) {
+            self.topic = topic
+        }
 
         /// Appends and evicts this topic's oldest past its bounds; returns what it evicted.
-        mutating func append(_ message: StoredMessage, cost: Int, settings: BrokerSettings) -> (count: Int, bytes: Int) {
+        func append(_ message: StoredMessage, cost: Int, settings: BrokerSettings) -> (count: Int, bytes: Int) {
             messages.append(message)
             bytes += cost
             var evicted = (count: 0, bytes: 0)
@@ -30,7 +41,10 @@ struct Retention {
     /// Publish order over all topics, to evict the globally oldest message
     /// when a global bound is hit. Entries whose message a per-topic bound
     /// already evicted are skipped when they reach the front.
-    private var order: Deque<(topic: String, sequence: UInt64)> = []
+    private var order: Deque<(history: History, sequence: UInt64)> = []
+    /// The history of the last topic appended to: runs of one topic skip
+    /// the lookup by name.
+    private var lastHistory: History?
     private(set) var messageCount = 0
     private(set) var bytes = 0
     let settings: BrokerSettings
@@ -41,24 +55,36 @@ struct Retention {
 
     mutating func append(_ message: StoredMessage) {
         let cost = message.costBytes
-        // The default subscript mutates the history in place: no deque copy.
-        let evicted = topics[message.topic, default: History()].append(message, cost: cost, settings: settings)
+        let history: History
+        if let last = lastHistory, !last.detached, last.topic == message.topic {
+            history = last
+        } else if let existing = topics[message.topic] {
+            history = existing
+        } else {
+            history = History(topic: message.topic)
+            topics[message.topic] = history
+        }
+        lastHistory = history
+        let evicted = history.append(message, cost: cost, settings: settings)
         messageCount += 1 - evicted.count
         bytes += cost - evicted.bytes
-        order.append((message.topic, message.id.sequence))
+        order.append((history, message.id.sequence))
         while messageCount > settings.retainedMessagesMax || bytes > settings.retainedBytesMax || order.count > settings.retainedMessagesMax {
             guard let oldest = order.popFirst() else { break }
-            evict(topic: oldest.topic, sequence: oldest.sequence)
+            evict(oldest.history, sequence: oldest.sequence)
         }
     }
 
-    private mutating func evict(topic: String, sequence: UInt64) {
-        guard let first = topics[topic]?.messages.first, first.id.sequence == sequence else { return }
-        topics[topic]!.messages.removeFirst()
-        topics[topic]!.bytes -= first.costBytes
+    private mutating func evict(_ history: History, sequence: UInt64) {
+        guard !history.detached, let first = history.messages.first, first.id.sequence == sequence else { return }
+        history.messages.removeFirst()
+        history.bytes -= first.costBytes
         messageCount -= 1
         bytes -= first.costBytes
-        if topics[topic]!.messages.isEmpty { topics[topic] = nil }
+        if history.messages.isEmpty {
+            topics[history.topic] = nil
+            history.detached = true
+        }
     }
 
     /// Every retained message of topics `pattern` matches, oldest first.
@@ -78,6 +104,9 @@ struct Retention {
         guard let history = topics.removeValue(forKey: name) else { return }
         messageCount -= history.messages.count
         bytes -= history.bytes
+        history.detached = true
+        history.messages.removeAll()
+        history.bytes = 0
     }
 
     /// The newest retained id among topics matching any pattern (a stream's
@@ -112,7 +141,7 @@ struct Retention {
         var messages: [StoredMessage] = []
         var taken = 0
         var through = after
-        var matches: [String: Bool] = [:]
+        var matches: [ObjectIdentifier: Bool] = [:]
         var index = low
         // Bounded work per step, even over long stretches of other topics.
         let examineMax = low + 65_536
@@ -120,12 +149,14 @@ struct Retention {
             let entry = order[index]
             index += 1
             through = entry.sequence
-            let matching = matches[entry.topic] ?? {
-                let m = (try? Topic(entry.topic, limits: settings.topicLimits)).map { t in patterns.contains { $0.matches(t) } } ?? false
-                matches[entry.topic] = m
+            let history = entry.history
+            if history.detached { continue }
+            let matching = matches[ObjectIdentifier(history)] ?? {
+                let m = (try? Topic(history.topic, limits: settings.topicLimits)).map { t in patterns.contains { $0.matches(t) } } ?? false
+                matches[ObjectIdentifier(history)] = m
                 return m
             }()
-            guard matching, let history = topics[entry.topic] else { continue }
+            guard matching else { continue }
             // The entry's message, unless a per-topic bound evicted it.
             var lo = 0
             var hi = history.messages.count

@@ -59,7 +59,9 @@ struct ReplayCursor {
     var notCoveredBy: ClusterPosition?
 }
 
-struct SubscriberQueue {
+/// A class, so the fan-out appends to it in place through a reference (a
+/// struct in the dictionary was copied out and back on every append).
+final class SubscriberQueue {
     let patterns: [TopicPattern]
     let overflow: OverflowPolicy
     var messages: Deque<StoredMessage> = []
@@ -91,12 +93,17 @@ struct SubscriberQueue {
     var registered: CheckedContinuation<Void, Never>?
     var newestRetained: MessageID?
 
+    init(patterns: [TopicPattern], overflow: OverflowPolicy) {
+        self.patterns = patterns
+        self.overflow = overflow
+    }
+
     var isReady: Bool { !messages.isEmpty || lost > 0 || end != nil || heartbeatDue || !views.isEmpty || replay != nil }
 
     /// The last view record sent or queued per group: a repeat is not queued.
     var lastView: [String: ControlRecord] = [:]
 
-    mutating func queueView(_ record: ControlRecord) -> CheckedContinuation<Void, Never>? {
+    func queueView(_ record: ControlRecord) -> CheckedContinuation<Void, Never>? {
         if case .view(let group, _, _, _) = record {
             if lastView[group] == record { return nil }
             lastView[group] = record
@@ -130,7 +137,7 @@ struct SubscriberQueue {
     /// batch-sized run is queued (`deferredWakeBytes`).
     /// `newlyDeferred` is set when this call left the writer asleep for the
     /// first time since it was last woken.
-    mutating func enqueue(
+    func enqueue(
         _ message: StoredMessage, settings: BrokerSettings, deferringWake: Bool = false, newlyDeferred: inout Bool
     ) -> EnqueueOutcome {
         guard end == nil else { return .ended }
@@ -176,7 +183,7 @@ struct SubscriberQueue {
     }
 
     /// The waiter `enqueue(deferringWake: true)` left asleep, if any.
-    mutating func takeDeferredWaiter() -> CheckedContinuation<Void, Never>? {
+    func takeDeferredWaiter() -> CheckedContinuation<Void, Never>? {
         guard wakeDeferred else { return nil }
         wakeDeferred = false
         return takeWaiter()
@@ -184,7 +191,7 @@ struct SubscriberQueue {
 
     /// Takes what is ready: the gap count, messages up to `maxBytes` (at
     /// least one), the end once nothing else is left, a due heartbeat.
-    mutating func take(maxBytes: Int) -> SubscriptionBatch {
+    func take(maxBytes: Int) -> SubscriptionBatch {
         var batch = SubscriptionBatch()
         batch.lost = lost
         lost = 0
@@ -226,7 +233,7 @@ struct SubscriberQueue {
         return batch
     }
 
-    private mutating func takeWaiter() -> CheckedContinuation<Void, Never>? {
+    private func takeWaiter() -> CheckedContinuation<Void, Never>? {
         wakeDeferred = false
         defer { waiter = nil }
         return waiter
