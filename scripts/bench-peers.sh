@@ -92,7 +92,9 @@ child=\$!
 trap 'kill -TERM \$child 2>/dev/null' TERM INT HUP
 wait \$child; status=\$?
 wait \$child 2>/dev/null || true
-times | sed -n 2p | awk '{ split(\$1, u, /[ms]/); split(\$2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' >"$work/$server.cpu.tmp"
+# \`times\` itself, not in a pipeline: a subshell would count no children.
+times >"$work/$server.times"
+sed -n 2p "$work/$server.times" | awk '{ split(\$1, u, /[ms]/); split(\$2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' >"$work/$server.cpu.tmp"
 mv "$work/$server.cpu.tmp" "$work/$server.cpu"
 exit \$status
 EOF
