@@ -90,8 +90,10 @@ for server in nats-server nghttpd corosync; do
 "$real" "\$@" &
 child=\$!
 trap 'kill -TERM \$child 2>/dev/null' TERM INT HUP
-wait \$child; status=\$?
-wait \$child 2>/dev/null || true
+# A trapped signal interrupts wait (status 128+N): wait again for the real one.
+status=0
+wait \$child || status=\$?
+while kill -0 \$child 2>/dev/null; do status=0; wait \$child || status=\$?; done
 # \`times\` itself, not in a pipeline: a subshell would count no children.
 times >"$work/$server.times"
 sed -n 2p "$work/$server.times" | awk '{ split(\$1, u, /[ms]/); split(\$2, s, /[ms]/); printf "%.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2] }' >"$work/$server.cpu.tmp"
@@ -120,7 +122,11 @@ piglix_bench() {
   echo "  piglix bench $*" >&2
   "$bin" bench "$@" --seconds "$seconds" --warmup "$warmup" >"$log" 2>&1 || echo "    (exit $?; see $log)" >&2
   line=$(grep '^RESULT ' "$log" | tail -n 1 || true)
-  [ -n "$line" ] || return 0
+  if [ -z "$line" ]; then
+    echo "    no RESULT: $(grep -m 1 -E 'failed|did not|Error' "$log" || echo "see $log")" >&2
+    record "$round" "$key.failed" 1
+    return 0
+  fi
   if [ "$(field lost "$line")" != 0 ]; then echo "    LOST $(field lost "$line") messages: not comparable ($log)" >&2; fi
   record "$round" "$key.rate" "$(field delivered_msgs_per_s "$line")"
   record "$round" "$key.persub" "$(field per_sub_min_msgs_per_s "$line")"
@@ -228,12 +234,16 @@ for row in open(sys.argv[1]):
 def figure(key, unit):
     rounds = values.get(key, {})
     if not rounds:
-        return None, "—"
+        failed = values.get(key.rsplit(".", 1)[0] + ".failed", {})
+        return None, (f"failed in {len(failed)} run(s)" if failed else "—")
     seq = list(rounds.values())
     med = statistics.median(seq)
     text = fmt(med, unit)
     if len(seq) > 1:
         text += f" ({fmt(min(seq), unit)} – {fmt(max(seq), unit)})"
+    failed = values.get(key.rsplit(".", 1)[0] + ".failed", {})
+    if failed:
+        text += f"; failed in {len(failed)} run(s)"
     return med, text
 
 def fmt(v, unit):
