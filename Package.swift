@@ -18,6 +18,8 @@ let package = Package(
         // For the fuzz package (Fuzz/Package.swift), which depends on this one by path.
         .library(name: "PiglixWire", targets: ["PiglixWire"]),
         .library(name: "PiglixCluster", targets: ["PiglixCluster"]),
+        // For the microbenchmarks (Benchmarks/Package.swift), which depend on this one by path.
+        .library(name: "PiglixBroker", targets: ["PiglixBroker"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),

@@ -11,30 +11,37 @@ struct Bench: AsyncParsableCommand {
         discussion: """
             Scenario 1to1: one streaming publisher (binary frames on one POST /v1/publish \
             stream) sends SIZE-byte payloads to one topic; one subscriber (binary frames) \
-            receives them. Each payload starts with the publisher's monotonic clock in \
-            nanoseconds, so publish→deliver latency is measured per message, in one process. \
-            Prints delivered msgs/s and MB/s (payload bytes), latency percentiles \
-            (HdrHistogram), and wire bytes per message on each side (HTTP/2 framing and \
-            acks included). Without --url it starts `piglix serve` (this executable) on a \
-            free loopback port with --log-level warning, and prints its peak RSS. \
-            Build with -c release for meaningful figures.
+            receives them. Scenario fanout: the same publisher, --subscribers N subscribers \
+            on that topic, each on its own connection; throughput is the sum over them. Each \
+            payload starts with the publisher's monotonic clock in nanoseconds, so \
+            publish→deliver latency is measured per message, in one process. Prints delivered \
+            msgs/s and MB/s (payload bytes), latency percentiles (HdrHistogram), wire bytes \
+            per message on each side (HTTP/2 framing and acks included), and a RESULT line \
+            with the same keys as the peers' load generator. Without --url it starts \
+            `piglix serve` (this executable) on a free loopback port with --log-level warning, \
+            and prints its peak RSS and its CPU time per delivered message over the measured \
+            window. Build with -c release for meaningful figures.
             """)
 
-    @Argument(help: "Scenario: 1to1.")
+    @Argument(help: "Scenario: 1to1 or fanout (cluster mode: see --nodes).")
     var scenario: String = "1to1"
     @Option(help: "Measured seconds of publishing.")
     var seconds: Double = 5
+    @Option(help: "Measured messages to publish instead of --seconds (a fixed-count run, as for instruction counts).")
+    var messages: Int?
     @Option(help: "Unmeasured seconds of publishing before, to warm up.")
     var warmup: Double = 1
     @Option(help: "Publish rate in messages per second; as fast as possible when absent.")
     var rate: Int?
     @Option(help: "Payload bytes (at least 16).")
     var size: Int = 128
+    @Option(help: "Scenario fanout: subscribers of the one topic, each on its own connection (4).")
+    var subscribers: Int?
     @Option(help: "Most unacked records of the publisher.")
     var inFlight: Int = 8192
     @Option(
         help: """
-            Most messages the publisher may be ahead of the subscriber (published, less \
+            Most messages the publisher may be ahead of the slowest subscriber (published, less \
             received or reported lost); 0 for no bound. Keep it under the node's subscriber \
             queue bound (10,000 messages by default), or a subscriber that falls behind loses \
             messages (drop-oldest) instead of slowing the publisher.
@@ -51,14 +58,35 @@ struct Bench: AsyncParsableCommand {
 
     func run() async throws {
         if cluster.nodes != nil {
+            if messages != nil { throw ValidationError("--messages is for the single-node scenarios; the cluster bench runs for --seconds") }
+            if subscribers != nil {
+                throw ValidationError("--subscribers is for the single-node fanout; the cluster's fanout has one subscriber per node")
+            }
             return try await ClusterBench.run(
                 ClusterBenchPlan(options: cluster, scenario: scenario, seconds: seconds, warmup: warmup, rate: rate, size: size, inFlight: inFlight))
         }
-        guard scenario == "1to1" else { throw ValidationError("unknown scenario \(scenario); known: 1to1") }
+        let subscriberCount: Int
+        switch scenario {
+        case "1to1":
+            guard subscribers == nil || subscribers == 1 else { throw ValidationError("1to1 has one subscriber; use fanout --subscribers N") }
+            subscriberCount = 1
+        case "fanout":
+            subscriberCount = subscribers ?? 4
+            guard (1...64).contains(subscriberCount) else { throw ValidationError("--subscribers must be 1 to 64") }
+        default:
+            throw ValidationError("unknown scenario \(scenario); known: 1to1, fanout (and the cluster's with --nodes)")
+        }
         guard size >= 16 else { throw ValidationError("--size must be at least 16") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
+        if let messages, messages <= 0 { throw ValidationError("--messages must be positive") }
         if window < 0 { throw ValidationError("--window must be 0 (no bound) or positive") }
+        try await runSingleNode(subscriberCount: subscriberCount)
+    }
 
+    /// `1to1` and `fanout`: one publisher, `subscriberCount` subscribers of
+    /// one topic, each on its own connection (1to1 is fanout to one).
+    private func runSingleNode(subscriberCount: Int) async throws {
+        let loadAtStart = BenchSystem.loadAverage()
         var server: ServerProcess? = nil
         let baseURL: String
         if let url {
@@ -71,34 +99,38 @@ struct Bench: AsyncParsableCommand {
         defer { server?.stop() }
 
         let publisherClient = try PiglixClient(url: baseURL)
-        let subscriberClient = try PiglixClient(url: baseURL)
         try await publisherClient.connect()
-        try await subscriberClient.connect()
-
-        let topic = "bench.1to1.\(UInt32.random(in: 0...UInt32.max))"
-        let shared = BenchShared()
-        let subscription = subscriberClient.subscribe(
-            patterns: [topic], format: .binary, options: SubscribeOptions(batchBytes: batchBytes, lingerMs: lingerMs))
-        let (ready, readyContinuation) = AsyncStream<Void>.makeStream()
-
-        let consumer = Task { () -> ConsumerResult in
-            // A publisher waiting on a subscriber that stopped must not wait forever.
-            defer { shared.consumerEnded() }
-            var result = ConsumerResult()
-            var signalled = false
-            for try await record in subscription {
-                if result.count(record) { shared.didReceive(result.accounted) }
-                if !signalled, case .control = record {
-                    // The first control record (the view) says the subscription is live.
-                    signalled = true
-                    readyContinuation.yield()
-                    readyContinuation.finish()
-                }
-            }
-            return result
+        let topic = "bench.\(scenario).\(UInt32.random(in: 0...UInt32.max))"
+        var consumers: [(client: PiglixClient, progress: BenchShared, task: Task<ConsumerResult, any Error>)] = []
+        defer {
+            for consumer in consumers { consumer.task.cancel() }
         }
-        for await _ in ready { break }
-        trace("subscribed")
+        for _ in 0..<subscriberCount {
+            let client = try PiglixClient(url: baseURL)
+            try await client.connect()
+            let progress = BenchShared()
+            let subscription = client.subscribe(
+                patterns: [topic], format: .binary, options: SubscribeOptions(batchBytes: batchBytes, lingerMs: lingerMs))
+            let task = Task { () -> ConsumerResult in
+                // A publisher waiting on a subscriber that stopped must not wait forever.
+                defer { progress.consumerEnded() }
+                var result = ConsumerResult()
+                for try await record in subscription {
+                    if result.count(record) { progress.didReceive(result.accounted, delivered: result.received) }
+                    // The first control record (the view) says the subscription is live.
+                    if case .control = record { progress.markReady() }
+                }
+                return result
+            }
+            consumers.append((client, progress, task))
+        }
+        let progress = consumers.map(\.progress)
+        let readyBy = ContinuousClock.now + .seconds(15)
+        while !progress.allSatisfy(\.isReady) {
+            guard ContinuousClock.now < readyBy else { throw ValidationError("the subscribers did not start within 15 s") }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        trace("subscribed \(subscriberCount)")
 
         // Publisher: warm-up, then the measured run.
         var published = 0
@@ -106,7 +138,9 @@ struct Bench: AsyncParsableCommand {
         let stream = try await publisherClient.publishStream(inFlightMax: inFlight)
         var payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
         var measureStart: UInt64 = 0
-        var measureStartWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
+        func subscribersReceived() -> Int { consumers.reduce(0) { $0 + $1.client.wireBytes.received } }
+        var measureStartWire = (publisherClient.wireBytes.sent, subscribersReceived())
+        var cpuWindow: NodeCPUWindow? = nil
         let warmupNanos = UInt64(warmup * 1e9)
         let runNanos = UInt64(seconds * 1e9)
         let begin = monotonicNanos()
@@ -120,9 +154,18 @@ struct Bench: AsyncParsableCommand {
             if !measuring && elapsed >= warmupNanos {
                 measuring = true
                 measureStart = now
-                measureStartWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
+                measureStartWire = (publisherClient.wireBytes.sent, subscribersReceived())
+                if let server {
+                    cpuWindow = NodeCPUWindow(cpuAtStart: [server.child.cpuSeconds()], deliveredAtStart: progress.reduce(0) { $0 + $1.delivered })
+                }
             }
-            if measuring && now - measureStart >= runNanos { break }
+            if measuring {
+                if let messages {
+                    if measuredSent >= messages { break }
+                } else if now - measureStart >= runNanos {
+                    break
+                }
+            }
             // The loop's clock read is the send time unless the loop waited:
             // one read per message.
             var sentAt = now
@@ -133,9 +176,10 @@ struct Bench: AsyncParsableCommand {
                     sentAt = monotonicNanos()
                 }
             }
-            if window > 0, published - shared.accounted >= window {
-                // Wait until the subscriber is half a window behind (one wake per half window).
-                await shared.wait(until: published - window / 2)
+            if window > 0, published - BenchShared.slowest(progress) >= window {
+                // Wait until every subscriber is half a window behind (one wake per half window).
+                let target = published - window / 2
+                for subscriber in progress where subscriber.accounted < target { await subscriber.wait(until: target) }
                 sentAt = monotonicNanos()
             }
             payload.setInteger(sentAt, at: 0)
@@ -150,61 +194,136 @@ struct Bench: AsyncParsableCommand {
         trace("finished")
         let rejected = stream.counts.rejected
 
-        // Wait for the subscriber to get everything (or give up after 10 s),
-        // then stop it; it returns what it measured.
+        // Wait for every subscriber to get everything (or give up after
+        // 30 s), then stop them; each returns what it measured.
         let expected = published - rejected
-        let deadline = ContinuousClock.now + .seconds(10)
-        while shared.accounted < expected && ContinuousClock.now < deadline {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while BenchShared.slowest(progress) < expected && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
-        let complete = shared.accounted >= expected
-        consumer.cancel()
-        let result: ConsumerResult? = complete ? try await consumer.value : nil
-        trace("consumer done")
-        let endWire = (publisherClient.wireBytes, subscriberClient.wireBytes)
+        let cpu = cpuWindow.flatMap { window in
+            server.map { window.end(cpu: [$0.child.cpuSeconds()], delivered: progress.reduce(0) { $0 + $1.delivered }) }
+        }
+        let peakRSS = server?.peakRSS()
+        let complete = BenchShared.slowest(progress) >= expected
+        var results: [ConsumerResult] = []
+        for consumer in consumers {
+            consumer.task.cancel()
+            if complete { results.append(try await consumer.task.value) }
+        }
+        trace("consumers done")
+        let endWire = (publisherClient.wireBytes.sent, subscribersReceived())
         try? await publisherClient.close()
-        try? await subscriberClient.close()
+        for consumer in consumers { try? await consumer.client.close() }
+        consumers.removeAll()
 
-        guard let result else {
-            print("the subscriber did not receive (or hear of the loss of) all \(published - rejected) messages within 10 s")
+        guard complete else {
+            let counts = progress.map { String($0.accounted) }.joined(separator: ", ")
+            print("the subscribers did not receive (or hear of the loss of) all \(expected) messages within 30 s: \(counts)")
             throw ExitCode.failure
         }
-        let lastDelivery = max(result.lastMeasuredAt, measureStart + 1)
+        let lastDelivery = max(results.map(\.lastMeasuredAt).max() ?? 0, measureStart + 1)
         let deliverSeconds = Double(lastDelivery - measureStart) / 1e9
         let publishSeconds = Double(publishEnd - measureStart) / 1e9
-        let messagesPerSecond = Double(result.measured) / deliverSeconds
-        let megabytesPerSecond = Double(result.payloadBytes) / deliverSeconds / 1e6
+        let delivered = results.reduce(0) { $0 + $1.measured }
+        let lost = results.reduce(0) { $0 + $1.lost }
+        let messagesPerSecond = Double(delivered) / deliverSeconds
+        let megabytesPerSecond = Double(results.reduce(0) { $0 + $1.payloadBytes }) / deliverSeconds / 1e6
+        let perSubscriber = results.map { Double($0.measured) / (Double(max($0.lastMeasuredAt, measureStart + 1) - measureStart) / 1e9) }
+        var latency = ConsumerResult().latency
+        for result in results { latency.add(result.latency) }
         let measuredCount = max(measuredSent, 1)
-        let sentPerMessage = Double(endWire.0.sent - measureStartWire.0.sent) / Double(measuredCount)
-        let receivedPerMessage = Double(endWire.1.received - measureStartWire.1.received) / Double(measuredCount)
+        let sentPerMessage = Double(endWire.0 - measureStartWire.0) / Double(measuredCount)
+        let receivedPerMessage = Double(endWire.1 - measureStartWire.1) / Double(measuredCount * subscriberCount)
 
         let batching = [lingerMs.map { "linger_ms \($0)" }, batchBytes.map { "batch_bytes \($0)" }].compactMap { $0 }
+        let audience = subscriberCount == 1 ? "" : "\(subscriberCount) subscribers, "
         print(
-            "scenario 1to1: \(size)-byte payloads, \(rate.map { "paced at \($0) msgs/s" } ?? "unpaced"), in-flight \(inFlight)"
+            "scenario \(scenario): \(audience)\(size)-byte payloads, \(rate.map { "paced at \($0) msgs/s" } ?? "unpaced"), in-flight \(inFlight)"
                 + (batching.isEmpty ? "" : ", " + batching.joined(separator: ", ")) + ", \(baseURL)")
-        print(String(format: "published %d (%d measured over %.2f s), rejected %d, delivered %d measured", published, measuredSent, publishSeconds, rejected, result.measured))
-        print(String(format: "throughput: %.0f msgs/s delivered, %.1f MB/s payload", messagesPerSecond, megabytesPerSecond))
-        print("latency publish→deliver µs: \(latencySummary(result.latency, [50, 90, 99, 99.9]))")
-        if result.lost > 0 {
-            print("LOST \(result.lost) messages (gap records: the subscriber fell behind its queue bound); figures are not comparable")
+        print("load average at start: \(loadAtStart ?? "unknown")")
+        let sum = subscriberCount == 1 ? "" : " (sum over the \(subscriberCount) subscribers)"
+        print(
+            String(
+                format: "published %d (%d measured over %.2f s), rejected %d, delivered %d measured%@", published, measuredSent, publishSeconds,
+                rejected, delivered, sum))
+        print(String(format: "throughput: %.0f msgs/s delivered%@, %.1f MB/s payload", messagesPerSecond, sum, megabytesPerSecond))
+        if subscriberCount > 1 {
+            print("per subscriber: " + perSubscriber.map { String(format: "%.0f", $0) }.joined(separator: ", ") + " msgs/s delivered")
         }
-        print(String(format: "wire bytes per message: publisher sent %.1f, subscriber received %.1f (HTTP/2 framing included)", sentPerMessage, receivedPerMessage))
+        print("latency publish→deliver µs: \(latencySummary(latency, [50, 90, 99, 99.9]))")
+        if lost > 0 {
+            print("LOST \(lost) messages (gap records: a subscriber fell behind its queue bound); figures are not comparable")
+        }
+        print(
+            String(
+                format: "wire bytes per message: publisher sent %.1f, each subscriber received %.1f (HTTP/2 framing included)", sentPerMessage,
+                receivedPerMessage))
+        if let cpu {
+            print(
+                String(
+                    format: "node CPU per delivered message: %.2f µs (user+system of the node, %.3f s over the measured window, %d deliveries)",
+                    cpu.microsPerMessage, cpu.nodeSeconds.reduce(0, +), cpu.deliveries))
+        }
         if let server {
-            print("server peak RSS (VmHWM): \(server.peakRSS() ?? "unknown")")
+            print("server peak RSS (VmHWM): \(peakRSS ?? "unknown") (pid \(server.child.process.processIdentifier))")
         }
+        var line = ResultLine()
+        line.add("scenario", scenario)
+        line.add("subs", subscriberCount)
+        line.add("payload", size)
+        line.add("rate", rate ?? 0)
+        line.add("published", published)
+        line.add("delivered", delivered)
+        line.add("lost", lost)
+        line.add("secs", deliverSeconds, decimals: 3)
+        line.add("delivered_msgs_per_s", messagesPerSecond)
+        line.add("per_sub_min_msgs_per_s", perSubscriber.min() ?? 0)
+        line.add("delivered_MB_per_s", megabytesPerSecond, decimals: 2)
+        line.add("p50_us", Double(latency.valueAtPercentile(50)) / 1000, decimals: 1)
+        line.add("p99_us", Double(latency.valueAtPercentile(99)) / 1000, decimals: 1)
+        line.add("p999_us", Double(latency.valueAtPercentile(99.9)) / 1000, decimals: 1)
+        line.add("max_us", Double(latency.max) / 1000, decimals: 1)
+        line.add("node_cpu_us_per_msg", cpu.map { String(format: "%.3f", $0.microsPerMessage) } ?? "na")
+        line.add("load1", loadAtStart.map { String($0.split(separator: " ")[0]) } ?? "?")
+        print(line.text)
     }
 }
 
-/// What the consumer task tells the publisher: how far it got, and a wake-up
-/// when the publisher waits for it (the `--window` bound).
+/// What one subscriber's consumer task tells the publisher: how far it got,
+/// and a wake-up when the publisher waits for it (the `--window` bound).
 final class BenchShared: Sendable {
     /// Messages received or reported lost so far.
     private let count = Atomic<Int>(0)
+    /// Messages received so far (what node CPU per delivered message counts).
+    private let received = Atomic<Int>(0)
+    private let ready = Atomic<Bool>(false)
     private let waiting = Atomic<Bool>(false)
     private let ended = Atomic<Bool>(false)
     private let waiter = Mutex<(target: Int, continuation: CheckedContinuation<Void, Never>)?>(nil)
 
     var accounted: Int { count.load(ordering: .relaxed) }
+    var delivered: Int { received.load(ordering: .relaxed) }
+    /// The stream is live (its first control record, the view, arrived).
+    var isReady: Bool { ready.load(ordering: .acquiring) }
+
+    /// The fewest messages any of `subscribers` accounted for.
+    static func slowest(_ subscribers: [BenchShared]) -> Int {
+        var least = Int.max
+        for subscriber in subscribers { least = min(least, subscriber.accounted) }
+        return least
+    }
+
+    func markReady() {
+        if !ready.load(ordering: .relaxed) { ready.store(true, ordering: .releasing) }
+    }
+
+    /// Consumer: `total` messages are now accounted for, `delivered` of
+    /// them received.
+    func didReceive(_ total: Int, delivered: Int) {
+        received.store(delivered, ordering: .relaxed)
+        didReceive(total)
+    }
 
     /// Consumer: `total` messages are now accounted for. The store and the
     /// load below are sequentially consistent, as are the publisher's in

@@ -27,14 +27,8 @@ final class ServeChild {
 
     /// User plus system CPU seconds so far (0 once it stopped).
     func cpuSeconds() -> Double {
-        guard process.isRunning,
-            let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/stat", encoding: .utf8),
-            let close = text.lastIndex(of: ")")
-        else { return 0 }
-        // Fields after "(comm)": state is field 3; utime, stime are 14, 15.
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        guard process.isRunning else { return 0 }
+        return BenchSystem.cpuSeconds(pid: process.processIdentifier) ?? 0
     }
 
     /// VmHWM, read while it runs.
@@ -197,6 +191,11 @@ final class LocalCluster {
         let own =
             Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6 + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
         return children.map { $0?.cpuSeconds() ?? 0 } + [own]
+    }
+
+    /// The pids of the nodes now running (for CPU readings from a task).
+    func nodePIDs() -> [Int32] {
+        children.map { child in child.map { $0.isRunning ? $0.process.processIdentifier : 0 } ?? 0 }
     }
 
     func kill(_ index: Int) {

@@ -22,6 +22,7 @@ enum ClusterBench {
             print("  \(node.name): http 127.0.0.1:\(node.httpPort), cluster 127.0.0.1:\(node.clusterPort)")
         }
         print("logs: \(cluster.logDirectory)")
+        BenchSystem.printLoadAverage()
         var failed = false
         for scenario in plan.scenarios {
             print("")
@@ -104,7 +105,17 @@ enum ClusterBench {
         }
         let size = plan.size
         let count = publishers.count
+        let loadAtStart = BenchSystem.loadAverage()
         let cpuBefore = cluster.cpuSeconds()
+        // Node CPU and deliveries when measuring starts: the start of the
+        // window for node CPU per delivered message.
+        let pids = cluster.nodePIDs()
+        let progresses = consumers.map(\.progress)
+        let windowStart = Task { () -> NodeCPUWindow in
+            try? await Task.sleep(until: beginInstant + .nanoseconds(Int64(warmupNanos)), clock: .continuous)
+            return NodeCPUWindow(
+                cpuAtStart: pids.map { BenchSystem.cpuSeconds(pid: $0) ?? 0 }, deliveredAtStart: FlowProgress.delivered(progresses))
+        }
         let runs = try await withThrowingTaskGroup(of: PublisherRun.self) { group in
             for (index, publisher) in publishers.enumerated() {
                 let stream = publisher.stream
@@ -137,6 +148,8 @@ enum ClusterBench {
         while consumers.contains(where: { $0.progress.accounted.load(ordering: .relaxed) < expected }) && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(5))
         }
+        let nodeCPU = await windowStart.value.end(
+            cpu: pids.map { BenchSystem.cpuSeconds(pid: $0) ?? 0 }, delivered: FlowProgress.delivered(progresses))
         var results: [(node: String, result: ConsumerResult)] = []
         var incomplete: [String] = []
         for consumer in consumers {
@@ -155,7 +168,7 @@ enum ClusterBench {
         let sinks = subscribers.map { cluster.nodes[$0].name }.joined(separator: ",")
         let streams = plan.publishers == 1 ? "1 publish stream" : "\(plan.publishers) publish streams (connections) sharing the rate"
         print(
-            "scenario \(name): \(delivery.name), publish on \(publishNode.name), subscribe on \(sinks), \(plan.size)-byte payloads, \(pacing), \(streams), in-flight \(plan.inFlight) per stream"
+            "scenario \(name): \(delivery.name), publish on \(publishNode.name), subscribe on \(sinks), \(plan.size)-byte payloads, \(pacing), \(streams), in-flight \(plan.inFlight) per stream; load average at start \(loadAtStart ?? "unknown")"
         )
         let publishSeconds = Double(publishEnd - measureStart) / 1e9
         print(
@@ -168,12 +181,16 @@ enum ClusterBench {
         }
         var merged = ConsumerResult().latency
         var totalMeasured = 0
+        var totalLost = 0
         var slowest = 0.0
+        var perSubscriber: [Double] = []
         for (node, result) in results {
             let lastDelivery = max(result.lastMeasuredAt, measureStart + 1)
             let seconds = Double(lastDelivery - measureStart) / 1e9
             slowest = max(slowest, seconds)
             totalMeasured += result.measured
+            totalLost += result.lost
+            perSubscriber.append(Double(result.measured) / seconds)
             merged.add(result.latency)
             let lost = result.lost > 0 ? ", LOST \(result.lost) (gap records)" : ""
             print(
@@ -194,6 +211,32 @@ enum ClusterBench {
             String(
                 format: "  CPU µs per published message (user+system, whole run incl. warm-up, %.2f s wall): %@", Double(finished - begin) / 1e9,
                 cpu.joined(separator: ", ")))
+        let nodeParts = zip(cluster.nodes, nodeCPU.nodeSeconds).map { String(format: "%@ %.3f s", $0.name, $1) }
+        print(
+            String(
+                format: "  node CPU per delivered message: %.2f µs (user+system summed over the nodes: %@ over the measured window, %d deliveries)",
+                nodeCPU.microsPerMessage, nodeParts.joined(separator: " + "), nodeCPU.deliveries))
+        let measuredSeconds = max(slowest, 1e-9)
+        var line = ResultLine()
+        line.add("scenario", name)
+        line.add("nodes", cluster.nodes.count)
+        line.add("delivery", delivery.name)
+        line.add("subs", results.count)
+        line.add("payload", plan.size)
+        line.add("rate", rate ?? 0)
+        line.add("published", published)
+        line.add("delivered", totalMeasured)
+        line.add("lost", totalLost)
+        line.add("secs", measuredSeconds, decimals: 3)
+        line.add("delivered_msgs_per_s", Double(totalMeasured) / measuredSeconds)
+        line.add("per_sub_min_msgs_per_s", perSubscriber.min() ?? 0)
+        line.add("p50_us", Double(merged.valueAtPercentile(50)) / 1000, decimals: 1)
+        line.add("p99_us", Double(merged.valueAtPercentile(99)) / 1000, decimals: 1)
+        line.add("p999_us", Double(merged.valueAtPercentile(99.9)) / 1000, decimals: 1)
+        line.add("max_us", Double(merged.max) / 1000, decimals: 1)
+        line.add("node_cpu_us_per_msg", nodeCPU.microsPerMessage, decimals: 3)
+        line.add("load1", loadAtStart.map { String($0.split(separator: " ")[0]) } ?? "?")
+        print(line.text)
     }
 
     /// One publisher's part of a run: sends until `measureEnd`, paced when
@@ -242,6 +285,7 @@ enum ClusterBench {
             if !result.count(record), case .message = record { continue }
             if !progress.ready.load(ordering: .relaxed) { progress.ready.store(true, ordering: .releasing) }
             progress.accounted.store(result.accounted, ordering: .relaxed)
+            progress.delivered.store(result.received, ordering: .relaxed)
         }
         return result
     }
@@ -316,4 +360,11 @@ final class FlowProgress: Sendable {
     let ready = Atomic<Bool>(false)
     /// Messages received plus messages a gap record said were lost.
     let accounted = Atomic<Int>(0)
+    /// Messages received.
+    let delivered = Atomic<Int>(0)
+
+    /// Messages received by all of `subscribers`.
+    static func delivered(_ subscribers: [FlowProgress]) -> Int {
+        subscribers.reduce(0) { $0 + $1.delivered.load(ordering: .relaxed) }
+    }
 }
