@@ -115,7 +115,7 @@ enum CheckpointCodec {
 
     /// The table part of a chunk, nil when it has none.
     static func decodeTable(_ bytes: [UInt8]) throws -> (cut: ClusterPosition, producers: [ProducerState])? {
-        guard bytes.count > 5, bytes[4] == tableMarker, bytes[0...3].allSatisfy({ $0 == 0 }) else { return nil }
+        guard bytes.count >= 5, bytes[4] == tableMarker, bytes[0...3].allSatisfy({ $0 == 0 }) else { return nil }
         var b = ByteBuffer(bytes: bytes)
         b.moveReaderIndex(forwardBy: 5)
         guard let view: UInt64 = b.readInteger(), let n: UInt32 = b.readInteger(), n <= UInt32(ClusterPosition.ranksMax) else {
