@@ -35,21 +35,29 @@ extension Broker: ClusterApplication {
         var batch: [ClusterPublish] = []
         var indices: [Int] = []
         let closed = isShuttingDown
+        // Idempotent records are checked against the table first: a retry of
+        // a record the table holds is answered at once, without a multicast.
+        let early = records.contains { $0.producer != nil } ? idempotenceAnswers(records) : nil
         for (i, record) in records.enumerated() {
             do throws(PublishError) {
                 if closed { throw PublishError.shuttingDown }
                 let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
                 try check(headers: record.headers)
+                if let answer = early?[i] {
+                    results[i] = answer
+                    continue
+                }
                 batch.append(
                     ClusterPublish(
-                        destination: .topic(topic), level: record.delivery,
+                        destination: .topic(topic), level: record.effectiveDelivery,
                         session: session, payload: ClusterPayload.encode(record)))
                 indices.append(i)
             } catch {
                 results[i] = .failure(error)
             }
         }
-        let levels = records.map(\.delivery)
+        let levels = records.map(\.effectiveDelivery)
+        let idempotent = early != nil
         let started = ContinuousClock.now
         let resolved = results
         let positions = indices
@@ -60,7 +68,15 @@ extension Broker: ClusterApplication {
             for (k, outcome) in outcomes.enumerated() {
                 let i = positions[k]
                 switch outcome {
-                case .acked(let view, let delivered):
+                case .acked(let view, let delivered, let publish):
+                    if idempotent, records[i].producer != nil, let self, let answer = self.idempotentAck(records[i], publish: publish) {
+                        results[i] = answer
+                        if case .success(let receipt) = answer, !receipt.duplicate {
+                            PublishLatency.timers[Int(levels[i].rawValue)].recordNanoseconds(nanoseconds)
+                            published += 1
+                        }
+                        continue
+                    }
                     let id = PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered))
                     results[i] = .success(PublishReceipt(id: id, delivery: levels[i]))
                     PublishLatency.timers[Int(levels[i].rawValue)].recordNanoseconds(nanoseconds)
@@ -171,10 +187,15 @@ extension Broker: ClusterApplication {
                     batch.results[i] = .failure(.shuttingDown)
                     continue
                 }
+                let level = record.effectiveDelivery
+                if record.producer != nil, let answer = admitLocally(record, level: level, state: &state) {
+                    batch.results[i] = answer
+                    continue
+                }
                 state.sequence += 1
                 let message = StoredMessage(
                     id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
-                    delivery: record.delivery, headers: record.headers, payloadIsText: isText)
+                    delivery: level, headers: record.headers, payloadIsText: isText)
                 state.published += 1
                 state.retention.append(message)
                 if lastTopic != topic.name {
@@ -190,7 +211,7 @@ extension Broker: ClusterApplication {
                     }
                 }
                 work += 1 + targets.count
-                batch.results[i] = .success(PublishReceipt(id: message.id, delivery: record.delivery))
+                batch.results[i] = .success(PublishReceipt(id: message.id, delivery: level))
             }
             if batch.isDone { Self.wakeDeferred(batch.deferred, state: &state, wake: &wake) }
         }
@@ -347,16 +368,24 @@ extension Broker: ClusterApplication {
             var position: ClusterPosition
             var message: StoredMessage?
             var topic: Topic?
+            /// An idempotent record's producer and sequence.
+            var idempotence: (producer: String, sequence: UInt64)?
+            var own = false
         }
         var prepared: [Prepared] = []
         prepared.reserveCapacity(batch.count)
         for item in batch {
             let delivery = item.delivery
             let position = ClusterPosition(view: item.viewEpoch, delivered: item.delivered)
-            guard case .publish(.topic(let topic)) = delivery.message.kind, !delivery.groups.isEmpty,
-                let (headers, payload) = ClusterPayload.decode(delivery.message.payload)
-            else {
+            guard case .publish(.topic(let topic)) = delivery.message.kind else {
                 prepared.append(Prepared(delivery: delivery, position: position))
+                continue
+            }
+            // Every node decides every idempotent record, matched or not, so
+            // its table stays the cluster's (one comparison for the others).
+            let idempotence = ClusterPayload.idempotence(of: delivery.message.payload)
+            guard !delivery.groups.isEmpty, let (headers, payload) = ClusterPayload.decode(delivery.message.payload) else {
+                prepared.append(Prepared(delivery: delivery, position: position, idempotence: idempotence, own: item.own))
                 continue
             }
             let id = delivery.message.id
@@ -364,7 +393,8 @@ extension Broker: ClusterApplication {
                 id: PiglixWire.MessageID(sequence: 0, position: position), topic: topic.name, payload: payload,
                 delivery: delivery.message.level, headers: headers,
                 payloadIsText: UTF8Check.isValid(payload), source: MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq))
-            prepared.append(Prepared(delivery: delivery, position: position, message: message, topic: topic))
+            prepared.append(
+                Prepared(delivery: delivery, position: position, message: message, topic: topic, idempotence: idempotence, own: item.own))
         }
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
@@ -375,6 +405,11 @@ extension Broker: ClusterApplication {
                 let item = prepared[index]
                 let delivery = item.delivery
                 if !delivery.afterCheckpoint { state.position = item.position }
+                if let (producer, sequence) = item.idempotence,
+                    !Self.decideDelivery(delivery, producer: producer, sequence: sequence, own: item.own, state: &state)
+                {
+                    continue
+                }
                 guard var message = taken, let topic = item.topic else { continue }
                 state.sequence += 1
                 message.id.sequence = state.sequence
@@ -434,17 +469,42 @@ extension Broker: ClusterApplication {
     }
 
     public func clusterCheckpoint(pattern: TopicPattern) -> any CheckpointReader {
-        RetainedCheckpoint(messages: state.withLock { $0.retention.messages(matching: pattern) })
+        if pattern == Self.idempotencePattern {
+            // The table at this point of the delivery stream (the cut), and
+            // this node's position there, which names the cut to the joiner.
+            return state.withLock { state in
+                RetainedCheckpoint(
+                    table: state.idempotence.snapshot(), cut: state.position ?? ClusterPosition(view: 0, delivered: []))
+            }
+        }
+        return RetainedCheckpoint(messages: state.withLock { $0.retention.messages(matching: pattern) })
     }
 
     public func clusterApplyCheckpoint(pattern: TopicPattern, chunk: [UInt8], first: Bool, last: Bool) -> Bool {
         let messages: [StoredMessage]
-        do { messages = try CheckpointCodec.decode(chunk, topicLimits: settings.topicLimits) } catch {
+        let table: (cut: ClusterPosition, producers: [CheckpointCodec.ProducerState])?
+        do {
+            table = pattern == Self.idempotencePattern ? try CheckpointCodec.decodeTable(chunk) : nil
+            messages = table == nil ? try CheckpointCodec.decode(chunk, topicLimits: settings.topicLimits) : []
+        } catch {
             logger.error("a checkpoint chunk of \(pattern.name) is unreadable (\(error)); asking another member")
             return false
         }
         var wake: [CheckedContinuation<Void, Never>] = []
         state.withLock { state in
+            if pattern == Self.idempotencePattern {
+                if first { state.incomingTable.removeAll() }
+                if let table { state.incomingTable.append(contentsOf: table.producers) }
+                if last, let cut = table?.cut {
+                    // The provider's table at the cut, then what this node
+                    // admitted after it (docs/patterns.md).
+                    state.idempotence.merge(state.incomingTable) { original in
+                        guard let source = original.source else { return false }
+                        return !cut.covers(source)
+                    }
+                }
+                if last { state.incomingTable = [] }
+            }
             let others = state.active.filter { $0 != pattern }
             func coveredElsewhere(_ name: String) -> Bool {
                 guard let topic = try? Topic(name, limits: settings.topicLimits) else { return false }
@@ -525,6 +585,7 @@ extension Broker: ClusterApplication {
             info.members = group.members
             byPattern[group.pattern.name] = info
         }
+        byPattern[Self.idempotencePattern.name] = nil
         return byPattern.values.sorted { $0.pattern < $1.pattern }
     }
 
@@ -540,7 +601,16 @@ extension Broker: ClusterApplication {
     /// Joins (or forms) the cluster, with this broker receiving its
     /// deliveries; nothing on a single node.
     public func startCluster() async throws {
-        _ = try await cluster?.start(application: self)
+        guard let cluster else { return }
+        _ = try await cluster.start(application: self)
+        // Every node is a member of the idempotence group for as long as it
+        // runs (its subscriber count never drops to 0), so each
+        // incarnation receives the table by state transfer.
+        let join = state.withLock { state in
+            state.patternSubscribers[Self.idempotencePattern, default: 0] += 1
+            return state.patternSubscribers[Self.idempotencePattern] == 1
+        }
+        if join { cluster.join(Self.idempotencePattern) }
     }
 
     /// Leaves the cluster: peers see the silence and install a view without

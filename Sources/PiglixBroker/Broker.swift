@@ -1,6 +1,7 @@
 import DequeModule
 import Logging
 import PiglixCluster
+import PiglixGroups
 import NIOCore
 import PiglixTopics
 import PiglixWire
@@ -19,19 +20,23 @@ public enum PublishError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Cluster: the node lost the primary component before the message
     /// reached its level; it may or may not have been delivered (`503`).
     case outcomeUnknown(String)
+    /// Idempotent publish: the sequence number is older than its producer's
+    /// window and not remembered; it may have been delivered (`409`).
+    case sequenceTooOld(String)
 
     /// The HTTP status this maps to.
     public var status: Int {
         switch self {
         case .invalidTopic, .reservedTopic, .invalidHeaders: return 400
         case .tooLarge: return 413
+        case .sequenceTooOld: return 409
         case .shuttingDown, .unavailable, .outcomeUnknown: return 503
         }
     }
 
     public var description: String {
         switch self {
-        case .unavailable(let why), .outcomeUnknown(let why): return why
+        case .unavailable(let why), .outcomeUnknown(let why), .sequenceTooOld(let why): return why
         case .invalidTopic(let error): return error.description
         case .reservedTopic(let topic): return "topic \(topic) is reserved for the broker: topics beginning with $ can be subscribed to, not published on"
         case .tooLarge(let bytes, let max): return "message of \(bytes) bytes is over the limit of \(max) bytes"
@@ -70,10 +75,18 @@ public enum SubscribeError: Error, Sendable, Equatable, CustomStringConvertible 
 
 /// What the publisher gets back.
 public struct PublishReceipt: Sendable, Equatable {
-    public var id: MessageID
+    public var id: PiglixWire.MessageID
     public var delivery: DeliveryLevel
+    /// An idempotent retry answered with the original's id and level.
+    public var duplicate: Bool = false
     /// 200 when the level is reached (`safe`: stable), 202 when accepted.
     public var status: Int { delivery.ackStatus }
+
+    public init(id: PiglixWire.MessageID, delivery: DeliveryLevel, duplicate: Bool = false) {
+        self.id = id
+        self.delivery = delivery
+        self.duplicate = duplicate
+    }
 }
 
 /// A group as `/v1/groups` shows it: a pattern with local subscribers.
@@ -139,6 +152,15 @@ public final class Broker: Sendable {
         var position: ClusterPosition?
         /// Subscriptions per pattern (the group is joined while positive).
         var patternSubscribers: [TopicPattern: Int] = [:]
+        // Idempotent publish (Broker+Idempotence.swift)
+        var idempotence: IdempotenceTable<IdempotentOriginal>
+        var duplicatesSuppressed: UInt64 = 0
+        var tooOldRefused: UInt64 = 0
+        /// Decisions on this node's own idempotent records, from their
+        /// delivery until their ack (cluster).
+        var idempotentAcks: [PublishID: IdempotenceDecision<IdempotentOriginal>] = [:]
+        /// The idempotence table of a checkpoint being received.
+        var incomingTable: [IdempotenceTable<IdempotentOriginal>.ProducerState] = []
     }
 
     struct GroupCounters {
@@ -154,7 +176,9 @@ public final class Broker: Sendable {
         self.cluster = cluster
         self.epoch = epoch ?? UInt32.random(in: 1...UInt32.max)
         self.state = Mutex(
-            State(trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings)))
+            State(
+                trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings),
+                idempotence: IdempotenceTable(limits: settings.idempotence)))
     }
 
     // MARK: Publish
@@ -183,19 +207,21 @@ public final class Broker: Sendable {
         let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
         try check(headers: record.headers)
         let isText = UTF8Check.isValid(record.payload)
+        let level = record.effectiveDelivery
         var wake: [CheckedContinuation<Void, Never>] = []
         let receipt = try state.withLock { state throws(PublishError) -> PublishReceipt in
             if state.closed { throw .shuttingDown }
+            if record.producer != nil, let answer = admitLocally(record, level: level, state: &state) { return try answer.get() }
             state.sequence += 1
             let message = StoredMessage(
-                id: MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
-                delivery: record.delivery, headers: record.headers, payloadIsText: isText)
+                id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
+                delivery: level, headers: record.headers, payloadIsText: isText)
             state.published += 1
             state.retention.append(message)
             for subscriber in state.trie.match(topic) {
                 Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
             }
-            return PublishReceipt(id: message.id, delivery: record.delivery)
+            return PublishReceipt(id: message.id, delivery: level)
         }
         for continuation in wake { continuation.resume() }
         return receipt
@@ -282,7 +308,7 @@ public final class Broker: Sendable {
     /// history and live traffic.
     public func subscribe(patterns: [TopicPattern], options: SubscriptionOptions) throws(SubscribeError) -> Subscription {
         if patterns.isEmpty { throw .noPatterns }
-        let (id, newest) = try state.withLock { state throws(SubscribeError) -> (SubscriptionID, MessageID?) in
+        let (id, newest) = try state.withLock { state throws(SubscribeError) -> (SubscriptionID, PiglixWire.MessageID?) in
             if state.closed { throw .shuttingDown }
             if state.queues.count >= settings.subscriptionsMax { throw .tooManySubscriptions(max: settings.subscriptionsMax) }
             let id = SubscriptionID(rawValue: state.nextSubscription)

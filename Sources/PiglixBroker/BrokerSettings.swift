@@ -1,3 +1,4 @@
+import PiglixGroups
 import PiglixTopics
 import PiglixWire
 
@@ -34,6 +35,9 @@ public struct BrokerSettings: Sendable, Hashable {
     public var patternsPerSubscriptionMax = 16
     /// Most literal topics kept in the pattern trie's match cache.
     public var matchCacheTopicsMax = 4096
+    /// Idempotent publish: sequence numbers remembered per producer and
+    /// producers remembered per node (docs/patterns.md, "Idempotent publish").
+    public var idempotence = IdempotenceLimits.default
 
     public init() {}
 
@@ -64,6 +68,13 @@ public struct BrokerSettings: Sendable, Hashable {
         }
         try positive(subscriptionsMax, "subscriptions")
         try positive(patternsPerSubscriptionMax, "patterns per subscription")
+        if idempotence.windowSequences < 1 || idempotence.windowSequences > 1 << 20 {
+            throw Invalid(description: "idempotence window must be 1 to 1048576 sequence numbers, not \(idempotence.windowSequences)")
+        }
+        if idempotence.producersMax < 1 || idempotence.producersMax > 1 << 20 {
+            throw Invalid(description: "idempotence producers must be 1 to 1048576, not \(idempotence.producersMax)")
+        }
+        if headerLimits.countMax > 255 { throw Invalid(description: "header count limit must be at most 255, not \(headerLimits.countMax)") }
         if matchCacheTopicsMax < 0 { throw Invalid(description: "match cache size must not be negative") }
     }
 }

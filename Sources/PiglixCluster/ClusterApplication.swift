@@ -40,13 +40,16 @@ public struct ClusterDelivery: Sendable {
     public var delivery: Delivery
     public var viewEpoch: UInt64
     public var delivered: [UInt64]
+    /// Published at this node (its publisher waits for the ack).
+    public var own: Bool = false
 }
 
 /// How a publish handed to the cluster ended.
 public enum ClusterPublishOutcome: Sendable, Equatable {
     /// The level was reached here; the position is this node's delivery
     /// position at that moment (the message's id).
-    case acked(viewEpoch: UInt64, delivered: [UInt64])
+    /// `publish` names the message (the broker matches it with its delivery).
+    case acked(viewEpoch: UInt64, delivered: [UInt64], publish: PublishID)
     case refused(PublishRefusal)
     case failed(PublishFailure)
 }

@@ -38,7 +38,10 @@ extension ClusterNode {
                 enqueue(message, to: to)
             case .deliver(let d):
                 trackPosition(d.message.id)
-                deliveries.append(ClusterDelivery(delivery: d, viewEpoch: d.message.id.view.epoch, delivered: box.value.delivered))
+                deliveries.append(
+                    ClusterDelivery(
+                        delivery: d, viewEpoch: d.message.id.view.epoch, delivered: box.value.delivered,
+                        own: d.message.publish.origin == peekCore { $0.me }))
             case .installClusterView:
                 box.value.counters.viewChanges += 1
                 statusDirty = true
@@ -66,8 +69,8 @@ extension ClusterNode {
                     logger.warning("checkpoint chunk \(chunk.index) of \(chunk.pattern.name) is unreadable; the transfer restarts")
                 }
                 queue.append(contentsOf: box.value.core.onCheckpointChunkApplied(chunk, ok: ok, now: now))
-            case .publishAcked(let token, _, _):
-                complete(token, .acked(viewEpoch: box.value.positionView?.epoch ?? 0, delivered: box.value.delivered))
+            case .publishAcked(let token, let id, _):
+                complete(token, .acked(viewEpoch: box.value.positionView?.epoch ?? 0, delivered: box.value.delivered, publish: id))
             case .publishRefused(let token, let why):
                 complete(token, .refused(why))
             case .publishFailed(let token, _, let why):

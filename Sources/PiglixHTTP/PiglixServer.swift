@@ -59,7 +59,10 @@ public struct PiglixServer: Sendable {
         router.middlewares.add(
             CORSMiddleware(
                 allowOrigin: .all,
-                allowHeaders: [.accept, .contentType, .contentEncoding, .lastEventID, .piglixDelivery, .cacheControl, .authorization],
+                allowHeaders: [
+                    .accept, .contentType, .contentEncoding, .lastEventID, .piglixDelivery, .piglixProducer, .piglixSequence, .cacheControl,
+                    .authorization,
+                ],
                 allowMethods: [.get, .post, .options],
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
         if let authorizer = settings.authorizer { router.middlewares.add(AuthMiddleware(authorizer: authorizer)) }

@@ -41,6 +41,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         case 400: return .badRequest
         case 404: return .notFound
         case 406: return .notAcceptable
+        case 409: return .conflict
         case 413: return .contentTooLarge
         case 415: return .unsupportedMediaType
         case 429: return .tooManyRequests

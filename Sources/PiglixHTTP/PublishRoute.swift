@@ -22,6 +22,7 @@ struct PublishRoute: Sendable {
             throw AuthMiddleware.problem(.forbidden(refusal))
         }
         let delivery = try RequestParsing.deliveryLevel(request)
+        let (producer, sequence) = try RequestParsing.idempotence(request)
         let coding = try RequestParsing.contentCoding(request)
         let limit = settings.broker.messageBytesMax
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), coding == nil, length > limit {
@@ -48,7 +49,8 @@ struct PublishRoute: Sendable {
         for field in request.headers where field.name.canonicalName.hasPrefix(userHeaderPrefix) {
             headers.append(MessageHeader(name: String(field.name.canonicalName.dropFirst(userHeaderPrefix.count)), value: field.value))
         }
-        let record = PublishRecord(topic: topic, payload: payload, delivery: delivery, headers: headers)
+        let record = PublishRecord(
+            topic: topic, payload: payload, delivery: delivery, headers: headers, producer: producer, sequence: sequence)
         let receipt: PublishReceipt
         switch await broker.publish([record], session: 0)[0] {
         case .success(let r): receipt = r

@@ -7,6 +7,8 @@ import PiglixWire
 extension HTTPField.Name {
     static let piglixDelivery = HTTPField.Name("Piglix-Delivery")!
     static let piglixMessageID = HTTPField.Name("Piglix-Message-Id")!
+    static let piglixProducer = HTTPField.Name("Piglix-Producer")!
+    static let piglixSequence = HTTPField.Name("Piglix-Sequence")!
     static let lastEventID = HTTPField.Name("Last-Event-ID")!
     static let xAccelBuffering = HTTPField.Name("X-Accel-Buffering")!
 }
@@ -75,6 +77,19 @@ enum RequestParsing {
             throw Problem(.badRequest, "Piglix-Delivery \(value) is not one of fifo, total, safe")
         }
         return level
+    }
+
+    /// `Piglix-Producer` and `Piglix-Sequence` of a single publish (idempotent
+    /// publish): both or neither, else a 400 saying what is wrong.
+    static func idempotence(_ request: Request) throws -> (String?, UInt64) {
+        let producer = request.headers[.piglixProducer]
+        let sequenceText = request.headers[.piglixSequence]
+        do {
+            let sequence = try sequenceText.map { text throws(RecordError) in try Idempotence.sequence(Substring(text)) }
+            return try Idempotence.pair(producer: producer, sequence: sequence)
+        } catch {
+            throw Problem(.badRequest, error.reason)
+        }
     }
 
     /// A bounded integer query parameter.

@@ -94,6 +94,18 @@ struct StatusRoutes: Sendable {
         }
         line("piglix_messages_published_total", "counter", "Messages accepted for publishing on this node.", stats.published)
         line("piglix_messages_delivered_total", "counter", "Messages taken from subscriber queues to be written.", stats.delivered)
+        let idempotence = broker.idempotenceStats
+        line(
+            "piglix_idempotent_duplicates_total", "counter",
+            "Idempotent retries answered with the original's id instead of being delivered again (suppressed at delivery or at entry).",
+            idempotence.duplicatesSuppressed)
+        line(
+            "piglix_idempotent_too_old_total", "counter", "Idempotent records refused as older than their producer's window (409).",
+            idempotence.tooOldRefused)
+        line("piglix_idempotent_producers", "gauge", "Producers in this node's idempotence table.", idempotence.producers)
+        line(
+            "piglix_idempotent_producers_evicted_total", "counter", "Producers forgotten to make room (least recently used).",
+            idempotence.producersEvicted)
         line("piglix_messages_dropped_total", "counter", "Messages dropped from full subscriber queues.", stats.dropped)
         line("piglix_subscriptions", "gauge", "Open subscriptions.", stats.subscriptions)
         line("piglix_retained_messages", "gauge", "Messages held in retained history.", stats.retainedMessages)

@@ -7,13 +7,75 @@ public struct PublishRecord: Sendable {
     public var payload: ByteBuffer
     public var delivery: DeliveryLevel
     public var headers: [MessageHeader]
+    /// Idempotent publish (docs/patterns.md): the publisher's name and this
+    /// record's number; nil and 0 for an ordinary record.
+    public var producer: String?
+    public var sequence: UInt64
 
-    public init(topic: String, payload: ByteBuffer, delivery: DeliveryLevel = .fifo, headers: [MessageHeader] = []) {
+    public init(
+        topic: String, payload: ByteBuffer, delivery: DeliveryLevel = .fifo, headers: [MessageHeader] = [], producer: String? = nil,
+        sequence: UInt64 = 0
+    ) {
         self.topic = topic
         self.payload = payload
         self.delivery = delivery
         self.headers = headers
+        self.producer = producer
+        self.sequence = sequence
     }
+}
+
+/// The rules for `Piglix-Producer` and `Piglix-Sequence` (docs/protocol.md,
+/// "Idempotent publish"), shared by every input format.
+public enum Idempotence {
+    /// Most bytes of a producer name.
+    public static let producerBytesMax = 64
+
+    /// Refuses a producer name that is not 1 to 64 bytes of `[A-Za-z0-9._:-]`.
+    public static func check(producer: String) throws(RecordError) {
+        let bytes = producer.utf8
+        guard !bytes.isEmpty, bytes.count <= producerBytesMax else {
+            throw RecordError("Piglix-Producer must be 1 to \(producerBytesMax) bytes, not \(bytes.count)")
+        }
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: ":"), UInt8(ascii: "-"):
+                continue
+            default:
+                throw RecordError("Piglix-Producer \"\(producer.prefix(80))\" may hold only letters, digits and . _ : -")
+            }
+        }
+    }
+
+    /// Parses a sequence number: decimal digits, 1 to 2^64-1.
+    public static func sequence(_ text: Substring) throws(RecordError) -> UInt64 {
+        guard !text.isEmpty, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let value = UInt64(text),
+            value >= 1
+        else {
+            throw RecordError("Piglix-Sequence \"\(text.prefix(40))\" must be a decimal integer from 1 to 18446744073709551615")
+        }
+        return value
+    }
+
+    /// Both or neither: one alone is an error.
+    public static func pair(producer: String?, sequence: UInt64?) throws(RecordError) -> (String?, UInt64) {
+        switch (producer, sequence) {
+        case (nil, nil): return (nil, 0)
+        case (let p?, let s?):
+            try check(producer: p)
+            return (p, s)
+        case (nil, _): throw RecordError("Piglix-Sequence needs Piglix-Producer: give both or neither")
+        case (_, nil): throw RecordError("Piglix-Producer needs Piglix-Sequence: give both or neither")
+        }
+    }
+}
+
+/// Bits of a publish frame's first byte above the delivery level.
+public enum PublishFrameFlags {
+    /// The frame carries `string producer` and `u64 sequence` after its
+    /// headers (idempotent publish).
+    public static let idempotent: UInt8 = 0x80
 }
 
 /// Why a publish record was rejected; the text goes into its error ack.
@@ -70,8 +132,20 @@ extension PublishRecord {
         var payload: ByteBuffer?
         var delivery = DeliveryLevel.fifo
         var headers: [MessageHeader] = []
+        var producer: String?
+        var sequence: UInt64?
         for (name, value) in members {
             switch name {
+            case "producer", "Piglix-Producer":
+                guard producer == nil else { throw RecordError("give one of \"producer\" and \"Piglix-Producer\", once") }
+                guard case .string(let text) = value else { throw RecordError("\"\(name)\" must be a string, not \(value.typeName)") }
+                producer = text
+            case "sequence", "Piglix-Sequence":
+                guard sequence == nil else { throw RecordError("give one of \"sequence\" and \"Piglix-Sequence\", once") }
+                switch value {
+                case .number(let text), .string(let text): sequence = try Idempotence.sequence(Substring(text))
+                default: throw RecordError("\"\(name)\" must be a number or a string of digits, not \(value.typeName)")
+                }
             case "topic":
                 guard case .string(let text) = value else { throw RecordError("\"topic\" must be a string, not \(value.typeName)") }
                 topic = text
@@ -100,19 +174,22 @@ extension PublishRecord {
                     headers.append(MessageHeader(name: headerName, value: text))
                 }
             default:
-                throw RecordError("unknown field \"\(name)\"; a record has topic, data or data_b64, delivery, headers")
+                throw RecordError(
+                    "unknown field \"\(name)\"; a record has topic, data or data_b64, delivery, headers, producer, sequence")
             }
         }
         guard let topic else { throw RecordError("the record has no \"topic\"") }
         guard let payload else { throw RecordError("the record has neither \"data\" nor \"data_b64\"") }
         try headerLimits.check(headers)
-        return PublishRecord(topic: topic, payload: payload, delivery: delivery, headers: headers)
+        let (p, n) = try Idempotence.pair(producer: producer, sequence: sequence)
+        return PublishRecord(topic: topic, payload: payload, delivery: delivery, headers: headers, producer: p, sequence: n)
     }
 
     /// Parses the body of a `publish` frame.
     public static func decodeFrame(_ body: ByteBuffer, headerLimits: HeaderLimits = .default) throws(RecordError) -> PublishRecord {
         var body = body
-        guard let rawLevel: UInt8 = body.readInteger() else { throw RecordError("short publish frame") }
+        guard let rawByte: UInt8 = body.readInteger() else { throw RecordError("short publish frame") }
+        let rawLevel = rawByte & ~PublishFrameFlags.idempotent
         guard let delivery = DeliveryLevel(rawValue: rawLevel) else {
             throw RecordError("publish frame has unknown delivery level \(rawLevel)")
         }
@@ -129,7 +206,14 @@ extension PublishRecord {
             }
             try headerLimits.check(headers)
         }
-        return PublishRecord(topic: topic, payload: body, delivery: delivery, headers: headers)
+        guard rawByte & PublishFrameFlags.idempotent != 0 else {
+            return PublishRecord(topic: topic, payload: body, delivery: delivery, headers: headers)
+        }
+        guard let producer = body.readShortString() else { throw RecordError("publish frame ends inside the producer") }
+        guard let sequence: UInt64 = body.readInteger() else { throw RecordError("publish frame ends inside the sequence") }
+        try Idempotence.check(producer: producer)
+        if sequence == 0 { throw RecordError("Piglix-Sequence must be from 1 to 18446744073709551615, not 0") }
+        return PublishRecord(topic: topic, payload: body, delivery: delivery, headers: headers, producer: producer, sequence: sequence)
     }
 
     /// Appends this record as a `publish` frame.
@@ -138,9 +222,11 @@ extension PublishRecord {
         // length is patched at the end.
         var headerBytes = 0
         for header in headers { headerBytes += 4 + header.name.utf8.count + header.value.utf8.count }
+        if let producer { headerBytes += 2 + producer.utf8.count + 8 }
         let lengthIndex = out.writerIndex + 1
         out.reserveCapacity(minimumWritableBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 1 + headerBytes + payload.readableBytes)
-        let (topic, headers, level) = (self.topic, self.headers, delivery.rawValue)
+        let (topic, headers, producer, sequence) = (self.topic, self.headers, self.producer, self.sequence)
+        let level = delivery.rawValue | (producer == nil ? 0 : PublishFrameFlags.idempotent)
         out.writeRaw(maxBytes: FrameHeader.size + 1 + 2 + topic.utf8.count + 1 + headerBytes) { writer in
             writer.byte(FrameType.publish.rawValue)
             writer.position &+= 4
@@ -150,6 +236,10 @@ extension PublishRecord {
             for header in headers {
                 writer.shortString(header.name)
                 writer.shortString(header.value)
+            }
+            if let producer {
+                writer.shortString(producer)
+                for shift in stride(from: 56, through: 0, by: -8) { writer.byte(UInt8(truncatingIfNeeded: sequence >> UInt64(shift))) }
             }
         }
         var payload = payload
@@ -165,6 +255,12 @@ extension PublishRecord {
             out.writeStaticString(",\"delivery\":\"")
             out.writeString(delivery.name)
             out.writeInteger(UInt8(ascii: "\""))
+        }
+        if let producer {
+            out.writeStaticString(",\"producer\":")
+            out.writeJSONString(producer)
+            out.writeStaticString(",\"sequence\":")
+            out.writeString(String(sequence))
         }
         out.writeHeadersAndPayloadJSON(headers: headers, payload: payload, payloadIsText: UTF8Check.isValid(payload))
         out.writeStaticString("}\n")

@@ -57,8 +57,8 @@ final class FakeGroupLayer: GroupLayer {
                 deliveries.append(
                     ClusterDelivery(
                         delivery: Delivery(message: message, view: view, groups: groups, afterCheckpoint: false),
-                        viewEpoch: view.epoch, delivered: [seq]))
-                outcomes.append(.acked(viewEpoch: view.epoch, delivered: [seq]))
+                        viewEpoch: view.epoch, delivered: [seq], own: true))
+                outcomes.append(.acked(viewEpoch: view.epoch, delivered: [seq], publish: PublishID(origin: me, seq: seq)))
             }
             return state.application
         }

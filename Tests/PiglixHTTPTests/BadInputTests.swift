@@ -113,7 +113,7 @@ final class BadInputTests: XCTestCase {
         let result = try Curl.run(["--http2-prior-knowledge", "--data-binary", "@-", "\(live.base)/v1/publish"], stdin: Data(body.utf8))
         let acks = ndjsonObjects(result.text)
         XCTAssertEqual(acks.map { $0["ok"] as? Bool }, [true, false, false, true])
-        XCTAssertEqual(acks[2]["error"] as? String, "unknown field \"nope\"; a record has topic, data or data_b64, delivery, headers")
+        XCTAssertEqual(acks[2]["error"] as? String, "unknown field \"nope\"; a record has topic, data or data_b64, delivery, headers, producer, sequence")
         await live.stop()
     }
 
@@ -199,6 +199,40 @@ final class BadInputTests: XCTestCase {
         try await subscriber.waitForExit()
         await live.stop()
     }
+
+    /// Idempotent publish over HTTP (docs/protocol.md): both headers or none,
+    /// valid values, a retry acked with the original id, 409 past the window.
+    func testIdempotencyHeadersAreCheckedAndARetryGetsTheOriginalId() async throws {
+        let live = try await LiveServer.start()
+        let url = "\(live.base)/v1/topics/a.b"
+        assertProblem(
+            try Curl.run(["-H", "Piglix-Producer: p", "-d", "x", url], statusCode: true), status: 400, detailContains: "needs Piglix-Sequence")
+        assertProblem(
+            try Curl.run(["-H", "Piglix-Sequence: 1", "-d", "x", url], statusCode: true), status: 400, detailContains: "needs Piglix-Producer")
+        assertProblem(
+            try Curl.run(["-H", "Piglix-Producer: p", "-H", "Piglix-Sequence: 0", "-d", "x", url], statusCode: true), status: 400,
+            detailContains: "from 1 to 18446744073709551615")
+        assertProblem(
+            try Curl.run(["-H", "Piglix-Producer: a/b", "-H", "Piglix-Sequence: 1", "-d", "x", url], statusCode: true), status: 400,
+            detailContains: "only letters, digits")
+        let first = try Curl.run(["-H", "Piglix-Producer: p", "-H", "Piglix-Sequence: 5000", "-d", "x", url], statusCode: true)
+        XCTAssertEqual(first.httpCode, 202, first.text)
+        XCTAssertEqual(first.json["delivery"] as? String, "total")
+        let retry = try Curl.run(
+            ["--http2-prior-knowledge", "-H", "Piglix-Producer: p", "-H", "Piglix-Sequence: 5000", "-d", "y", url], statusCode: true)
+        XCTAssertEqual(retry.httpCode, 202, retry.text)
+        XCTAssertEqual(retry.json["id"] as? String, first.json["id"] as? String)
+        assertProblem(
+            try Curl.run(["-H", "Piglix-Producer: p", "-H", "Piglix-Sequence: 1", "-d", "x", url], statusCode: true), status: 409,
+            detailContains: "older than the window")
+        // The same in a batch: the NDJSON fields, one ack per record.
+        let body = #"{"topic":"a.b","data":"z","producer":"p","sequence":5000}"# + "\n"
+            + #"{"topic":"a.b","data":"z","Piglix-Producer":"p","Piglix-Sequence":"1"}"# + "\n"
+        let acks = ndjsonObjects(try Curl.run(["--data-binary", "@-", "\(live.base)/v1/publish"], stdin: Data(body.utf8)).text)
+        XCTAssertEqual(acks.first?["id"] as? String, first.json["id"] as? String)
+        XCTAssertEqual(acks.last?["status"] as? Int, 409)
+        await live.stop()
+    }
 }
 
 /// A raw HTTP/1.1 client, with a tiny receive buffer, that asks for a
@@ -239,4 +273,3 @@ func residentBytes() -> Int {
     let kilobytes = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
     return kilobytes * 1024
 }
-

@@ -432,3 +432,63 @@ final class HotPathWireTests: XCTestCase {
         ])
     }
 }
+
+/// Idempotent publish fields (docs/protocol.md, "Idempotent publish").
+final class IdempotentRecordTests: XCTestCase {
+    func testNDJSONTakesProducerAndSequenceUnderBothNames() throws {
+        for line in [
+            #"{"topic":"a.b","data":"x","producer":"billing:7","sequence":42}"#,
+            #"{"topic":"a.b","data":"x","Piglix-Producer":"billing:7","Piglix-Sequence":"42"}"#,
+        ] {
+            let record = try PublishRecord.decodeJSON(ByteBuffer(string: line))
+            XCTAssertEqual(record.producer, "billing:7")
+            XCTAssertEqual(record.sequence, 42)
+        }
+        let plain = try PublishRecord.decodeJSON(ByteBuffer(string: #"{"topic":"a.b","data":"x"}"#))
+        XCTAssertNil(plain.producer)
+        XCTAssertEqual(plain.sequence, 0)
+    }
+
+    func testNDJSONRefusesBadOrHalfIdempotenceFields() {
+        let cases: [(String, String)] = [
+            (#"{"topic":"a.b","data":"x","producer":"p"}"#, "needs Piglix-Sequence"),
+            (#"{"topic":"a.b","data":"x","sequence":1}"#, "needs Piglix-Producer"),
+            (#"{"topic":"a.b","data":"x","producer":"p","sequence":0}"#, "from 1"),
+            (#"{"topic":"a.b","data":"x","producer":"p","sequence":-1}"#, "from 1"),
+            (#"{"topic":"a.b","data":"x","producer":"p","sequence":1.5}"#, "from 1"),
+            (#"{"topic":"a.b","data":"x","producer":"p","sequence":18446744073709551616}"#, "from 1"),
+            (#"{"topic":"a.b","data":"x","producer":"a b","sequence":1}"#, "only letters"),
+            (#"{"topic":"a.b","data":"x","producer":"","sequence":1}"#, "1 to 64 bytes"),
+            ("{\"topic\":\"a.b\",\"data\":\"x\",\"producer\":\"\(String(repeating: "p", count: 65))\",\"sequence\":1}", "1 to 64 bytes"),
+            (#"{"topic":"a.b","data":"x","producer":"p","Piglix-Producer":"q","sequence":1}"#, "once"),
+        ]
+        for (line, expected) in cases {
+            XCTAssertThrowsError(try PublishRecord.decodeJSON(ByteBuffer(string: line)), line) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(line): \(error)")
+            }
+        }
+    }
+
+    func testBinaryPublishFrameCarriesProducerAndSequenceBehindAFlagBit() throws {
+        let record = PublishRecord(
+            topic: "a.b", payload: ByteBuffer(string: "hi"), delivery: .safe, headers: [MessageHeader(name: "k", value: "v")],
+            producer: "p-1", sequence: UInt64.max)
+        var wire = ByteBuffer()
+        record.encodeFrame(into: &wire)
+        XCTAssertEqual(wire.getInteger(at: 5, as: UInt8.self), 0x82, "delivery safe (2) with the idempotent flag (0x80)")
+        let body = try XCTUnwrap(wire.getSlice(at: 5, length: wire.readableBytes - 5))
+        let decoded = try PublishRecord.decodeFrame(body)
+        XCTAssertEqual(decoded.producer, "p-1")
+        XCTAssertEqual(decoded.sequence, UInt64.max)
+        XCTAssertEqual(decoded.delivery, .safe)
+        XCTAssertEqual(decoded.headers, record.headers)
+        XCTAssertEqual(String(buffer: decoded.payload), "hi")
+        // Truncated inside the producer or sequence: a clear error.
+        let short = try XCTUnwrap(body.getSlice(at: body.readerIndex, length: body.readableBytes - 2 - 5))
+        XCTAssertThrowsError(try PublishRecord.decodeFrame(short))
+        // A frame without the flag is the old format, unchanged.
+        var plain = ByteBuffer()
+        PublishRecord(topic: "a.b", payload: ByteBuffer(string: "hi")).encodeFrame(into: &plain)
+        XCTAssertEqual(plain.readableBytesView.map { $0 }, [1, 0, 0, 0, 9, 0, 0, 3, 97, 46, 98, 0, 104, 105])
+    }
+}

@@ -84,6 +84,10 @@ func seeds() -> [[UInt8]] {
         PublishRecord(
             topic: "a.b", payload: ByteBuffer(),
             headers: [MessageHeader(name: "k", value: "v"), MessageHeader(name: "trace-id", value: "abc")]),
+        // Idempotent publish: the 0x80 flag, producer and sequence after the headers.
+        PublishRecord(
+            topic: "orders.eu", payload: ByteBuffer(string: "x"), delivery: .safe, headers: [MessageHeader(name: "k", value: "v")],
+            producer: "billing:7", sequence: 42),
     ]
     var out: [[UInt8]] = []
     var all = ByteBuffer()

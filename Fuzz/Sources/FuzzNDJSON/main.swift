@@ -97,6 +97,7 @@ func seeds() -> [[UInt8]] {
         PublishRecord(
             topic: "a.b", payload: ByteBuffer(string: "q\"uote\\ \u{1}\n\t é 😀"),
             headers: [MessageHeader(name: "k", value: "v"), MessageHeader(name: "trace-id", value: "abc\"def")]),
+        PublishRecord(topic: "orders.eu", payload: ByteBuffer(string: "x"), producer: "billing:7", sequence: 42),
     ]
     var out: [[UInt8]] = []
     var all = ByteBuffer()
