@@ -21,11 +21,30 @@ import Synchronization
 /// try await client.close()
 /// ```
 public final class PiglixClient: Sendable {
+    /// The first node's address (``endpoints`` lists them all).
     public let host: String
+    /// The first node's HTTP port.
     public let port: Int
+    /// The nodes this client may use, in the order it tries them: after a
+    /// connection fails or is lost, or a node answers 503 (outside the
+    /// primary component), the next call goes to the next one.
+    public let endpoints: [Endpoint]
     public let settings: PiglixClientSettings
     let group: any EventLoopGroup
     private let state = Mutex(State.idle)
+    /// Index in `endpoints` of the node new connections go to.
+    private let currentIndex = Mutex(0)
+
+    /// One node's address.
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
     /// Bytes on the TCP connection(s) of this client, HTTP/2 framing included.
     let counters = WireCounters()
 
@@ -41,18 +60,62 @@ public final class PiglixClient: Sendable {
     ///   - port: the node's HTTP port.
     ///   - settings: windows, limits and reconnect policy.
     ///   - eventLoopGroup: where the connection runs; NIO's shared group by default.
-    public init(
+    public convenience init(
         host: String, port: Int, settings: PiglixClientSettings = .init(),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
-        self.host = host
-        self.port = port
+        self.init(endpoints: [Endpoint(host: host, port: port)], settings: settings, eventLoopGroup: eventLoopGroup)
+    }
+
+    /// A client of several nodes of one cluster (at least one): it uses one
+    /// at a time and moves to the next when that one fails (see
+    /// ``endpoints``). Subscriptions resume on the next node after the last
+    /// message seen; ``IdempotentPublisher`` resends a record whose answer
+    /// was lost with its sequence number, so it is not published twice.
+    public init(
+        endpoints: [Endpoint], settings: PiglixClientSettings = .init(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        precondition(!endpoints.isEmpty, "a PiglixClient needs at least one endpoint")
+        self.host = endpoints[0].host
+        self.port = endpoints[0].port
+        self.endpoints = endpoints
         self.settings = settings
         self.group = eventLoopGroup
     }
 
+    /// A client for several node URLs, `http://host:port` each (see
+    /// ``init(endpoints:settings:eventLoopGroup:)``).
+    public convenience init(urls: [String], settings: PiglixClientSettings = .init()) throws(PiglixClientError) {
+        guard !urls.isEmpty else { throw .invalidURL("", reason: "give at least one node URL") }
+        var endpoints: [Endpoint] = []
+        for url in urls { endpoints.append(try Self.endpoint(url)) }
+        self.init(endpoints: endpoints, settings: settings)
+    }
+
     /// A client for `http://host:port` (no path, no TLS in this build).
     public convenience init(url: String, settings: PiglixClientSettings = .init()) throws(PiglixClientError) {
+        let endpoint = try Self.endpoint(url)
+        self.init(host: endpoint.host, port: endpoint.port, settings: settings)
+    }
+
+    /// The node the next connection goes to.
+    public var currentEndpoint: Endpoint { endpoints[currentIndex.withLock { $0 }] }
+
+    /// Moves to the next node and drops the connection to the current one:
+    /// called when a connection fails or a node answers 503. With one
+    /// endpoint it only drops the connection.
+    public func failover() {
+        currentIndex.withLock { $0 = ($0 + 1) % endpoints.count }
+        let previous = state.withLock { state -> State? in
+            guard case .connected = state else { return nil }
+            defer { state = .idle }
+            return state
+        }
+        if case .connected(let connection)? = previous { connection.channel.close(promise: nil) }
+    }
+
+    static func endpoint(_ url: String) throws(PiglixClientError) -> Endpoint {
         var rest = Substring(url)
         if rest.hasPrefix("http://") { rest = rest.dropFirst(7) } else if rest.contains("://") {
             throw .invalidURL(url, reason: "only http:// (HTTP/2 prior knowledge) is supported")
@@ -73,7 +136,7 @@ public final class PiglixClient: Sendable {
             port = number
         }
         if host.isEmpty || host.contains("/") { throw .invalidURL(url, reason: "expected http://host:port") }
-        self.init(host: String(host), port: port, settings: settings)
+        return Endpoint(host: String(host), port: port)
     }
 
     /// Bytes sent and received on this client's TCP connections so far.
@@ -136,8 +199,9 @@ public final class PiglixClient: Sendable {
     private func makeConnection() -> EventLoopFuture<Connection> {
         let settings = self.settings
         let counters = self.counters
-        let host = self.host
-        let port = self.port
+        let endpoint = currentEndpoint
+        let host = endpoint.host
+        let port = endpoint.port
         let future = ClientBootstrap(group: group)
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .connectTimeout(settings.connectTimeout)
@@ -183,11 +247,18 @@ public final class PiglixClient: Sendable {
                 case .failure: state = .idle
                 }
             }
+            // The next attempt goes to the next node.
+            if case .failure = result { currentIndex.withLock { $0 = ($0 + 1) % endpoints.count } }
             if case .success(let connection) = result {
                 connection.channel.closeFuture.whenComplete { [self] _ in
-                    state.withLock { state in
-                        if case .connected(let current) = state, current.channel === connection.channel { state = .idle }
+                    let lost = state.withLock { state -> Bool in
+                        guard case .connected(let current) = state, current.channel === connection.channel else { return false }
+                        state = .idle
+                        return true
                     }
+                    // Lost while current (the node died, say): the next
+                    // connection goes to the next node.
+                    if lost, endpoints.count > 1 { currentIndex.withLock { $0 = ($0 + 1) % endpoints.count } }
                 }
             }
         }
@@ -206,11 +277,20 @@ public final class PiglixClient: Sendable {
     /// - Returns: the ack with the message id.
     /// - Throws: ``PiglixClientError/http(status:detail:)`` with the server's
     ///   problem `detail` on a 4xx or 5xx, or a connection error.
+    ///   - idempotence: the producer's name and this record's sequence
+    ///     number (`Piglix-Producer`, `Piglix-Sequence`): a retry of a record
+    ///     the cluster already accepted is answered with the original id and
+    ///     not delivered again (docs/patterns.md).
     public func publish(
-        topic: String, payload: ByteBuffer, delivery: DeliveryLevel = .fifo, headers: [MessageHeader] = []
+        topic: String, payload: ByteBuffer, delivery: DeliveryLevel = .fifo, headers: [MessageHeader] = [],
+        idempotence: (producer: String, sequence: UInt64)? = nil
     ) async throws -> PublishAck {
         var extra: [(String, String)] = [("content-length", String(payload.readableBytes))]
         if delivery != .fifo { extra.append(("piglix-delivery", delivery.name)) }
+        if let idempotence {
+            extra.append(("piglix-producer", idempotence.producer))
+            extra.append(("piglix-sequence", String(idempotence.sequence)))
+        }
         for header in headers { extra.append(("piglix-header-\(header.name.lowercased())", header.value)) }
         let response = try await request(
             method: "POST", path: "/v1/topics/\(Self.percentEncoded(topic))", headers: extra, body: payload)

@@ -19,7 +19,8 @@ extension PiglixClient {
     /// server ends the stream (an `end` record, e.g. on shutdown), with
     /// backoff (``PiglixClientSettings/reconnect``), and resumes with
     /// `Last-Event-ID` set to the last message id it yielded, so nothing the
-    /// node retains is lost or repeated. After a node restart, ids of the old
+    /// node retains is lost or repeated. A client of several nodes resumes
+    /// on the next one (a cluster id is valid on every node). After a node restart, ids of the old
     /// run are unknown to the new one, which then replays all it retains.
     ///
     /// Records are decoded as bytes arrive; the stream stops reading (HTTP/2
@@ -162,6 +163,8 @@ public struct Subscription: AsyncSequence, Sendable {
                 } catch let error as PiglixClientError where error.isTransient {
                     failuresInARow += 1
                     lastError = error
+                    // 503 outside the primary component, say: resume on the next node.
+                    if case .http = error { client.failover() }
                 } catch let error as PiglixClientError {
                     throw error
                 } catch is CancellationError {

@@ -31,8 +31,12 @@ struct Pub: AsyncParsableCommand {
     var delivery: String = "fifo"
     @Option(name: .customLong("header"), help: "A user header name=value; repeatable.")
     var headers: [String] = []
-    @Option(help: "The node's URL. [env PIGLIX_URL, default http://127.0.0.1:8080]")
+    @Option(help: "The node's URL, or several nodes' URLs separated by commas (a failed node's work moves to the next). [env PIGLIX_URL, default http://127.0.0.1:8080]")
     var url: String?
+    @Option(help: "With DATA: publish idempotently as this producer (Piglix-Producer), retrying on the next node until answered; with several --url nodes a random name is used when absent.")
+    var producer: String?
+    @Option(help: "With --producer: this record's sequence number (Piglix-Sequence, default 1).")
+    var sequence: UInt64?
 
     func run() async throws {
         guard let level = DeliveryLevel(name: delivery) else {
@@ -48,9 +52,17 @@ struct Pub: AsyncParsableCommand {
         let client = try ClientURL.makeClient(url)
         defer { Task { try? await client.close() } }
 
+        if sequence != nil && producer == nil { throw ValidationError("--sequence needs --producer") }
         if let data {
             do {
-                let ack = try await client.publish(topic: topic, payload: ByteBuffer(string: data), delivery: level, headers: userHeaders)
+                let ack: PublishAck
+                if producer != nil || client.endpoints.count > 1 {
+                    let publisher = IdempotentPublisher(client: client, producer: producer)
+                    ack = try await publisher.publish(
+                        topic: topic, payload: ByteBuffer(string: data), delivery: level, headers: userHeaders, sequence: sequence ?? 1)
+                } else {
+                    ack = try await client.publish(topic: topic, payload: ByteBuffer(string: data), delivery: level, headers: userHeaders)
+                }
                 print(ack.id ?? "")
             } catch {
                 printError("\(error)")
@@ -91,7 +103,7 @@ enum ClientURL {
     static func makeClient(_ flag: String?) throws -> PiglixClient {
         let text = flag ?? Environment.get("PIGLIX_URL") ?? defaultURL
         do {
-            return try PiglixClient(url: text)
+            return try PiglixClient(urls: text.split(separator: ",").map { String($0.filter { $0 != " " }) })
         } catch {
             throw ValidationError("--url \(text): \(error)")
         }

@@ -30,7 +30,7 @@ struct Sub: AsyncParsableCommand {
     var from: String?
     @Flag(help: "Ask for a gzip-compressed stream.")
     var gzip = false
-    @Option(help: "The node's URL. [env PIGLIX_URL, default http://127.0.0.1:8080]")
+    @Option(help: "The node's URL, or several nodes' URLs separated by commas: the stream resumes on the next node after the last message seen. [env PIGLIX_URL, default http://127.0.0.1:8080]")
     var url: String?
 
     enum Output { case ndjson, sse, text }

@@ -183,6 +183,23 @@ final class ExamplesTests: XCTestCase {
         XCTAssertFalse(resumed.output.contains(" py.a one"), "\(resumed)")
     }
 
+    func test_python_idempotentPublisher_movesPastADeadNodeAndARetryGetsTheOriginalId() async throws {
+        try await requirePythonModules(["httpx", "h2"], install: "pip install 'httpx[http2]'")
+        let node = environment["PIGLIX_URL"] ?? ""
+        // The first URL has no node behind it: the publisher moves on.
+        let dead = "http://127.0.0.1:\(try freePort())"
+        let first = try await runTool(
+            ["python3", Repo.path("examples/python/publisher.py"), "--producer", "py-idem", "--url", "\(dead),\(node)", "py.idem", "one"],
+            environment: environment, timeout: .seconds(30))
+        XCTAssertEqual(first.status, 0, "\(first)")
+        let again = try await runTool(
+            ["python3", Repo.path("examples/python/publisher.py"), "--producer", "py-idem", "--url", node, "py.idem", "one"],
+            environment: environment, timeout: .seconds(30))
+        XCTAssertEqual(again.status, 0, "\(again)")
+        XCTAssertEqual(ackIDs(first.output).count, 1, "\(first)")
+        XCTAssertEqual(ackIDs(first.output), ackIDs(again.output), "a retry is acked with the original id")
+    }
+
     func test_python_subscriber_invalidPattern_exitsWithTheProblemDetail() async throws {
         try await requirePythonModules(["httpx", "h2"], install: "pip install 'httpx[http2]'")
         let run = try await runTool(["python3", Repo.path("examples/python/subscriber.py"), "py..x"], environment: environment)

@@ -1,5 +1,10 @@
-// publisher [--url URL] [--delivery fifo|total|safe] TOPIC MESSAGE...
+// publisher [--url URL[,URL...]] [--producer NAME] [--delivery fifo|total|safe] TOPIC MESSAGE...
 // publisher [--url URL] TOPIC < lines
+//
+// With --producer, each MESSAGE is published idempotently
+// (`IdempotentPublisher`): numbered, and resent with the same number to the
+// next node of --url when its answer is lost, so a node's failure neither
+// loses nor doubles it (docs/patterns.md).
 //
 // With MESSAGEs: publishes each one with `publish(topic:payload:)`, waiting for
 // each answer before the next (one publisher session, so FIFO order holds),
@@ -24,12 +29,13 @@ func writeLine(_ text: String, to fd: Int32 = 1) {
 }
 
 func usage() -> Never {
-    writeLine("usage: publisher [--url URL] [--delivery fifo|total|safe] TOPIC [MESSAGE...]", to: 2)
+    writeLine("usage: publisher [--url URL[,URL...]] [--producer NAME] [--delivery fifo|total|safe] TOPIC [MESSAGE...]", to: 2)
     exit(2)
 }
 
 var url = getenv("PIGLIX_URL").map { String(cString: $0) } ?? "http://127.0.0.1:8080"
 var delivery = DeliveryLevel.fifo
+var producer: String?
 var positional: [String] = []
 var arguments = CommandLine.arguments.dropFirst()
 while let argument = arguments.popFirst() {
@@ -37,6 +43,9 @@ while let argument = arguments.popFirst() {
     case "--url":
         guard let value = arguments.popFirst() else { usage() }
         url = value
+    case "--producer":
+        guard let value = arguments.popFirst() else { usage() }
+        producer = value
     case "--delivery":
         guard let name = arguments.popFirst(), let level = DeliveryLevel(name: name) else { usage() }
         delivery = level
@@ -46,9 +55,15 @@ while let argument = arguments.popFirst() {
 guard let topic = positional.first else { usage() }
 
 /// Publishes `messages` one by one, or standard input's lines over one stream.
-func publish(url: String, topic: String, messages: [String], delivery: DeliveryLevel) async throws {
-    let client = try PiglixClient(url: url)
-    if !messages.isEmpty {
+func publish(url: String, topic: String, messages: [String], delivery: DeliveryLevel, producer: String?) async throws {
+    let client = try PiglixClient(urls: url.split(separator: ",").map(String.init))
+    if let producer, !messages.isEmpty {
+        let publisher = IdempotentPublisher(client: client, producer: producer)
+        for message in messages {
+            let ack = try await publisher.publish(topic: topic, payload: ByteBuffer(string: message), delivery: delivery)
+            writeLine("\(ack.id ?? "-") \(ack.status)")
+        }
+    } else if !messages.isEmpty {
         for message in messages {
             let ack = try await client.publish(topic: topic, payload: ByteBuffer(string: message), delivery: delivery)
             writeLine("\(ack.id ?? "-") \(ack.status)")
@@ -69,7 +84,7 @@ func publish(url: String, topic: String, messages: [String], delivery: DeliveryL
 }
 
 do {
-    try await publish(url: url, topic: topic, messages: Array(positional.dropFirst()), delivery: delivery)
+    try await publish(url: url, topic: topic, messages: Array(positional.dropFirst()), delivery: delivery, producer: producer)
 } catch PiglixClientError.http(let status, let detail) {
     // The node's problem+json `detail` says precisely what was wrong.
     writeLine("publish failed: \(status) \(detail)", to: 2)

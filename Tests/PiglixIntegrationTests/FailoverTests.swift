@@ -1,0 +1,81 @@
+import NIOCore
+import PiglixClient
+import PiglixTestKit
+import PiglixWire
+import Synchronization
+import XCTest
+
+/// Unbreakable streams (issue 15, docs/patterns.md "Failover"): a client of
+/// several nodes keeps one subscription and one publisher across the
+/// SIGKILL of the node it was using; the application sees every record
+/// once, in order.
+final class FailoverTests: XCTestCase {
+    func testClientOfThreeNodesKeepsItsStreamsAcrossTheSIGKILLOfItsNodeWithoutLossOrDuplicate() async throws {
+        let cluster = try LocalCluster.loopback(3)
+        try cluster.start()
+        try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
+        let urls = ["n1", "n2", "n3"].map { cluster.member($0).base }
+        var settings = PiglixClientSettings()
+        settings.reconnect = ReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(400), attemptsMax: 200)
+        let subscriber = try PiglixClient(urls: urls, settings: settings)
+        let publishing = try PiglixClient(urls: urls, settings: settings)
+        defer {
+            Task {
+                try? await subscriber.close()
+                try? await publishing.close()
+            }
+        }
+        let publisher = IdempotentPublisher(client: publishing, producer: "failover-test")
+        let total = 40
+        let seen = Mutex<[String]>([])
+        // From the earliest retained, so the test does not race the stream's start.
+        let subscription = subscriber.subscribe(patterns: ["fo.>"], format: .binary, start: .earliest)
+        let reader = Task {
+            for try await record in subscription {
+                guard case .message(let message) = record else { continue }
+                let payload = String(buffer: message.payload)
+                let count = seen.withLock { list -> Int in
+                    if payload != "warm" || !list.contains("warm") { list.append(payload) }
+                    return list.filter { $0 != "warm" }.count
+                }
+                if count >= total { return }
+            }
+        }
+        defer { reader.cancel() }
+
+        // Until the group of `fo.>` has its subscriber, a record published
+        // is delivered to nobody (pub/sub); warm up until one arrives.
+        let warm = try PiglixClient(urls: urls, settings: settings)
+        try await poll("the subscription is live", timeout: .seconds(30)) {
+            _ = try? await warm.publish(topic: "fo.warm", payload: ByteBuffer(string: "warm"))
+            return seen.withLock { $0.contains("warm") }
+        }
+        try? await warm.close()
+        seen.withLock { $0.removeAll { $0 == "warm" } }
+        for i in 1...total / 2 {
+            _ = try await publisher.publish(topic: "fo.orders", payload: ByteBuffer(string: "m\(i)"))
+        }
+        try await poll("the first half delivered", timeout: .seconds(30), detail: "seen \(seen.withLock { $0 })") {
+            if reader.isCancelled { return true }
+            return seen.withLock { $0.filter { $0 != "warm" }.count } >= total / 2
+        }
+        if seen.withLock({ $0.filter { $0 != "warm" }.count }) < total / 2 {
+            let outcome = await reader.result
+            XCTFail("the subscription ended: \(outcome)")
+            return
+        }
+        XCTAssertEqual(subscriber.currentEndpoint.port, cluster.member("n1").httpPort, "both clients start on n1")
+
+        cluster.member("n1").kill()
+        for i in (total / 2 + 1)...total {
+            _ = try await publisher.publish(topic: "fo.orders", payload: ByteBuffer(string: "m\(i)"))
+        }
+        try await poll("every record delivered", timeout: .seconds(60), detail: "seen \(seen.withLock { $0 })") {
+            seen.withLock { $0.filter { $0 != "warm" }.count } >= total
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(seen.withLock { $0.filter { $0 != "warm" } }, (1...total).map { "m\($0)" }, "one stream: no loss, no duplicate, in order")
+        XCTAssertNotEqual(publishing.currentEndpoint.port, cluster.member("n1").httpPort, "the publisher moved off n1")
+        XCTAssertNotEqual(subscriber.currentEndpoint.port, cluster.member("n1").httpPort, "the subscription moved off n1")
+    }
+}
