@@ -44,11 +44,16 @@ public final class IdempotentPublisher: Sendable {
     public func publish(
         topic: String, payload: ByteBuffer, delivery: DeliveryLevel = .fifo, headers: [MessageHeader] = []
     ) async throws -> PublishAck {
-        let sequence = next.withLock { value -> UInt64 in
+        let sequence = takeSequence()
+        return try await publish(topic: topic, payload: payload, delivery: delivery, headers: headers, sequence: sequence)
+    }
+
+    /// Takes the next sequence number.
+    func takeSequence() -> UInt64 {
+        next.withLock { value -> UInt64 in
             defer { value += 1 }
             return value
         }
-        return try await publish(topic: topic, payload: payload, delivery: delivery, headers: headers, sequence: sequence)
     }
 
     /// Publishes (or republishes) the record numbered `sequence`.
