@@ -131,6 +131,22 @@ extension Simulator {
         }
     }
 
+    /// True when node `i` (or every node of `sparing`, crashing with it) is
+    /// the last of its view and side whose idempotence transfer completed:
+    /// the table lives in memory only, so crashing the last holders before
+    /// any other member has it would lose it, and the oldest remaining
+    /// member would start the group from its own partial table (a stated
+    /// limit, docs/patterns.md "Bounds"). The simulator spares them, as it
+    /// spares a majority of the newest view (`crashAllowed`).
+    func holdsLastTable(_ i: Int, sparing: [Int] = []) -> Bool {
+        guard retries, nodes[i].status != .down, nodes[i].tableReady else { return false }
+        let view = nodes[i].view?.id
+        return !nodes.indices.contains { j in
+            j != i && !sparing.contains(j) && nodes[j].status != .down && nodes[j].tableReady && side[j] == side[i]
+                && nodes[j].view?.id == view
+        }
+    }
+
     /// The node coordinating the newest installed view, if any.
     var coordinatorNode: Int? {
         var newest: ClusterView?
