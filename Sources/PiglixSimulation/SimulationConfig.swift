@@ -46,13 +46,14 @@ public struct FaultSet: OptionSet, Hashable, Sendable {
     /// The enabled faults, in `Fault.allCases` order.
     public var faults: [Fault] { Fault.allCases.filter { contains($0) } }
 
-    /// Parses `all`, `none`, or a comma list of fault names (`crash,pause`);
+    /// Parses `all`, `classic` (all but `retry`), `none`, or a comma list of fault names (`crash,pause`);
     /// nil for an unknown name.
     public init?(list: String) {
         self.init()
         for name in list.split(separator: ",") {
             switch name {
             case "all": formUnion(.all)
+            case "classic": formUnion(.classic)
             case "none": break
             default:
                 guard let f = Fault(rawValue: String(name)) else { return nil }
@@ -64,6 +65,7 @@ public struct FaultSet: OptionSet, Hashable, Sendable {
     /// The inverse of `init(list:)`.
     public var list: String {
         if self == .all { return "all" }
+        if self == .classic { return "classic" }
         if isEmpty { return "none" }
         return faults.map(\.rawValue).joined(separator: ",")
     }
