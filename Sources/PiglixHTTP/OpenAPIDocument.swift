@@ -63,11 +63,22 @@ paths:
         (415), a `Content-Length` over the limit on an identity body (413),
         the topic (400), then the body: over the limit (413), malformed
         HTTP/1.1 chunking (400), corrupt or truncated compressed data (400),
-        decompressed over the limit (413), user headers (400), then the
-        publish itself (503 outside the primary component, under flow
-        control, while shutting down, or when the outcome is unknown).
+        decompressed over the limit (413), user headers (400),
+        `Piglix-Producer`/`Piglix-Sequence` (400), then the publish itself
+        (409 for an idempotent record older than its producer's window; 503
+        outside the primary component, under flow control, while shutting
+        down, when the outcome is unknown, or while the node is still
+        receiving the cluster's idempotence state).
+
+        Idempotent publish: with `Piglix-Producer` and `Piglix-Sequence` (both
+        or neither) the record is delivered as `total` at least; a retry of a
+        record the cluster already delivered, on any node, is answered with
+        the original's id, level and status (`200` for a `safe` original) and
+        is not delivered again (docs/patterns.md, "Idempotent publish").
       parameters:
         - $ref: "#/components/parameters/PiglixDelivery"
+        - $ref: "#/components/parameters/PiglixProducer"
+        - $ref: "#/components/parameters/PiglixSequence"
         - $ref: "#/components/parameters/ContentEncoding"
         - $ref: "#/components/parameters/Origin"
       requestBody:
@@ -96,7 +107,9 @@ paths:
               schema:
                 $ref: "#/components/schemas/PublishOK"
         "202":
-          description: A `fifo` or `total` message, accepted at its level on this node.
+          description: |
+            A `fifo` or `total` message, accepted at its level on this node;
+            for an idempotent retry, the original's id and level.
           headers:
             Piglix-Message-Id:
               $ref: "#/components/headers/PiglixMessageId"
@@ -108,6 +121,8 @@ paths:
           $ref: "#/components/responses/BadRequest"
         "404":
           $ref: "#/components/responses/NotFound"
+        "409":
+          $ref: "#/components/responses/SequenceTooOld"
         "413":
           $ref: "#/components/responses/ContentTooLarge"
         "415":
@@ -150,7 +165,11 @@ paths:
         The answer is one ack per record, in input order: NDJSON acks
         (`PublishAck`) for NDJSON input, binary `ack` frames for frames. A
         record that cannot be published gets an error ack (`ok: false`, with
-        `status` 400, 413 or 503); the answer is still `200`. A record
+        `status` 400, 409, 413 or 503); the answer is still `200`. A record
+        with `producer` and `sequence` is an idempotent publish, as with the
+        headers of `POST /v1/topics/{topic}`: a retry is acked with the
+        original's id and level, one older than the window gets a `409`
+        error ack. A record
         (an NDJSON line or a frame body) is at most the message limit
         base64-encoded plus 64 KiB; a longer one gets a `413` error ack and
         is skipped (a binary stream whose framing breaks gets one error ack
@@ -585,6 +604,26 @@ components:
       schema:
         type: string
         enum: [gzip, x-gzip, deflate, identity]
+    PiglixProducer:
+      name: Piglix-Producer
+      in: header
+      description: |
+        Idempotent publish: the publisher's name, stable across its restarts
+        and distinct from every other publisher's. Only with
+        `Piglix-Sequence`; one without the other is a `400`.
+      schema:
+        $ref: "#/components/schemas/Producer"
+    PiglixSequence:
+      name: Piglix-Sequence
+      in: header
+      description: |
+        Idempotent publish: the record's number, a decimal integer from 1 to
+        18446744073709551615, a new one (counting up by one) for each new
+        record and the same for a retry. Only with `Piglix-Producer`.
+      schema:
+        type: string
+        pattern: '^[0-9]{1,20}$'
+        example: "42"
     Origin:
       name: Origin
       in: header
@@ -713,10 +752,21 @@ components:
         application/problem+json:
           schema:
             $ref: "#/components/schemas/Problem"
+    SequenceTooOld:
+      description: |
+        Idempotent publish: the `Piglix-Sequence` is older than the window of
+        its producer's last 1,024 numbers; the record may or may not have been
+        delivered before, and was not delivered now.
+      content:
+        application/problem+json:
+          schema:
+            $ref: "#/components/schemas/Problem"
     ServiceUnavailable:
       description: |
         Shutting down, not in the primary component, the pending queue full
-        (flow control), or the outcome unknown after losing the primary.
+        (flow control), the outcome unknown after losing the primary, or (an
+        idempotent record) the node still receiving the cluster's
+        idempotence state.
       headers:
         Retry-After:
           $ref: "#/components/headers/RetryAfter"
@@ -730,7 +780,8 @@ components:
         `Access-Control-Allow-Methods: GET, POST, OPTIONS`,
         `Access-Control-Allow-Headers` (`Accept`, `Content-Type`,
         `Content-Encoding`, `Last-Event-ID`, `Piglix-Delivery`,
-        `Cache-Control`), `Access-Control-Expose-Headers`. No body.
+        `Piglix-Producer`, `Piglix-Sequence`, `Cache-Control`),
+        `Access-Control-Expose-Headers`. No body.
     ConsolePage:
       description: "The page, with `ETag`, `Cache-Control` and `X-Content-Type-Options: nosniff`."
       headers:
@@ -863,12 +914,42 @@ components:
           $ref: "#/components/schemas/DeliveryLevel"
         headers:
           $ref: "#/components/schemas/UserHeaders"
+        producer:
+          $ref: "#/components/schemas/Producer"
+        sequence:
+          $ref: "#/components/schemas/Sequence"
+        Piglix-Producer:
+          $ref: "#/components/schemas/Producer"
+        Piglix-Sequence:
+          $ref: "#/components/schemas/Sequence"
       oneOf:
         - required: [data]
         - required: [data_b64]
       example:
         topic: sensors.paris.temp
         data: "21.5"
+
+    Producer:
+      description: |
+        Idempotent publish: the publisher's name (`producer`, or
+        `Piglix-Producer`; with a sequence number, never alone).
+      type: string
+      minLength: 1
+      maxLength: 64
+      pattern: '^[A-Za-z0-9._:-]{1,64}$'
+      example: billing-7
+
+    Sequence:
+      description: |
+        Idempotent publish: the record's number, 1 to 18446744073709551615,
+        as a JSON number or a string of digits (`sequence`, or
+        `Piglix-Sequence`; with a producer, never alone).
+      oneOf:
+        - type: integer
+          minimum: 1
+        - type: string
+          pattern: '^[0-9]{1,20}$'
+      example: 42
 
     PublishOK:
       description: A published message.
@@ -894,7 +975,7 @@ components:
           type: boolean
           enum: [false]
         status:
-          description: 400 (bad record), 413 (too large), 503 (unavailable, outcome unknown).
+          description: 400 (bad record), 409 (idempotent record older than its producer's window), 413 (too large), 503 (unavailable, outcome unknown).
           type: integer
           minimum: 400
           maximum: 599

@@ -1,6 +1,7 @@
 import PiglixGroups
 
-/// The properties P1–P10 (docs/virtual-synchrony.md, "How each property is kept").
+/// The properties P1–P10 (docs/virtual-synchrony.md, "How each property is
+/// kept") and I1–I3 of idempotent publish (docs/patterns.md, "Guarantees").
 public enum Property: String, CaseIterable, Hashable, Sendable, Comparable {
     case p1SelfInclusion = "P1 self inclusion"
     case p2ViewAgreement = "P2 view agreement"
@@ -12,6 +13,14 @@ public enum Property: String, CaseIterable, Hashable, Sendable, Comparable {
     case p8Safe = "P8 safe delivery"
     case p9Liveness = "P9 liveness"
     case p10StateTransfer = "P10 state transfer"
+    /// An idempotent record is accepted (delivered) at most once per process.
+    case i1AtMostOnce = "I1 idempotent at most once"
+    /// Processes that accept a `(producer, sequence)` accept the same
+    /// publish: always within one view; across views among acceptances in
+    /// the primary history (see `Checker`); the final tables agree.
+    case i2Agreement = "I2 idempotent agreement"
+    /// A retry answered as a duplicate names the accepted original.
+    case i3RetryAnswer = "I3 idempotent retry answer"
     public static func < (a: Property, b: Property) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
@@ -48,6 +57,13 @@ public struct Checker: Sendable {
         var seenPublish: [ProcessID: [PublishID: TraceEvent]] = [:]
         var groupSeen: [ProcessID: [String: Set<UInt64>]] = [:]
         var fifoLast: [ProcessID: [String: [PublishKey: (UInt64, TraceEvent)]]] = [:]
+        // Idempotent publish: what each number carried; acceptances per
+        // process and per view; duplicate answers.
+        var idempotentOf: [UInt64: IdempotentKey] = [:]
+        var acceptedAt: [ProcessID: [IdempotentKey: TraceEvent]] = [:]
+        var acceptedInView: [ViewID: [IdempotentKey: (UInt64, TraceEvent)]] = [:]
+        var acceptances: [(ProcessID, ViewID?, IdempotentKey, UInt64, TraceEvent)] = []
+        var answers: [(ProcessID, ViewID?, IdempotentKey, UInt64, TraceEvent)] = []
 
         for e in trace {
             switch e {
@@ -108,6 +124,29 @@ public struct Checker: Sendable {
                 if !missing.isEmpty {
                     report(.p8Safe, "safe \(id) delivered or acked at \(p) while \(missing) did not hold it", [e])
                 }
+            case .idempotent(_, _, let n, let producer, let sequence):
+                idempotentOf[n] = IdempotentKey(producer: producer, sequence: sequence)
+            case .accepted(_, let p, let view, let producer, let sequence, let n, _):
+                let key = IdempotentKey(producer: producer, sequence: sequence)
+                if idempotentOf[n] != key {
+                    report(.i2Agreement, "#\(n) accepted at \(p) as \(key) but published as \(idempotentOf[n].map(\.description) ?? "no idempotent record")", [e])
+                }
+                if let prior = acceptedAt[p]?[key] {
+                    report(.i1AtMostOnce, "\(key) accepted twice at \(p)", [prior, e])
+                }
+                acceptedAt[p, default: [:]][key] = e
+                if let view {
+                    if let other = acceptedInView[view]?[key], other.0 != n {
+                        report(.i2Agreement, "in view \(view) \(key) accepted as #\(other.0) and as #\(n)", [other.1, e])
+                    } else if acceptedInView[view]?[key] == nil {
+                        acceptedInView[view, default: [:]][key] = (n, e)
+                    }
+                }
+                acceptances.append((p, view, key, n, e))
+            case .retryAnswered(_, let p, let view, let producer, let sequence, _, _):
+                if case .retryAnswered(_, _, _, _, _, _, let original) = e {
+                    answers.append((p, view, IdempotentKey(producer: producer, sequence: sequence), original, e))
+                }
             case .ack, .rejoined, .fault:
                 break
             }
@@ -161,7 +200,46 @@ public struct Checker: Sendable {
             }
         }
 
+        // I2 across views. An acceptance is in the primary history when its
+        // process went on to install a later view (P3: every survivor
+        // delivered the same messages in the earlier one) or ended the run
+        // in the final view. One made by a process that then crashed, or was
+        // excluded and rejoined as a new incarnation, may concern a message
+        // the primary never delivered (virtual synchrony lets a member that
+        // leaves deliver what the survivors do not); it is checked within
+        // its view only.
+        func inPrimaryHistory(_ p: ProcessID, _ view: ViewID?) -> Bool {
+            guard let view else { return false }
+            if installs[p]?.contains(where: { $0.0.id > view }) ?? false { return true }
+            if let f = final?.views[p], let v = f, v.id == view { return true }
+            return false
+        }
+        var committed: [IdempotentKey: (UInt64, TraceEvent)] = [:]
+        for (p, view, key, n, e) in acceptances where inPrimaryHistory(p, view) {
+            if let other = committed[key], other.0 != n {
+                report(.i2Agreement, "\(key) accepted as #\(other.0) and as #\(n) in the primary history", [other.1, e])
+            } else if committed[key] == nil {
+                committed[key] = (n, e)
+            }
+        }
+        // I3: a duplicate answer names a publish of the same record that was
+        // accepted; given in the primary history, the one accepted there.
+        for (p, view, key, original, e) in answers {
+            if idempotentOf[original] != key || !acceptances.contains(where: { $0.2 == key && $0.3 == original }) {
+                report(.i3RetryAnswer, "a retry of \(key) at \(p) answered with #\(original), which was never accepted as \(key)", [e])
+            } else if inPrimaryHistory(p, view), let c = committed[key], c.0 != original {
+                report(.i3RetryAnswer, "a retry of \(key) at \(p) answered with #\(original), but #\(c.0) was accepted", [c.1, e])
+            }
+        }
+
         if let final {
+            // I2: the live processes' idempotence tables agree.
+            let tables = final.idempotenceTables.sorted { $0.key < $1.key }
+            for t in tables.dropFirst() where t.value != tables[0].value {
+                let keys = Set(t.value.keys).union(tables[0].value.keys).filter { t.value[$0] != tables[0].value[$0] }.sorted().prefix(3)
+                report(.i2Agreement, "final idempotence tables of \(tables[0].key) and \(t.key) differ on \(Array(keys))", [])
+                break
+            }
             // P9: one view with every live process, and every probe delivered.
             let liveProcs = final.views.keys.sorted()
             let views = Set(final.views.values.map { $0?.id })
@@ -190,6 +268,12 @@ public struct Checker: Sendable {
         }
         return found.values.sorted { $0.property < $1.property }
     }
+}
+
+struct IdempotentKey: Hashable, CustomStringConvertible {
+    var producer: String
+    var sequence: UInt64
+    var description: String { "\(producer)/\(sequence)" }
 }
 
 struct PublishKey: Hashable {

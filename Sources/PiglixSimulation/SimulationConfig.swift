@@ -19,6 +19,12 @@ public enum Fault: String, CaseIterable, Hashable, Sendable {
     /// vote for their old seats from their disks (StandIn.swift), so the
     /// cluster forms a primary view again. On half of the seeds.
     case majorityCrash
+    /// Idempotent publishes (a producer and a sequence number, docs/patterns.md)
+    /// retried on the same or another node, at random and after the crash
+    /// of the node that took them; every node keeps the broker's
+    /// idempotence table, carried to joiners by state transfer
+    /// (Idempotence.swift). Checked by I1–I3.
+    case retry
 }
 
 /// Which faults a run injects.
@@ -32,18 +38,22 @@ public struct FaultSet: OptionSet, Hashable, Sendable {
     }
     public static let all = FaultSet(Fault.allCases)
     public static let none: FaultSet = []
+    /// Every fault but `retry`: what the regression seeds found before
+    /// idempotent publish existed were found with (they replay unchanged).
+    public static let classic = FaultSet.all.subtracting(FaultSet(.retry))
 
     public func contains(_ fault: Fault) -> Bool { contains(FaultSet(fault)) }
     /// The enabled faults, in `Fault.allCases` order.
     public var faults: [Fault] { Fault.allCases.filter { contains($0) } }
 
-    /// Parses `all`, `none`, or a comma list of fault names (`crash,pause`);
+    /// Parses `all`, `classic` (all but `retry`), `none`, or a comma list of fault names (`crash,pause`);
     /// nil for an unknown name.
     public init?(list: String) {
         self.init()
         for name in list.split(separator: ",") {
             switch name {
             case "all": formUnion(.all)
+            case "classic": formUnion(.classic)
             case "none": break
             default:
                 guard let f = Fault(rawValue: String(name)) else { return nil }
@@ -55,6 +65,7 @@ public struct FaultSet: OptionSet, Hashable, Sendable {
     /// The inverse of `init(list:)`.
     public var list: String {
         if self == .all { return "all" }
+        if self == .classic { return "classic" }
         if isEmpty { return "none" }
         return faults.map(\.rawValue).joined(separator: ",")
     }
@@ -71,6 +82,12 @@ public struct SimulationConfig: Hashable, Sendable {
     public var latencyTicks: ClosedRange<Int> = 1...4
     public var jitterTicks: ClosedRange<Int> = 0...3
     public var faultCount: ClosedRange<Int> = 2...5
+    /// With `retry`: idempotent records first published per run, and how
+    /// many times each is retried (besides the retries a crash triggers).
+    public var idempotentRecords: ClosedRange<Int> = 15...40
+    public var retriesPerRecord: ClosedRange<Int> = 0...3
+    /// Small, so retries past the window (409) happen too.
+    public var idempotence = IdempotenceLimits(windowSequences: 8, producersMax: 64)
     public var settings: GroupSettings = {
         var s = GroupSettings()
         s.heartbeatIntervalTicks = 10

@@ -33,6 +33,10 @@ public struct Simulator {
         case resume(node: Int)
         case partition
         case heal
+        /// A client sends an idempotent record (or retries it) to a node.
+        case idempotentPublish(node: Int, IdempotentRecord, attempt: Int)
+        /// The coordinator of the newest view crashes (restarting later).
+        case crashCoordinator(restartAfter: UInt64)
     }
 
     enum Status { case up, paused, down }
@@ -55,6 +59,13 @@ public struct Simulator {
         var assembling: [TopicPattern: (request: UInt64, state: [UInt8])] = [:]
         var subscribed: Set<TopicPattern> = []
         var sessions: UInt64 = 0
+        /// The application's idempotence table (a process's memory: a
+        /// restart starts empty; a rejoin keeps it until the checkpoint).
+        var table = IdempotenceTable<SimOriginal>()
+        /// The `$piglix.idempotence` transfer completed for this incarnation.
+        var tableReady = false
+        /// This node's idempotent publishes, by number: their delivery's decision.
+        var idempotentAcks: [UInt64: IdempotenceDecision<SimOriginal>] = [:]
     }
 
     public let config: SimulationConfig
@@ -78,6 +89,8 @@ public struct Simulator {
     public var debugInvariants = false
     var flushStartedAt: UInt64?
     var lastInstallAt: UInt64?
+    var idem: IdempotenceModel
+    var idempotenceTickets: Set<UInt64> = []
 
     static let patterns: [TopicPattern] = ["s.*.t", "s.>", "s.a.t", "x.>", "s.b.*", "s.*.*"].map { try! TopicPattern($0) }
     static let topics: [Topic] = ["s.a.t", "s.b.t", "s.b.u", "x.y", "s.c.t", "x.y.z"].map { try! Topic($0) }
@@ -90,9 +103,10 @@ public struct Simulator {
         self.linkLast = Array(repeating: Array(repeating: 0, count: n), count: n)
         self.side = Array(repeating: 0, count: n)
         self.maxIncarnation = Array(repeating: 1, count: n)
+        self.idem = IdempotenceModel(seed: config.seed, nodes: n)
         for i in 0..<n {
             let core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: 1))
-            nodes.append(SimNode(core: core))
+            nodes.append(SimNode(core: core, table: IdempotenceTable(limits: config.idempotence)))
         }
     }
 
@@ -118,7 +132,7 @@ public struct Simulator {
         // (A corrupt chunk is not scheduled: it strikes as chunks are applied.
         // A majority crash draws from its own stream, so the other faults of
         // a seed stay what they were.)
-        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash }
+        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry }
         if config.faults.contains(.majorityCrash) {
             var own = SimRandom(seed: config.seed ^ 0x6D61_6A6F_7269_7479)
             if own.chance(0.5) {
@@ -147,11 +161,12 @@ public struct Simulator {
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
                     queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
-                case .corruptChunk, .majorityCrash:
+                case .corruptChunk, .majorityCrash, .retry:
                     break
                 }
             }
         }
+        scheduleIdempotentWorkload()
         runUntil(end)
         // Faults stop: heal, resume, restart; then a quiet phase (P9).
         heal()
@@ -175,6 +190,9 @@ public struct Simulator {
             var states: [String: Set<UInt64>] = [:]
             for (p, s) in node.states { states[p.name] = s }
             final.states[node.core.me] = states
+        }
+        for i in nodes.indices where nodes[i].status == .up && nodes[i].tableReady && retries {
+            final.idempotenceTables[nodes[i].core.me] = tableContents(i)
         }
         final.probes = probes
         let violations = Checker().check(trace, final: final)
@@ -247,9 +265,13 @@ public struct Simulator {
                 if ok, chunk.last, nodes[i].core.awaitsApplied(chunk), let assembled = nodes[i].assembling.removeValue(forKey: chunk.pattern),
                     assembled.request == chunk.request
                 {
-                    let set = Self.decode(assembled.state)
-                    nodes[i].states[chunk.pattern] = set
-                    record(.checkpoint(at: now, process: nodes[i].core.me, pattern: chunk.pattern.name, numbers: set.sorted()))
+                    if chunk.pattern == Self.idempotencePattern {
+                        applyIdempotenceCheckpoint(i, state: assembled.state, cut: chunk.cut)
+                    } else {
+                        let set = Self.decode(assembled.state)
+                        nodes[i].states[chunk.pattern] = set
+                        record(.checkpoint(at: now, process: nodes[i].core.me, pattern: chunk.pattern.name, numbers: set.sorted()))
+                    }
                 }
                 if !ok { record(.fault(at: now, "corrupt checkpoint chunk \(chunk.index) of \(chunk.pattern.name) at \(nodes[i].core.me)")) }
                 effects = nodes[i].core.onCheckpointChunkApplied(chunk, ok: ok, now: now)
@@ -283,6 +305,7 @@ public struct Simulator {
             nodes[i].status = .down
             nodes[i].generation += 1
             nodes[i].backlog = []
+            retryAfterCrash(i)
         case .majorityCrash(let chosen):
             // One member of the newest view (installed or accepted) lives
             // on to coordinate: when a whole view dies, its members' disks
@@ -302,11 +325,14 @@ public struct Simulator {
             if let keep = live.first(where: { accepted?.contains(nodes[$0].core.me) ?? true }) ?? live.first {
                 victims.removeAll { $0 == keep }
             }
+            // And one holder of the idempotence table (`holdsLastTable`).
+            if let holder = victims.first(where: { holdsLastTable($0, sparing: victims) }) { victims.removeAll { $0 == holder } }
             record(.fault(at: now, "crash \(victims.map { nodes[$0].core.me }) together"))
             for i in victims where nodes[i].status != .down {
                 nodes[i].status = .down
                 nodes[i].generation += 1
                 nodes[i].backlog = []
+                retryAfterCrash(i)
             }
         case .restart(let i):
             guard nodes[i].status == .down else { return }
@@ -327,6 +353,16 @@ public struct Simulator {
             record(.fault(at: now, "partition \(s)"))
         case .heal:
             heal()
+        case .idempotentPublish(let i, let r, let attempt):
+            idempotentPublish(i, r, attempt: attempt)
+        case .crashCoordinator(let after):
+            guard let i = coordinatorNode, nodes[i].status != .down, crashAllowed(i) else { return }
+            record(.fault(at: now, "crash coordinator \(nodes[i].core.me)"))
+            nodes[i].status = .down
+            nodes[i].generation += 1
+            nodes[i].backlog = []
+            retryAfterCrash(i)
+            queue.push(now + after, .restart(node: i))
         }
     }
 
@@ -357,6 +393,7 @@ public struct Simulator {
     /// The newest installed view must keep its majority as well, for the
     /// flush that installs the accepted one needs it (seed 1551).
     func crashAllowed(_ i: Int) -> Bool {
+        if holdsLastTable(i) { return false }
         var installed: ClusterView?
         var accepted: ClusterView?
         for node in nodes where node.status != .down {
@@ -386,10 +423,18 @@ public struct Simulator {
         nodes[i].assembling = [:]
         nodes[i].backlog = []
         nodes[i].timerAt = .max
+        nodes[i].table = IdempotenceTable(limits: config.idempotence)
+        nodes[i].tableReady = false
+        nodes[i].idempotentAcks = [:]
         if !first { record(.fault(at: now, "restart \(nodes[i].core.me)")) }
         let seeds = (1...config.nodes).map { NodeID(UInt64($0)) }
         effects = nodes[i].core.onStart(seeds: seeds, bootstrap: first, now: now)
         apply(i)
+        if retries {
+            // Every node is a member of the idempotence group while it runs.
+            effects = nodes[i].core.onJoin(Self.idempotencePattern, now: now)
+            apply(i)
+        }
         for p in nodes[i].subscribed.sorted(by: { $0.name < $1.name }) {
             effects = nodes[i].core.onJoin(p, now: now)
             apply(i)
@@ -443,7 +488,9 @@ public struct Simulator {
                 guard case .publish = d.message.kind else { continue }
                 let n = Self.number(d.message.payload)
                 record(.deliver(at: now, process: me, view: nodes[i].view?.id, id: d.message.id, publish: d.message.publish, session: d.message.session, number: n, level: d.message.level, groups: d.groups.map(\.name), afterCheckpoint: d.afterCheckpoint))
-                for g in d.groups { nodes[i].states[g, default: []].insert(n) }
+                if decideIdempotent(i, d, number: n) {
+                    for g in d.groups { nodes[i].states[g, default: []].insert(n) }
+                }
                 if probes[n] != nil && !d.afterCheckpoint { probes[n]!.insert(me) }
                 if d.message.level.needsStability && !d.afterCheckpoint { safeCheck(i, d.message.id) }
             case .installClusterView(let v):
@@ -460,9 +507,12 @@ public struct Simulator {
                 nodes[i].readers = [:]
                 nodes[i].assembling = [:]
                 nodes[i].view = nil
+                nodes[i].tableReady = false
                 maxIncarnation[i] = max(maxIncarnation[i], new.incarnation)
             case .requestCheckpoint(let req):
-                nodes[i].readers[req.ticket] = (Self.encode(nodes[i].states[req.pattern] ?? []), 0)
+                idempotenceTickets.insert(req.ticket)
+                let state = req.pattern == Self.idempotencePattern ? Self.encodeTable(nodes[i].table.snapshot()) : Self.encode(nodes[i].states[req.pattern] ?? [])
+                nodes[i].readers[req.ticket] = (state, 0)
                 supplyChunk(i, ticket: req.ticket)
             case .requestCheckpointChunk(let ticket):
                 supplyChunk(i, ticket: ticket)
@@ -478,6 +528,7 @@ public struct Simulator {
                 queue.push(now + UInt64(rng.int(0...3)), .checkpointApplied(node: i, generation: nodes[i].generation, chunk))
             case .publishAcked(let token, let id, let level):
                 record(.ack(at: now, process: me, number: token, level: level))
+                idempotentAcked(i, number: token)
                 if level.needsStability, let view = nodes[i].core.currentView {
                     _ = id
                     // The ack follows the local delivery of the same message.
@@ -528,7 +579,9 @@ public struct Simulator {
     /// checkpoints are one chunk, most several), a few ticks later.
     mutating func supplyChunk(_ i: Int, ticket: UInt64) {
         guard let (state, offset) = nodes[i].readers[ticket] else { return }
-        let end = min(state.count, offset + 8 * rng.int(1...6))
+        // The idempotence table in larger chunks: the broker packs about
+        // `--checkpoint-chunk-bytes` (64 KiB) of 29-byte entries in one.
+        let end = min(state.count, offset + (idempotenceTickets.contains(ticket) ? 64 : 8) * rng.int(1...6))
         let last = end == state.count
         nodes[i].readers[ticket] = last ? nil : (state, end)
         queue.push(

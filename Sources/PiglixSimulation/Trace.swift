@@ -19,6 +19,14 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
     case groupLeft(at: UInt64, process: ProcessID, pattern: String)
     case rejoined(at: UInt64, old: ProcessID, new: ProcessID)
     case fault(at: UInt64, String)
+    /// Publish `number` is an idempotent record (follows its `publish`).
+    case idempotent(at: UInt64, process: ProcessID, number: UInt64, producer: String, sequence: UInt64)
+    /// The process's idempotence table decided the live delivery of
+    /// `number` (sent as `id`) new: it was delivered to the application.
+    case accepted(at: UInt64, process: ProcessID, view: ViewID?, producer: String, sequence: UInt64, number: UInt64, id: MessageID)
+    /// Publish `number` was answered as a duplicate naming `original`, at
+    /// entry or at its delivery.
+    case retryAnswered(at: UInt64, process: ProcessID, view: ViewID?, producer: String, sequence: UInt64, number: UInt64, original: UInt64)
 
     public var description: String {
         switch self {
@@ -33,6 +41,11 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
         case .groupLeft(let t, let p, let pat): "t=\(t) leave \(p) \(pat)"
         case .rejoined(let t, let o, let n): "t=\(t) rejoin \(o) as \(n)"
         case .fault(let t, let f): "t=\(t) fault \(f)"
+        case .idempotent(let t, let p, let n, let producer, let s): "t=\(t) idempotent \(p) #\(n) \(producer)/\(s)"
+        case .accepted(let t, let p, let v, let producer, let s, let n, let id):
+            "t=\(t) accept \(p) in \(v.map(\.description) ?? "-") \(producer)/\(s) #\(n) \(id)"
+        case .retryAnswered(let t, let p, let v, let producer, let s, let n, let o):
+            "t=\(t) duplicate-ack \(p) in \(v.map(\.description) ?? "-") \(producer)/\(s) #\(n) original #\(o)"
         }
     }
 }
@@ -46,5 +59,8 @@ public struct FinalState: Hashable, Sendable {
     public var probes: [UInt64: Set<ProcessID>] = [:]
     /// Per live process, per active pattern, the application state.
     public var states: [ProcessID: [String: Set<UInt64>]] = [:]
+    /// Per live process whose idempotence transfer completed, its table:
+    /// `producer/sequence` to the original's number, inside the window.
+    public var idempotenceTables: [ProcessID: [String: UInt64]] = [:]
     public init() {}
 }

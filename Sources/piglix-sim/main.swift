@@ -36,11 +36,11 @@ extension FaultSet: ExpressibleByArgument {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "check", abstract: "Run seeds and check P1–P10.")
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Run seeds and check P1–P10 and, with the retry fault, I1–I3.")
     @Option(help: "Number of seeds to run.") var seeds: Int = 1000
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Cluster sizes, e.g. 3...7.") var nodes: NodeRange = NodeRange(argument: "3...7")!
-    @Option(help: ArgumentHelp("Faults: all, none, or a comma list of \(Fault.allCases.map(\.rawValue).joined(separator: ",")).")) var faults: FaultSet = .all
+    @Option(help: ArgumentHelp("Faults: all, classic (all but retry), none, or a comma list of \(Fault.allCases.map(\.rawValue).joined(separator: ",")).")) var faults: FaultSet = .all
     @Flag(help: "Print the trace of the first failing seed.") var trace = false
     @Flag(help: "Check internal invariants after every event (slow).") var invariants = false
 

@@ -150,6 +150,83 @@ struct CheckerTests {
     }
 }
 
+/// Idempotent publish (I1–I3): the checker is fed broken traces.
+@Suite("checker self-tests: idempotent publish")
+struct IdempotenceCheckerTests {
+    let p = ProcessID(node: NodeID(1), incarnation: 1)
+    let q = ProcessID(node: NodeID(2), incarnation: 1)
+    var v1: ClusterView { ClusterView(id: ViewID(epoch: 1, coordinator: p), members: [p, q]) }
+    var v2: ClusterView { ClusterView(id: ViewID(epoch: 2, coordinator: p), members: [p, q]) }
+
+    /// Publish `n` as record `producer/sequence`.
+    func publish(_ n: UInt64, by who: ProcessID, sequence: UInt64 = 1) -> [TraceEvent] {
+        [
+            .publish(at: n, process: who, session: 0, number: n, level: .total, destination: "topic:a"),
+            .idempotent(at: n, process: who, number: n, producer: "p1", sequence: sequence),
+        ]
+    }
+    func accept(_ n: UInt64, at who: ProcessID, view: ClusterView, sequence: UInt64 = 1) -> TraceEvent {
+        .accepted(at: 10 + n, process: who, view: view.id, producer: "p1", sequence: sequence, number: n, id: MessageID(view: view.id, origin: 0, seq: n))
+    }
+    func properties(_ trace: [TraceEvent], final: FinalState? = nil) -> Set<Property> {
+        Set(Checker().check(trace, final: final).map(\.property))
+    }
+    var installs: [TraceEvent] { [.install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1)] }
+    var next: [TraceEvent] { [.install(at: 90, process: p, view: v2), .install(at: 90, process: q, view: v2)] }
+
+    @Test("a record accepted once everywhere, its retry answered with it, is clean")
+    func clean() {
+        let t = installs + publish(1, by: p) + [accept(1, at: p, view: v1), accept(1, at: q, view: v1)] + publish(2, by: q)
+            + [.retryAnswered(at: 30, process: q, view: v1.id, producer: "p1", sequence: 1, number: 2, original: 1)] + next
+        #expect(properties(t).isEmpty)
+    }
+
+    @Test("a retry accepted again at the same process is reported (I1)")
+    func duplicateAcceptance_I1() {
+        let t = installs + publish(1, by: p) + publish(2, by: q) + [accept(1, at: p, view: v1), accept(2, at: p, view: v1)]
+        #expect(properties(t).contains(.i1AtMostOnce))
+    }
+
+    @Test("two members of one view accepting different copies is reported (I2)")
+    func disagreementInView_I2() {
+        let t = installs + publish(1, by: p) + publish(2, by: q) + [accept(1, at: p, view: v1), accept(2, at: q, view: v1)]
+        #expect(properties(t).contains(.i2Agreement))
+    }
+
+    @Test("a retry accepted in a later view of the primary history is reported (I2); after its acceptor left, it is not")
+    func disagreementAcrossViews_I2() {
+        let t = installs + publish(1, by: p) + [accept(1, at: p, view: v1)] + next + publish(2, by: q) + [accept(2, at: q, view: v2)]
+            + [.install(at: 200, process: q, view: ClusterView(id: ViewID(epoch: 3, coordinator: q), members: [q]))]
+        #expect(properties(t).contains(.i2Agreement))
+        // p accepted #1 in v1 and never installed a later view (it crashed):
+        // the primary may never have delivered it; q's acceptance is fine.
+        let orphan = installs + publish(1, by: p) + [accept(1, at: p, view: v1)] + [.install(at: 90, process: q, view: v2)]
+            + publish(2, by: q) + [accept(2, at: q, view: v2), .install(at: 200, process: q, view: ClusterView(id: ViewID(epoch: 3, coordinator: q), members: [q]))]
+        #expect(!properties(orphan).contains(.i2Agreement))
+    }
+
+    @Test("a copy accepted under another record's key is reported (I2)")
+    func wrongKey_I2() {
+        let t = installs + publish(1, by: p, sequence: 2) + [accept(1, at: p, view: v1, sequence: 1)]
+        #expect(properties(t).contains(.i2Agreement))
+    }
+
+    @Test("a retry answered with a copy that was not the accepted one is reported (I3)")
+    func wrongAnswer_I3() {
+        let t = installs + publish(1, by: p) + publish(2, by: q) + [accept(1, at: p, view: v1), accept(1, at: q, view: v1)]
+            + publish(3, by: q) + [.retryAnswered(at: 30, process: q, view: v1.id, producer: "p1", sequence: 1, number: 3, original: 2)] + next
+        #expect(properties(t).contains(.i3RetryAnswer))
+    }
+
+    @Test("final idempotence tables that differ are reported (I2)")
+    func finalTables_I2() {
+        var final = FinalState()
+        final.views = [p: v1, q: v1]
+        final.idempotenceTables = [p: ["p1/1": 1], q: ["p1/1": 2]]
+        #expect(properties(installs, final: final).contains(.i2Agreement))
+    }
+}
+
 extension TraceEvent {
     func replacingView(_ v: ViewID) -> TraceEvent {
         guard case .deliver(let at, let p, _, let id, let pub, let s, let n, let l, let g, let a) = self else { return self }

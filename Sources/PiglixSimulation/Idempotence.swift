@@ -1,0 +1,271 @@
+import PiglixGroups
+import PiglixTopics
+
+/// Idempotent publish in the simulator (the `retry` fault; docs/patterns.md,
+/// "Idempotent publish"). Each node's application keeps the broker's
+/// `IdempotenceTable`, decides every live delivery of an idempotent record
+/// in the agreed order, answers retries at entry from it, and carries it to
+/// joiners as the checkpoint of the `$piglix.idempotence` group, merged as
+/// the broker merges it (Broker+Cluster.swift, `clusterApplyCheckpoint`).
+/// Everything random here draws from its own stream, so the other faults of
+/// a seed stay where they were.
+
+/// What a node's table remembers of an original: the publish (its unique
+/// number) and the message that carried it on this node.
+struct SimOriginal: Hashable, Sendable {
+    var number: UInt64
+    var id: MessageID
+}
+
+/// A record as its publisher knows it: retried with the same producer and
+/// sequence, the same topic and level.
+struct IdempotentRecord: Hashable, Sendable {
+    var producer: String
+    /// 0 until first sent: the producer numbers records as it sends them.
+    var sequence: UInt64
+    var topic: Int
+    var level: DeliveryLevel
+}
+
+struct IdempotenceModel {
+    static let producers = ["p1", "p2", "p3"]
+    var rng: SimRandom
+    /// Publish number → the record it carried.
+    var keys: [UInt64: IdempotentRecord] = [:]
+    var nextSequence: [String: UInt64] = [:]
+    /// Per node, the records it took lately (retried elsewhere when it crashes).
+    var recent: [[IdempotentRecord]]
+    init(seed: UInt64, nodes: Int) {
+        rng = SimRandom(seed: seed ^ 0x6964_656D_706F_7465)
+        recent = Array(repeating: [], count: nodes)
+    }
+}
+
+extension Simulator {
+    static let idempotencePattern = try! TopicPattern("$piglix.idempotence")
+
+    var retries: Bool { config.faults.contains(.retry) }
+
+    /// Schedules the first sends of the run's idempotent records and a crash
+    /// of the coordinator (with restart) among them.
+    mutating func scheduleIdempotentWorkload() {
+        guard retries else { return }
+        let n = config.nodes
+        let end = Int(config.durationTicks)
+        for _ in 0..<idem.rng.int(config.idempotentRecords) {
+            let record = IdempotentRecord(
+                producer: IdempotenceModel.producers[idem.rng.int(0...(IdempotenceModel.producers.count - 1))], sequence: 0,
+                topic: idem.rng.int(0...(Self.topics.count - 1)),
+                level: [.fifo, .total, .safe][idem.rng.int(0...2)])
+            queue.push(UInt64(idem.rng.int(250...end)), .idempotentPublish(node: idem.rng.int(0...(n - 1)), record, attempt: 0))
+        }
+        let at = UInt64(idem.rng.int(400...(end - 300)))
+        queue.push(at, .crashCoordinator(restartAfter: UInt64(idem.rng.int(40...400))))
+    }
+
+    /// A client's idempotent publish (or retry) arriving at node `i`.
+    mutating func idempotentPublish(_ i: Int, _ given: IdempotentRecord, attempt: Int) {
+        var record = given
+        if record.sequence == 0 {
+            idem.nextSequence[record.producer, default: 0] += 1
+            record.sequence = idem.nextSequence[record.producer]!
+            for _ in 0..<idem.rng.int(config.retriesPerRecord) {
+                queue.push(
+                    now + UInt64(idem.rng.int(1...600)), .idempotentPublish(node: idem.rng.int(0...(config.nodes - 1)), record, attempt: 0))
+            }
+        }
+        // 503 (not ready, not in the primary) or no answer: the client
+        // tries another node a little later, a few times.
+        func elsewhere(_ sim: inout Simulator) {
+            guard attempt < 6 else { return }
+            sim.queue.push(
+                sim.now + UInt64(sim.idem.rng.int(10...120)),
+                .idempotentPublish(node: sim.idem.rng.int(0...(sim.config.nodes - 1)), record, attempt: attempt + 1))
+        }
+        guard nodes[i].status == .up, nodes[i].tableReady else { return elsewhere(&self) }
+        // Answered at entry from the table, before the primary check (as
+        // the broker's `idempotenceAnswers`).
+        let lookup = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence)
+        if case .new = lookup, !nodes[i].core.isInPrimary { return elsewhere(&self) }
+        nextNumber += 1
+        let number = nextNumber
+        let me = nodes[i].core.me
+        let level: DeliveryLevel = record.level == .fifo ? .total : record.level
+        let destination = Destination.topic(Self.topics[record.topic])
+        let session = UInt64(idem.rng.int(0...1))
+        self.record(.publish(at: now, process: me, session: session, number: number, level: level, destination: destination.description))
+        self.record(.idempotent(at: now, process: me, number: number, producer: record.producer, sequence: record.sequence))
+        switch lookup {
+        case .duplicate(let first):
+            self.record(
+                .retryAnswered(
+                    at: now, process: me, view: nodes[i].view?.id, producer: record.producer, sequence: record.sequence, number: number,
+                    original: first.number))
+        case .tooOld(let highest):
+            self.record(.fault(at: now, "409 #\(number) \(record.producer)/\(record.sequence) at \(me): highest \(highest)"))
+        case .new:
+            idem.keys[number] = record
+            idem.recent[i].append(record)
+            if idem.recent[i].count > 8 { idem.recent[i].removeFirst() }
+            var payload = [UInt8](repeating: 0, count: 8)
+            for b in 0..<8 { payload[b] = UInt8(truncatingIfNeeded: number >> (8 * UInt64(b))) }
+            let req = PublishRequest(token: number, session: session, destination: destination, level: level, payload: payload)
+            var buf: [GroupEffect] = []
+            swap(&buf, &effects)
+            nodes[i].core.onPublish(req, now: now, into: &buf)
+            effects = buf
+            apply(i)
+        }
+    }
+
+    /// The client of each record node `i` took lately retries it on another
+    /// node: its connection broke.
+    mutating func retryAfterCrash(_ i: Int) {
+        guard retries else { return }
+        let records = idem.recent[i]
+        idem.recent[i] = []
+        for r in records {
+            var j = idem.rng.int(0...(config.nodes - 1))
+            if j == i { j = (j + 1) % config.nodes }
+            queue.push(now + UInt64(idem.rng.int(1...200)), .idempotentPublish(node: j, r, attempt: 0))
+        }
+    }
+
+    /// True when node `i` (or every node of `sparing`, crashing with it) is
+    /// the last of its view and side whose idempotence transfer completed:
+    /// the table lives in memory only, so crashing the last holders before
+    /// any other member has it would lose it, and the oldest remaining
+    /// member would start the group from its own partial table (a stated
+    /// limit, docs/patterns.md "Bounds"). The simulator spares them, as it
+    /// spares a majority of the newest view (`crashAllowed`).
+    func holdsLastTable(_ i: Int, sparing: [Int] = []) -> Bool {
+        guard retries, nodes[i].status != .down, nodes[i].tableReady else { return false }
+        let view = nodes[i].view?.id
+        return !nodes.indices.contains { j in
+            j != i && !sparing.contains(j) && nodes[j].status != .down && nodes[j].tableReady && side[j] == side[i]
+                && nodes[j].view?.id == view
+        }
+    }
+
+    /// The node coordinating the newest installed view, if any.
+    var coordinatorNode: Int? {
+        var newest: ClusterView?
+        for node in nodes where node.status == .up {
+            if let v = node.view, newest == nil || v.id > newest!.id { newest = v }
+        }
+        guard let c = newest?.id.coordinator else { return nil }
+        return nodes.firstIndex { $0.core.me == c && $0.status != .down }
+    }
+
+    /// The application's decision on a delivery: true to hand it to the
+    /// local groups. Ordinary records are always delivered.
+    mutating func decideIdempotent(_ i: Int, _ d: Delivery, number n: UInt64) -> Bool {
+        guard let record = idem.keys[n] else { return true }
+        let original = SimOriginal(number: n, id: d.message.id)
+        if d.afterCheckpoint {
+            // Admitted when it passed live: delivered only if it is the original.
+            if case .duplicate(let first) = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence) {
+                return first.id == d.message.id
+            }
+            return false
+        }
+        let decision = nodes[i].table.admit(producer: record.producer, sequence: record.sequence, original: original)
+        let me = nodes[i].core.me
+        if d.message.publish.origin == me { nodes[i].idempotentAcks[n] = decision }
+        if case .new = decision {
+            self.record(.accepted(at: now, process: me, view: nodes[i].view?.id, producer: record.producer, sequence: record.sequence, number: n, id: d.message.id))
+            return true
+        }
+        return false
+    }
+
+    /// The answer to the publisher of an acked idempotent record: what its
+    /// delivery decided.
+    mutating func idempotentAcked(_ i: Int, number n: UInt64) {
+        guard let record = idem.keys[n], let decision = nodes[i].idempotentAcks.removeValue(forKey: n) else { return }
+        let me = nodes[i].core.me
+        switch decision {
+        case .new: break
+        case .duplicate(let first):
+            self.record(
+                .retryAnswered(
+                    at: now, process: me, view: nodes[i].view?.id, producer: record.producer, sequence: record.sequence, number: n,
+                    original: first.number))
+        case .tooOld(let highest):
+            self.record(.fault(at: now, "409 at delivery #\(n) \(record.producer)/\(record.sequence) at \(me): highest \(highest)"))
+        }
+    }
+
+    /// The last chunk of an idempotence checkpoint was applied: the
+    /// provider's table at the cut, then this node's own admissions after it.
+    mutating func applyIdempotenceCheckpoint(_ i: Int, state: [UInt8], cut: StreamPosition?) {
+        let snapshot = Self.decodeTable(state)
+        nodes[i].table.merge(snapshot) { original in
+            guard let cut else { return true }
+            return !cut.covers(original.id)
+        }
+        nodes[i].tableReady = true
+        self.record(.fault(at: now, "idempotence table at \(nodes[i].core.me): \(nodes[i].table.entryCount) entries"))
+    }
+
+    /// The table's window contents, for the final agreement check.
+    func tableContents(_ i: Int) -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for p in nodes[i].table.snapshot() {
+            for e in p.entries { out["\(p.producer)/\(e.sequence)"] = e.original.number }
+        }
+        return out
+    }
+
+    // MARK: Checkpoint encoding (little-endian words)
+
+    static func encodeTable(_ snapshot: [IdempotenceTable<SimOriginal>.ProducerState]) -> [UInt8] {
+        var words: [UInt64] = [UInt64(snapshot.count)]
+        for p in snapshot {
+            words.append(UInt64(IdempotenceModel.producers.firstIndex(of: p.producer)!))
+            words.append(p.highest)
+            words.append(UInt64(p.entries.count))
+            for e in p.entries {
+                let id = e.original.id
+                words += [
+                    e.sequence, e.original.number, id.view.epoch, id.view.coordinator.node.rawValue, id.view.coordinator.incarnation,
+                    UInt64(id.origin), id.seq,
+                ]
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(words.count * 8)
+        for w in words { for b in 0..<8 { out.append(UInt8(truncatingIfNeeded: w >> (8 * UInt64(b)))) } }
+        return out
+    }
+
+    static func decodeTable(_ bytes: [UInt8]) -> [IdempotenceTable<SimOriginal>.ProducerState] {
+        var words: [UInt64] = []
+        var k = 0
+        while k + 8 <= bytes.count {
+            words.append(number(Array(bytes[k..<(k + 8)])))
+            k += 8
+        }
+        var at = 0
+        func next() -> UInt64 {
+            defer { at += 1 }
+            return words[at]
+        }
+        guard !words.isEmpty else { return [] }
+        var out: [IdempotenceTable<SimOriginal>.ProducerState] = []
+        for _ in 0..<next() {
+            let producer = IdempotenceModel.producers[Int(next())]
+            let highest = next()
+            var entries: [(sequence: UInt64, original: SimOriginal)] = []
+            for _ in 0..<next() {
+                let sequence = next()
+                let n = next()
+                let view = ViewID(epoch: next(), coordinator: ProcessID(node: NodeID(next()), incarnation: next()))
+                let id = MessageID(view: view, origin: UInt32(next()), seq: next())
+                entries.append((sequence, SimOriginal(number: n, id: id)))
+            }
+            out.append(.init(producer: producer, highest: highest, entries: entries))
+        }
+        return out
+    }
+}
