@@ -192,12 +192,7 @@ extension Broker: ClusterApplication {
                     batch.results[i] = answer
                     continue
                 }
-                state.sequence += 1
-                let message = StoredMessage(
-                    id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
-                    delivery: level, headers: record.headers, payloadIsText: isText)
-                state.published += 1
-                state.retention.append(message)
+                let message = storeLocally(record, topic: topic, level: level, isText: isText, state: &state)
                 if lastTopic != topic.name {
                     lastTopic = topic.name
                     targets.removeAll(keepingCapacity: true)

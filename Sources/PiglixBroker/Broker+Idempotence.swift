@@ -67,7 +67,16 @@ extension Broker {
     func admitLocally(_ record: PublishRecord, level: DeliveryLevel, state: inout State) -> Result<PublishReceipt, PublishError>? {
         guard let producer = record.producer else { return nil }
         let original = IdempotentOriginal(level: level, sequence: state.sequence + 1)
-        switch state.idempotence.admit(producer: producer, sequence: record.sequence, original: original) {
+        let decision = state.idempotence.admit(producer: producer, sequence: record.sequence, original: original)
+        return answer(decision, for: record, state: &state)
+    }
+
+    /// The answer a decision gives a publisher at entry: nil to publish
+    /// (new), the original's receipt for a retry, 409 past the window.
+    func answer(
+        _ decision: IdempotenceDecision<IdempotentOriginal>, for record: PublishRecord, state: inout State
+    ) -> Result<PublishReceipt, PublishError>? {
+        switch decision {
         case .new:
             return nil
         case .duplicate(let first):
@@ -117,15 +126,7 @@ extension Broker {
                     return .failure(
                         .unavailable("this node has not yet received the cluster's idempotence state (state transfer); retry in a moment"))
                 }
-                switch state.idempotence.lookup(producer: producer, sequence: record.sequence) {
-                case .new: return nil
-                case .duplicate(let first):
-                    state.duplicatesSuppressed += 1
-                    return .success(receipt(for: first))
-                case .tooOld(let highest):
-                    state.tooOldRefused += 1
-                    return .failure(Self.tooOld(record, highest: highest, window: state.idempotence.limits.windowSequences))
-                }
+                return answer(state.idempotence.lookup(producer: producer, sequence: record.sequence), for: record, state: &state)
             }
         }
     }

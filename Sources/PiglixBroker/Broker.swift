@@ -212,12 +212,7 @@ public final class Broker: Sendable {
         let receipt = try state.withLock { state throws(PublishError) -> PublishReceipt in
             if state.closed { throw .shuttingDown }
             if record.producer != nil, let answer = admitLocally(record, level: level, state: &state) { return try answer.get() }
-            state.sequence += 1
-            let message = StoredMessage(
-                id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
-                delivery: level, headers: record.headers, payloadIsText: isText)
-            state.published += 1
-            state.retention.append(message)
+            let message = storeLocally(record, topic: topic, level: level, isText: isText, state: &state)
             for subscriber in state.trie.match(topic) {
                 Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
             }
@@ -225,6 +220,18 @@ public final class Broker: Sendable {
         }
         for continuation in wake { continuation.resume() }
         return receipt
+    }
+
+    /// Numbers a local publish and retains it (the single and the batch
+    /// paths), under the lock.
+    func storeLocally(_ record: PublishRecord, topic: Topic, level: DeliveryLevel, isText: Bool, state: inout State) -> StoredMessage {
+        state.sequence += 1
+        let message = StoredMessage(
+            id: PiglixWire.MessageID(epoch: epoch, sequence: state.sequence), topic: topic.name, payload: record.payload,
+            delivery: level, headers: record.headers, payloadIsText: isText)
+        state.published += 1
+        state.retention.append(message)
+        return message
     }
 
     /// Wakes the writers a batch left asleep (`enqueue(deferringWake:)`).

@@ -12,13 +12,19 @@ import XCTest
 /// delivered on the node that answered, which may die before the others
 /// have it (docs/patterns.md, "Failover").
 final class FailoverTests: XCTestCase {
-    func testClientOfThreeNodesKeepsItsStreamsAcrossTheSIGKILLOfItsNodeWithoutLossOrDuplicate() async throws {
+    /// Three loopback nodes in one view, their URLs, and client settings
+    /// that keep retrying (fast) while a node is down.
+    private func startThreeNodes() async throws -> (LocalCluster, [String], PiglixClientSettings) {
         let cluster = try LocalCluster.loopback(3)
         try cluster.start()
         try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
-        let urls = ["n1", "n2", "n3"].map { cluster.member($0).base }
         var settings = PiglixClientSettings()
         settings.reconnect = ReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(400), attemptsMax: 200)
+        return (cluster, ["n1", "n2", "n3"].map { cluster.member($0).base }, settings)
+    }
+
+    func testClientOfThreeNodesKeepsItsStreamsAcrossTheSIGKILLOfItsNodeWithoutLossOrDuplicate() async throws {
+        let (cluster, urls, settings) = try await startThreeNodes()
         let subscriber = try PiglixClient(urls: urls, settings: settings)
         let publishing = try PiglixClient(urls: urls, settings: settings)
         defer {
@@ -86,12 +92,7 @@ final class FailoverTests: XCTestCase {
     /// another node and resends what was unacked, and the subscriber sees
     /// every record once, in order, and the publisher one ack per record.
     func testStreamingPublisherResendsItsUnackedRecordsOnTheNextNodeAfterASIGKILL() async throws {
-        let cluster = try LocalCluster.loopback(3)
-        try cluster.start()
-        try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
-        let urls = ["n1", "n2", "n3"].map { cluster.member($0).base }
-        var settings = PiglixClientSettings()
-        settings.reconnect = ReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(400), attemptsMax: 200)
+        let (cluster, urls, settings) = try await startThreeNodes()
         // The subscriber uses n3, which stays up.
         let subscriber = try PiglixClient(urls: [urls[2]], settings: settings)
         let publishing = try PiglixClient(urls: urls, settings: settings)
