@@ -48,7 +48,6 @@ public struct SubscriptionBatch: Sendable {
     public var more = false
 }
 
-/// The queue of one subscriber, kept inside the broker's lock.
 /// Where a subscription's replay of retained history stands: it reads
 /// retention from here as its queue drains, and joins live traffic when it
 /// has caught up (no copy of the history, whatever its size).
@@ -59,8 +58,9 @@ struct ReplayCursor {
     var notCoveredBy: ClusterPosition?
 }
 
-/// A class, so the fan-out appends to it in place through a reference (a
-/// struct in the dictionary was copied out and back on every append).
+/// The queue of one subscriber, kept inside the broker's lock. A class, so
+/// the fan-out appends to it in place through a reference (a struct in the
+/// dictionary was copied out and back on every append).
 final class SubscriberQueue {
     let patterns: [TopicPattern]
     let overflow: OverflowPolicy
