@@ -38,10 +38,11 @@ extension Broker: ClusterApplication {
         // Idempotent records are checked against the table first: a retry of
         // a record the table holds is answered at once, without a multicast.
         let early = records.contains { $0.producer != nil } ? idempotenceAnswers(records) : nil
+        var last: Topic?
         for (i, record) in records.enumerated() {
             do throws(PublishError) {
                 if closed { throw PublishError.shuttingDown }
-                let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+                let topic = try checkTopic(of: record, after: &last)
                 try check(headers: record.headers)
                 if let answer = early?[i] {
                     results[i] = answer
@@ -146,16 +147,7 @@ extension Broker: ClusterApplication {
             var last: Topic?
             for (i, record) in records.enumerated() {
                 do throws(PublishError) {
-                    let topic: Topic
-                    if let last, last.name == record.topic {
-                        if record.payload.readableBytes > broker.settings.messageBytesMax {
-                            throw .tooLarge(bytes: record.payload.readableBytes, max: broker.settings.messageBytesMax)
-                        }
-                        topic = last
-                    } else {
-                        topic = try broker.check(topic: record.topic, payloadBytes: record.payload.readableBytes)
-                        last = topic
-                    }
+                    let topic = try broker.checkTopic(of: record, after: &last)
                     try broker.check(headers: record.headers)
                     valid.append((i, topic, UTF8Check.isValid(record.payload)))
                 } catch {

@@ -201,6 +201,21 @@ public final class Broker: Sendable {
         return topic
     }
 
+    /// The same for a record of a batch, reusing `last` when the record
+    /// repeats the previous one's topic: a run of one topic is parsed and
+    /// validated once.
+    func checkTopic(of record: PublishRecord, after last: inout Topic?) throws(PublishError) -> Topic {
+        if let last, last.name == record.topic {
+            if record.payload.readableBytes > settings.messageBytesMax {
+                throw .tooLarge(bytes: record.payload.readableBytes, max: settings.messageBytesMax)
+            }
+            return last
+        }
+        let topic = try check(topic: record.topic, payloadBytes: record.payload.readableBytes)
+        last = topic
+        return topic
+    }
+
     /// Publishes one message and returns its id once it is queued for every
     /// matching subscriber (on one node every level is reached at once).
     public func publish(_ record: PublishRecord) throws(PublishError) -> PublishReceipt {
