@@ -246,9 +246,14 @@ extension Broker: ClusterApplication {
                 while true {
                     try await Task.sleep(until: deadline)
                     guard let self else { return }
-                    // A transfer that applied a chunk lately is still coming.
-                    let progress = self.state.withLock { state in
-                        state.queues[id]?.joining.compactMap { state.transferProgress[$0] }.max()
+                    // A transfer that applied a chunk lately is still coming;
+                    // so is the idempotence table's, which the core completes
+                    // before it joins any other group.
+                    let progress = self.state.withLock { state -> ContinuousClock.Instant? in
+                        guard let queue = state.queues[id] else { return nil }
+                        var patterns = Array(queue.joining)
+                        if !state.active.contains(Self.idempotencePattern) { patterns.append(Self.idempotencePattern) }
+                        return patterns.compactMap { state.transferProgress[$0] }.max()
                     }
                     if let progress, progress + joinTimeout > ContinuousClock.now {
                         deadline = progress + joinTimeout
@@ -553,6 +558,12 @@ extension Broker: ClusterApplication {
         state.withLock { state in
             state.active.removeAll()
             state.groupViews.removeAll()
+            // The old incarnation's table may hold records the primary never
+            // delivered (this node was excluded): the new one admits from
+            // empty until the idempotence transfer merges the cluster's.
+            state.evictionsBefore += state.idempotence.evictions
+            state.idempotence = IdempotenceTable(limits: settings.idempotence)
+            state.incomingTable = []
         }
     }
 

@@ -1,3 +1,4 @@
+import PiglixCluster
 import PiglixGroups
 import PiglixTopics
 import PiglixWire
@@ -45,9 +46,7 @@ extension Broker {
     /// The cluster-internal group every node joins so the idempotence table
     /// reaches each (re)started node by state transfer. Reserved (`$`): no
     /// client publishes on it.
-    public static let idempotencePattern: TopicPattern = {
-        do { return try TopicPattern("$piglix.idempotence") } catch { preconditionFailure("\(error)") }
-    }()
+    public static var idempotencePattern: TopicPattern { ClusterSettings.idempotencePattern }
 
     /// The receipt a retry gets: the original's id and level.
     func receipt(for original: IdempotentOriginal) -> PublishReceipt {
@@ -93,7 +92,7 @@ extension Broker {
         state.withLock {
             IdempotenceStats(
                 duplicatesSuppressed: $0.duplicatesSuppressed, tooOldRefused: $0.tooOldRefused, producers: $0.idempotence.producerCount,
-                producersEvicted: $0.idempotence.evictions)
+                producersEvicted: $0.evictionsBefore + $0.idempotence.evictions)
         }
     }
 }
@@ -149,6 +148,10 @@ extension Broker {
     /// same way): true to deliver it. A live delivery is admitted to the
     /// table; one released after a checkpoint was admitted when it passed
     /// live, so it is delivered only if it is the original the table holds.
+    /// Until the idempotence transfer completes the table is partial and
+    /// decides nothing: the admission is kept for the merge with the
+    /// checkpoint, and no other group is joined yet
+    /// (`GroupSettings.prerequisiteGroup`), so the delivery has no group.
     static func decideDelivery(
         _ delivery: Delivery, producer: String, sequence: UInt64, own: Bool, state: inout State
     ) -> Bool {
@@ -162,6 +165,7 @@ extension Broker {
         }
         let decision = state.idempotence.admit(
             producer: producer, sequence: sequence, original: IdempotentOriginal(level: delivery.message.level, source: source))
+        guard state.active.contains(idempotencePattern) else { return false }
         if own { state.idempotentAcks[delivery.message.publish] = decision }
         switch decision {
         case .new: return true

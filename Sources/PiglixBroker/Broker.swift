@@ -156,6 +156,8 @@ public final class Broker: Sendable {
         var idempotence: IdempotenceTable<IdempotentOriginal>
         var duplicatesSuppressed: UInt64 = 0
         var tooOldRefused: UInt64 = 0
+        /// Evictions counted by tables a rejoin replaced (the metric is a counter).
+        var evictionsBefore: UInt64 = 0
         /// Decisions on this node's own idempotent records, from their
         /// delivery until their ack (cluster).
         var idempotentAcks: [PublishID: IdempotenceDecision<IdempotentOriginal>] = [:]

@@ -1,4 +1,5 @@
 import PiglixGroups
+import PiglixTopics
 
 /// How a node takes part in a cluster: `piglix serve --cluster-listen …
 /// --seeds …` and the timings of the group protocol (docs/operations.md).
@@ -73,6 +74,14 @@ public struct ClusterSettings: Sendable {
     /// a restarted node hears from a running cluster before it would form one.
     public var effectiveBootstrapWaitMilliseconds: Int { bootstrapWaitMilliseconds ?? 2 * suspicionTimeoutMilliseconds }
 
+    /// The cluster-internal group of the broker's idempotence table
+    /// (docs/patterns.md, "Idempotent publish"): every node joins it, and
+    /// no other group goes active on a node before it has
+    /// (`GroupSettings.prerequisiteGroup`).
+    public static let idempotencePattern: TopicPattern = {
+        do { return try TopicPattern("$piglix.idempotence") } catch { preconditionFailure("\(error)") }
+    }()
+
     /// The core's settings with one tick = 1 ms.
     public var groupSettings: GroupSettings {
         var g = group
@@ -84,6 +93,9 @@ public struct ClusterSettings: Sendable {
         g.nakRetryTicks = max(hb / 2, 5)
         g.transferRetryTicks = max(UInt64(suspicionTimeoutMilliseconds), 200)
         g.deliverUnmatched = true
+        // The broker's idempotence table decides every group's idempotent
+        // deliveries: no group goes active before it is complete.
+        g.prerequisiteGroup = Self.idempotencePattern
         return g
     }
 

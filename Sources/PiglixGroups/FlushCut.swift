@@ -37,6 +37,15 @@ extension GroupNode {
             minOrdersFloor = min(minOrdersFloor, report.ordersFirst - 1)
             maxTotalDelivered = max(maxTotalDelivered, report.totalDelivered)
         }
+        // A `safe` message every survivor holds is stable when the only
+        // member of the view that did not report is its origin (which holds
+        // its own messages): the coordinator may have delivered and acked
+        // it on the acks it alone received before it was excluded, and no
+        // one would send it again (FailoverTests, docs/patterns.md).
+        let silent = view.members.indices.filter { !flush.survivors.contains(view.members[$0]) }
+        if silent.count == 1, let origin = silent.first, minReceived[origin] != .max {
+            knownStable[origin] = max(knownStable[origin], minReceived[origin])
+        }
         // Shorten the longest received prefixes until every message in the
         // cut may be delivered and every order entry in it is in the cut.
         var cut = maxReceived

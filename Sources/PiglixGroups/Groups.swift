@@ -111,7 +111,7 @@ enum LocalGroup: Sendable {
 extension GroupNode {
     mutating func joinGroup(_ p: TopicPattern) {
         wanted.insert(p)
-        guard inView, incarnation.local[p] == nil else { return }
+        guard inView, incarnation.local[p] == nil, !waitsForPrerequisite(p) else { return }
         incarnation.local[p] = .joining(Transfer())
         incarnation.transferring.append(p)
         publishControl(.groupJoin(p))
@@ -126,6 +126,21 @@ extension GroupNode {
         incarnation.skip[p] = nil
         incarnation.transferring.removeAll { $0 == p }
         if inView { publishControl(.groupLeave(p)) }
+    }
+
+    /// True while `p` must not be joined yet: another group is the
+    /// prerequisite (`GroupSettings.prerequisiteGroup`) and is not active
+    /// here. Its join is sent once it is (`joinDeferredGroups`), so `p`'s
+    /// buffer, and every delivery it gets, come after the prerequisite's
+    /// state is complete.
+    func waitsForPrerequisite(_ p: TopicPattern) -> Bool {
+        guard let gate = settings.prerequisiteGroup, gate != p else { return false }
+        return !(incarnation.local[gate]?.isActive ?? false)
+    }
+
+    /// The prerequisite group went active: join the groups wanted since.
+    mutating func joinDeferredGroups() {
+        for p in wanted.sorted(by: { $0.name < $1.name }) where incarnation.local[p] == nil { joinGroup(p) }
     }
 
     static func matches(_ dest: Destination, _ p: TopicPattern) -> Bool {

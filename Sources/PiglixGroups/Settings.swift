@@ -1,3 +1,5 @@
+import PiglixTopics
+
 /// Every timing and every bound of the core, built once and validated
 /// (raft `Config.validate()`, TigerBeetle's "put a limit on everything").
 /// Times are in ticks; the shell chooses the tick length.
@@ -47,6 +49,13 @@ public struct GroupSettings: Hashable, Sendable {
     /// list). The simulator turns this on to check P3 on the whole stream;
     /// a broker can use it to advance resume positions.
     public var deliverUnmatched: Bool = false
+    /// A group every other local group waits for: while it is not active
+    /// on this node (its state transfer not complete), the joins of other
+    /// groups are held back, and sent once it is. The broker names its
+    /// `$piglix.idempotence` group: the other groups' idempotent deliveries
+    /// are decided on that group's state, which must be complete before
+    /// any of them is buffered or delivered (docs/patterns.md).
+    public var prerequisiteGroup: TopicPattern? = nil
 
     public init() {}
 

@@ -198,6 +198,7 @@ extension GroupNode {
         incarnation.trie.insert(p, p)
         incarnation.transferring.removeAll { $0 == p }
         publishControl(.groupReady(p))
+        if p == settings.prerequisiteGroup { joinDeferredGroups() }
     }
 
     mutating func checkpointRequested(from joiner: ProcessID, pattern: TopicPattern, after: StreamPosition, request: UInt64) {

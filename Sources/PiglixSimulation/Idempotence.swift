@@ -147,6 +147,21 @@ extension Simulator {
         }
     }
 
+    /// A partition that leaves every holder of the idempotence table on the
+    /// smaller side cuts the table off from the side that can go on, as a
+    /// crash of its last holders would: the first holder trades sides with
+    /// the first node of the larger side that does not hold it (the sides
+    /// keep their sizes; no random draw).
+    func spareTableHolders(_ s: inout [Int]) {
+        let holders = nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady }
+        let ones = s.filter { $0 == 1 }.count
+        guard !holders.isEmpty, 2 * ones != s.count else { return }
+        let big = 2 * ones > s.count ? 1 : 0
+        guard !holders.contains(where: { s[$0] == big }), let j = s.indices.first(where: { s[$0] == big && !holders.contains($0) })
+        else { return }
+        s.swapAt(holders[0], j)
+    }
+
     /// The node coordinating the newest installed view, if any.
     var coordinatorNode: Int? {
         var newest: ClusterView?
@@ -170,6 +185,13 @@ extension Simulator {
             return false
         }
         let decision = nodes[i].table.admit(producer: record.producer, sequence: record.sequence, original: original)
+        guard nodes[i].tableReady else {
+            // A partial table decides nothing: the admission is kept only
+            // for the merge with the checkpoint, and no local group is
+            // active yet (`prerequisiteGroup`), so nothing is handed on.
+            precondition(d.groups.isEmpty, "\(nodes[i].core.me) delivers to \(d.groups) before its idempotence table is complete")
+            return false
+        }
         let me = nodes[i].core.me
         if d.message.publish.origin == me { nodes[i].idempotentAcks[n] = decision }
         if case .new = decision {

@@ -97,6 +97,12 @@ public struct Simulator {
     static let probeTopic = try! Topic("probe.all")
 
     public init(config: SimulationConfig) {
+        var config = config
+        if config.faults.contains(.retry) {
+            // As the broker: no group goes active before the idempotence
+            // table is complete (ClusterSettings.groupSettings).
+            config.settings.prerequisiteGroup = Self.idempotencePattern
+        }
         self.config = config
         self.rng = SimRandom(seed: config.seed)
         let n = config.nodes
@@ -338,7 +344,9 @@ public struct Simulator {
             guard nodes[i].status == .down else { return }
             restart(i)
         case .pause(let i, let ticks):
-            guard nodes[i].status == .up else { return }
+            // A pause past the suspicion timeout excludes the node: the last
+            // holder of the table is spared it, as it is a crash.
+            guard nodes[i].status == .up, !holdsLastTable(i) else { return }
             record(.fault(at: now, "pause \(nodes[i].core.me) for \(ticks)"))
             nodes[i].status = .paused
             queue.push(now + ticks, .resume(node: i))
@@ -349,6 +357,7 @@ public struct Simulator {
             let n = config.nodes
             var s = (0..<n).map { _ in rng.int(0...1) }
             if Set(s).count == 1 { s[rng.int(0...(n - 1))] ^= 1 }
+            if retries { spareTableHolders(&s) }
             side = s
             record(.fault(at: now, "partition \(s)"))
         case .heal:
@@ -503,6 +512,10 @@ public struct Simulator {
                 break
             case .rejoining(let new):
                 record(.rejoined(at: now, old: me, new: new))
+                // As the broker (`clusterRejoining`): the old incarnation's
+                // table may hold what the primary never delivered; the new
+                // one admits from empty until its transfer merges.
+                nodes[i].table = IdempotenceTable(limits: config.idempotence)
                 nodes[i].states = [:]
                 nodes[i].readers = [:]
                 nodes[i].assembling = [:]

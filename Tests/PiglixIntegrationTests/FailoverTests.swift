@@ -144,13 +144,10 @@ final class FailoverTests: XCTestCase {
         let delivered = seen.withLock { $0.filter { $0 != "warm" } }
         XCTAssertEqual(delivered.count, Set(delivered).count, "no duplicate: \(delivered)")
         XCTAssertEqual(delivered, delivered.sorted { Int($0.dropFirst())! < Int($1.dropFirst())! }, "in order")
-        if delivered != expected {
-            // Known issue (docs/patterns.md, "Known gaps"): records in flight
-            // on the killed node are acked on the next one as retries of an
-            // original that the survivor's subscriber never got. Reported as
-            // a skip, with what was lost, until the broker is fixed.
-            let missing = Set(expected).subtracting(delivered).sorted { Int($0.dropFirst())! < Int($1.dropFirst())! }
-            throw XCTSkip("known issue: \(missing.count) acked safe records never reached the survivor's subscriber: \(missing)")
-        }
+        // Every acked record reaches the survivor's subscriber, those in
+        // flight on the killed node included: the flush now delivers the
+        // `safe` records its coordinator acked alone (docs/patterns.md).
+        let missing = Set(expected).subtracting(delivered).sorted { Int($0.dropFirst())! < Int($1.dropFirst())! }
+        XCTAssertEqual(delivered, expected, "\(missing.count) acked safe records never reached the survivor's subscriber: \(missing)")
     }
 }
