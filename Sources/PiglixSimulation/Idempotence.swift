@@ -95,26 +95,31 @@ extension Simulator {
         let session = UInt64(idem.rng.int(0...1))
         self.record(.publish(at: now, process: me, session: session, number: number, level: level, destination: destination.description))
         self.record(.idempotent(at: now, process: me, number: number, producer: record.producer, sequence: record.sequence))
-        switch lookup {
+        if case .new = lookup {
+            idem.keys[number] = record
+            idem.recent[i].append(record)
+            if idem.recent[i].count > 8 { idem.recent[i].removeFirst() }
+            submit(i, number: number, session: session, destination: destination, level: level)
+        } else {
+            recordAnswer(i, lookup, record: record, number: number, where: "")
+        }
+    }
+
+    /// Records what a publisher is told instead of a new publish: the
+    /// original of a retry, or a 409 past the window.
+    mutating func recordAnswer(
+        _ i: Int, _ decision: IdempotenceDecision<SimOriginal>, record: IdempotentRecord, number: UInt64, where place: String
+    ) {
+        let me = nodes[i].core.me
+        switch decision {
+        case .new: break
         case .duplicate(let first):
             self.record(
                 .retryAnswered(
                     at: now, process: me, view: nodes[i].view?.id, producer: record.producer, sequence: record.sequence, number: number,
                     original: first.number))
         case .tooOld(let highest):
-            self.record(.fault(at: now, "409 #\(number) \(record.producer)/\(record.sequence) at \(me): highest \(highest)"))
-        case .new:
-            idem.keys[number] = record
-            idem.recent[i].append(record)
-            if idem.recent[i].count > 8 { idem.recent[i].removeFirst() }
-            var payload = [UInt8](repeating: 0, count: 8)
-            for b in 0..<8 { payload[b] = UInt8(truncatingIfNeeded: number >> (8 * UInt64(b))) }
-            let req = PublishRequest(token: number, session: session, destination: destination, level: level, payload: payload)
-            var buf: [GroupEffect] = []
-            swap(&buf, &effects)
-            nodes[i].core.onPublish(req, now: now, into: &buf)
-            effects = buf
-            apply(i)
+            self.record(.fault(at: now, "409\(place) #\(number) \(record.producer)/\(record.sequence) at \(me): highest \(highest)"))
         }
     }
 
@@ -205,17 +210,7 @@ extension Simulator {
     /// delivery decided.
     mutating func idempotentAcked(_ i: Int, number n: UInt64) {
         guard let record = idem.keys[n], let decision = nodes[i].idempotentAcks.removeValue(forKey: n) else { return }
-        let me = nodes[i].core.me
-        switch decision {
-        case .new: break
-        case .duplicate(let first):
-            self.record(
-                .retryAnswered(
-                    at: now, process: me, view: nodes[i].view?.id, producer: record.producer, sequence: record.sequence, number: n,
-                    original: first.number))
-        case .tooOld(let highest):
-            self.record(.fault(at: now, "409 at delivery #\(n) \(record.producer)/\(record.sequence) at \(me): highest \(highest)"))
-        }
+        recordAnswer(i, decision, record: record, number: n, where: " at delivery")
     }
 
     /// The last chunk of an idempotence checkpoint was applied: the

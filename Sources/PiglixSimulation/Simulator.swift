@@ -454,10 +454,17 @@ public struct Simulator {
         nextNumber += 1
         let number = nextNumber
         let session = UInt64(rng.int(0...1))
-        var payload = [UInt8](repeating: 0, count: 8)
-        for b in 0..<8 { payload[b] = UInt8(truncatingIfNeeded: number >> (8 * UInt64(b))) }
         record(.publish(at: now, process: nodes[i].core.me, session: session, number: number, level: level, destination: destination.description))
         if probing { probes[number] = [] }
+        submit(i, number: number, session: session, destination: destination, level: level)
+    }
+
+    /// Hands publish `number` to node `i`'s core (its payload is the
+    /// number, which the checker reads back): the workload's publishes and
+    /// the idempotent ones.
+    mutating func submit(_ i: Int, number: UInt64, session: UInt64, destination: Destination, level: DeliveryLevel) {
+        var payload = [UInt8](repeating: 0, count: 8)
+        for b in 0..<8 { payload[b] = UInt8(truncatingIfNeeded: number >> (8 * UInt64(b))) }
         let req = PublishRequest(token: number, session: session, destination: destination, level: level, payload: payload)
         var buf: [GroupEffect] = []
         swap(&buf, &effects)

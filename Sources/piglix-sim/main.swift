@@ -3,6 +3,12 @@ import PiglixGroups
 import PiglixTopics
 import PiglixSimulation
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// `piglix-sim`: runs the deterministic simulator over many seeds and checks
 /// P1–P10; `bench` measures the core without I/O; `scale` prints the
 /// view-change and per-multicast costs for growing clusters.
@@ -13,6 +19,21 @@ struct PiglixSim: ParsableCommand {
         abstract: "Deterministic fault-injecting simulator for the Piglix virtual synchrony core.",
         subcommands: [Check.self, Bench.self, Scale.self],
         defaultSubcommand: Check.self)
+
+    /// Swift seeds its hashing at random in every process, and the core and
+    /// the simulator iterate some sets and dictionaries, so a seed ran the
+    /// same within one process but not from one run of the tool to the next.
+    /// The tool re-executes itself once with deterministic hashing, so a
+    /// printed seed replays exactly.
+    static func main() {
+        if getenv("SWIFT_DETERMINISTIC_HASHING") == nil {
+            setenv("SWIFT_DETERMINISTIC_HASHING", "1", 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+            // Only reached when the re-execution failed: run as we are.
+            print("piglix-sim: could not re-execute with SWIFT_DETERMINISTIC_HASHING=1; seeds may not replay across runs")
+        }
+        main(nil)
+    }
 }
 
 struct NodeRange: ExpressibleByArgument {
