@@ -27,7 +27,7 @@ struct Bench: AsyncParsableCommand {
     var scenario: String = "1to1"
     @Option(help: "Measured seconds of publishing.")
     var seconds: Double = 5
-    @Option(help: "Measured messages to publish instead of --seconds (a fixed-count run, as for instruction counts).")
+    @Option(help: "Measured messages to publish instead of --seconds (a fixed-count run, as for instruction counts); in a cluster run, split between the publishers.")
     var messages: Int?
     @Option(help: "Unmeasured seconds of publishing before, to warm up.")
     var warmup: Double = 1
@@ -57,13 +57,13 @@ struct Bench: AsyncParsableCommand {
     var cluster: ClusterBenchOptions
 
     func run() async throws {
+        if let messages, messages <= 0 { throw ValidationError("--messages must be positive") }
         if cluster.nodes != nil {
-            if messages != nil { throw ValidationError("--messages is for the single-node scenarios; the cluster bench runs for --seconds") }
             if subscribers != nil {
                 throw ValidationError("--subscribers is for the single-node fanout; the cluster's fanout has one subscriber per node")
             }
             return try await ClusterBench.run(
-                ClusterBenchPlan(options: cluster, scenario: scenario, seconds: seconds, warmup: warmup, rate: rate, size: size, inFlight: inFlight))
+                ClusterBenchPlan(options: cluster, scenario: scenario, seconds: seconds, messages: messages, warmup: warmup, rate: rate, size: size, inFlight: inFlight))
         }
         let subscriberCount: Int
         switch scenario {
@@ -78,7 +78,6 @@ struct Bench: AsyncParsableCommand {
         }
         guard size >= 16 else { throw ValidationError("--size must be at least 16") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be positive") }
-        if let messages, messages <= 0 { throw ValidationError("--messages must be positive") }
         if window < 0 { throw ValidationError("--window must be 0 (no bound) or positive") }
         try await runSingleNode(subscriberCount: subscriberCount)
     }

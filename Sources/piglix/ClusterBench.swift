@@ -96,7 +96,9 @@ enum ClusterBench {
         let beginInstant = ContinuousClock.now
         let begin = monotonicNanos()
         let measureStart = begin + warmupNanos
-        let measureEnd = measureStart + runNanos
+        // A fixed-count run (`--messages`) ends when each publisher sent its
+        // share, not at a time.
+        let measureEnd = plan.messages == nil ? measureStart + runNanos : UInt64.max
         var publishers: [(client: PiglixClient, stream: PublishStream)] = [(publisherClient, try await publisherClient.publishStream(inFlightMax: plan.inFlight))]
         for _ in 1..<plan.publishers {
             let client = PiglixClient(host: "127.0.0.1", port: publishNode.httpPort)
@@ -120,10 +122,12 @@ enum ClusterBench {
             for (index, publisher) in publishers.enumerated() {
                 let stream = publisher.stream
                 let client = publisher.client
+                let quota = plan.messages.map { $0 / count + (index < $0 % count ? 1 : 0) }
                 group.addTask {
                     try await publishLoop(
                         stream: stream, client: client, topic: topic, delivery: delivery, size: size, offset: Double(index) / Double(count),
-                        interval: interval, begin: begin, beginInstant: beginInstant, measureStart: measureStart, measureEnd: measureEnd)
+                        interval: interval, begin: begin, beginInstant: beginInstant, measureStart: measureStart, measureEnd: measureEnd,
+                        measuredQuota: quota)
                 }
             }
             var runs: [PublisherRun] = []
@@ -244,7 +248,7 @@ enum ClusterBench {
     /// interval late so several publishers interleave.
     static func publishLoop(
         stream: PublishStream, client: PiglixClient, topic: String, delivery: DeliveryLevel, size: Int, offset: Double, interval: Double?,
-        begin: UInt64, beginInstant: ContinuousClock.Instant, measureStart: UInt64, measureEnd: UInt64
+        begin: UInt64, beginInstant: ContinuousClock.Instant, measureStart: UInt64, measureEnd: UInt64, measuredQuota: Int? = nil
     ) async throws -> PublisherRun {
         var run = PublisherRun()
         var payload = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
@@ -258,6 +262,7 @@ enum ClusterBench {
                 wireAtStart = client.wireBytes.sent
             }
             if now >= measureEnd { break }
+            if let measuredQuota, run.measuredSent >= measuredQuota { break }
             if let interval {
                 let due = (Double(run.published) + offset) * interval
                 if Double(now - begin) < due {

@@ -34,6 +34,9 @@ struct ClusterBenchPlan {
     var nodes: Int
     var scenarios: [ClusterScenario]
     var seconds: Double
+    /// Measured messages to publish instead of `seconds` (split between the
+    /// publishers): a fixed-count run.
+    var messages: Int?
     var warmup: Double
     var rate: Int?
     var size: Int
@@ -45,7 +48,7 @@ struct ClusterBenchPlan {
 
     /// Validates the options; `scenario` is the bench's positional argument
     /// (`1to1`, its default, and `all` mean every cluster scenario).
-    init(options: ClusterBenchOptions, scenario: String, seconds: Double, warmup: Double, rate: Int?, size: Int, inFlight: Int) throws {
+    init(options: ClusterBenchOptions, scenario: String, seconds: Double, messages: Int? = nil, warmup: Double, rate: Int?, size: Int, inFlight: Int) throws {
         guard let nodes = options.nodes else { throw ValidationError("--nodes is missing") }
         guard nodes == 3 else { throw ValidationError("--nodes \(nodes): the cluster bench runs 3 nodes") }
         if scenario == "1to1" || scenario == "all" {
@@ -66,6 +69,7 @@ struct ClusterBenchPlan {
         guard (1...64).contains(options.publishers) else { throw ValidationError("--publishers must be 1 to 64") }
         self.nodes = nodes
         self.seconds = seconds
+        self.messages = messages
         self.warmup = warmup
         self.rate = rate
         self.size = size
