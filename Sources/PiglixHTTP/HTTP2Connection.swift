@@ -18,63 +18,73 @@ import NIOHTTPTypesHTTP2
 /// ``AdvertisedStreamsLimit``), and a stream past `streamsMax` is reset with
 /// REFUSED_STREAM, which clients may retry; the others go on.
 public struct HTTP2Connection: Sendable {
-    public enum Stream: Sendable {
-        case accepted(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        case refused
-    }
+    public typealias RoutedStream = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
 
-    public typealias Multiplexer = NIOHTTP2Handler.AsyncStreamMultiplexer<Stream>
+    /// The streams of one connection that go to the router: at once, or
+    /// once ``FastPublishHandler`` read a head it does not answer itself.
+    /// (NIO's async multiplexer would cost a yield and a task wake-up per
+    /// stream, for streams the event loop answers.)
+    public struct Streams: Sendable {
+        let routed: AsyncStream<RoutedStream>
+    }
 
     /// Requests go to `http1`'s responder, one stream at a time.
     let http1: HTTP1Channel
     let streamsMax: Int
     /// A connection with no open stream and no frame for this long is closed with GOAWAY; nil: never.
     let idleTimeout: TimeAmount?
+    /// Plain single publishes answered on the event loop; nil: all to the router.
+    let fastPublish: FastPublish?
 
     /// Past this, NIO itself ends the connection: only a client that ignores
     /// both our SETTINGS and our REFUSED_STREAM resets gets there.
     var hardStreamsMax: Int { streamsMax * 2 }
 
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Multiplexer> {
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Streams> {
         channel.eventLoop.makeCompletedFuture {
             let manager = HTTP2ConnectionManager(streamsMax: streamsMax, idleTimeout: idleTimeout)
             let loopBoundManager = NIOLoopBound(manager, eventLoop: channel.eventLoop)
+            let (routed, continuation) = AsyncStream.makeStream(of: RoutedStream.self)
+            let fastPublish = self.fastPublish
             // Before NIOHTTP2Handler, so it sees the SETTINGS frame on its way out.
             try channel.pipeline.syncOperations.addHandler(AdvertisedStreamsLimit(streamsMax: streamsMax))
-            var configuration = NIOHTTP2Handler.Configuration()
-            configuration.connection.initialSettings = [
+            var connection = NIOHTTP2Handler.ConnectionConfiguration()
+            connection.initialSettings = [
                 HTTP2Setting(parameter: .maxConcurrentStreams, value: hardStreamsMax),
                 HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoder.defaultMaxHeaderListSize),
             ]
-            let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
-                mode: .server, configuration: configuration
-            ) { stream -> EventLoopFuture<Stream> in
+            _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                mode: .server, connectionConfiguration: connection, streamConfiguration: .init()
+            ) { stream -> EventLoopFuture<Void> in
                 stream.eventLoop.makeCompletedFuture {
                     let id = try stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
                     guard loopBoundManager.value.admit(stream, id: id) else {
                         try stream.pipeline.syncOperations.addHandler(RefuseStream())
-                        return .refused
+                        return
                     }
-                    try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
-                    try stream.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
-                    return .accepted(try NIOAsyncChannel(wrappingChannelSynchronously: stream))
+                    let route: (any Channel) throws -> Void = { stream in
+                        try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                        try stream.pipeline.syncOperations.addHandler(HTTPConnectionStateHandler(logger: logger))
+                        continuation.yield(try NIOAsyncChannel(wrappingChannelSynchronously: stream))
+                    }
+                    if let fastPublish {
+                        try stream.pipeline.syncOperations.addHandler(FastPublishHandler(fastPublish, route: route))
+                    } else {
+                        try route(stream)
+                    }
                 }
             }
             try channel.pipeline.syncOperations.addHandler(manager)
-            return multiplexer
+            channel.closeFuture.whenComplete { _ in continuation.finish() }
+            return Streams(routed: routed)
         }
     }
 
-    func handle(_ multiplexer: Multiplexer, logger: Logger) async {
-        do {
-            try await withThrowingDiscardingTaskGroup { group in
-                for try await stream in multiplexer.inbound {
-                    guard case .accepted(let channel) = stream else { continue }
-                    group.addTask { await http1.handleHTTP(asyncChannel: channel, logger: logger) }
-                }
+    func handle(_ streams: Streams, logger: Logger) async {
+        await withDiscardingTaskGroup { group in
+            for await channel in streams.routed {
+                group.addTask { await http1.handleHTTP(asyncChannel: channel, logger: logger) }
             }
-        } catch {
-            logger.debug("HTTP/2 connection ended: \(error)")
         }
     }
 }

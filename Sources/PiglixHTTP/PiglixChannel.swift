@@ -17,7 +17,7 @@ import NIOTLS
 public struct PiglixChannel: HTTPChannelHandler {
     public enum Negotiated: Sendable {
         case http1(HTTP1Channel.Value)
-        case http2(HTTP2Connection.Multiplexer)
+        case http2(HTTP2Connection.Streams)
     }
 
     public struct Value: ServerChildChannelValue {
@@ -42,14 +42,15 @@ public struct PiglixChannel: HTTPChannelHandler {
         idleTimeout: TimeAmount? = .seconds(300),
         http2StreamsMax: Int = 100,
         limiter: ConnectionLimiter = ConnectionLimiter(perAddressMax: 0),
-        tls: TLSContextStore? = nil
+        tls: TLSContextStore? = nil,
+        fastPublish: FastPublish? = nil
     ) {
         // HTTP/1.1's idle timeout (Hummingbird's) counts only while no
         // request is open, so a subscription is never cut by it.
         var http1Configuration = HTTP1Channel.Configuration(idleTimeout: idleTimeout)
         http1Configuration.additionalChannelHandlers = { [CloseOnClientEOF(), RequestHeadWatcher()] }
         self.http1 = HTTP1Channel(responder: responder, configuration: http1Configuration)
-        self.http2 = HTTP2Connection(http1: http1, streamsMax: http2StreamsMax, idleTimeout: idleTimeout)
+        self.http2 = HTTP2Connection(http1: http1, streamsMax: http2StreamsMax, idleTimeout: idleTimeout, fastPublish: fastPublish)
         self.requestHeadTimeout = requestHeadTimeout
         self.limiter = limiter
         self.tls = tls
@@ -137,8 +138,8 @@ public struct PiglixChannel: HTTPChannelHandler {
             switch try await value.negotiated.get() {
             case .http1(let http1Value):
                 await http1.handle(value: http1Value, logger: logger)
-            case .http2(let multiplexer):
-                await http2.handle(multiplexer, logger: logger)
+            case .http2(let streams):
+                await http2.handle(streams, logger: logger)
             }
         } catch {
             logger.debug("connection closed before its protocol was known: \(error)")

@@ -52,10 +52,11 @@ public struct PiglixServer: Sendable {
     /// each described in docs/openapi.yaml (OpenAPIDocumentTests checks).
     public func makeRouter() -> Router<PiglixRequestContext> {
         let router = Router(context: PiglixRequestContext.self)
-        router.middlewares.add(ProblemMiddleware())
-        router.middlewares.add(MetricsMiddleware())
         // Browsers on other origins (EventSource, fetch) may read streams and
         // publish; no credentials are involved, so any origin is allowed.
+        // Outermost, so errors get their CORS headers too: inside it,
+        // ProblemMiddleware has made them responses (a browser cannot read
+        // an error without them).
         router.middlewares.add(
             CORSMiddleware(
                 allowOrigin: .all,
@@ -65,6 +66,8 @@ public struct PiglixServer: Sendable {
                 ],
                 allowMethods: [.get, .post, .options],
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
+        router.middlewares.add(ProblemMiddleware())
+        router.middlewares.add(MetricsMiddleware())
         if let authorizer = settings.authorizer { router.middlewares.add(AuthMiddleware(authorizer: authorizer)) }
         let publish = PublishRoute(broker: broker, settings: settings)
         let subscribe = SubscribeRoute(broker: broker, settings: settings, compression: compression)
@@ -88,6 +91,7 @@ public struct PiglixServer: Sendable {
         let connections = self.connections
         let tls = settings.tls
         let hook = tlsHook
+        let fastPublish = FastPublish(broker: broker, settings: settings)
         return Application(
             router: makeRouter(),
             server: HTTPServerBuilder { responder in
@@ -99,7 +103,7 @@ public struct PiglixServer: Sendable {
                 return PiglixChannel(
                     responder: responder, requestHeadTimeout: TimeAmount(settings.requestHeadTimeout),
                     idleTimeout: TimeAmount(settings.idleTimeout), http2StreamsMax: settings.http2StreamsMax, limiter: connections,
-                    tls: context)
+                    tls: context, fastPublish: fastPublish)
             },
             configuration: ApplicationConfiguration(
                 address: .hostname(settings.host, port: settings.port), serverName: "piglix", reuseAddress: true),

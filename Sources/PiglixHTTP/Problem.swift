@@ -21,6 +21,15 @@ public struct Problem: Error, HTTPResponseError, Sendable {
     }
 
     public func response() -> Response {
+        let body = body()
+        var fields = headers
+        fields[.contentType] = "application/problem+json"
+        fields[.contentLength] = String(body.readableBytes)
+        return Response(status: status, headers: fields, body: .init(byteBuffer: body))
+    }
+
+    /// The problem+json document.
+    func body() -> ByteBuffer {
         var body = ByteBuffer()
         body.writeStaticString("{\"type\":\"about:blank\",\"title\":")
         body.writeJSONString(status.reasonPhrase.isEmpty ? Self.status(status.code).reasonPhrase : status.reasonPhrase)
@@ -29,10 +38,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         body.writeStaticString(",\"detail\":")
         body.writeJSONString(detail)
         body.writeStaticString("}\n")
-        var fields = headers
-        fields[.contentType] = "application/problem+json"
-        fields[.contentLength] = String(body.readableBytes)
-        return Response(status: status, headers: fields, body: .init(byteBuffer: body))
+        return body
     }
 
     /// The status for a code, with its standard reason phrase for the title.

@@ -207,6 +207,23 @@ final class PublishSubscribeTests: XCTestCase {
         await live.stop()
     }
 
+    /// A browser reads an error only with CORS headers; the problem's detail
+    /// is the route's, not a wrapper's description.
+    func testErrorsOnOtherOriginsCarryCORSHeadersAndTheirOwnDetail() async throws {
+        let live = try await LiveServer.start()
+        for (arguments, detail) in [
+            (["-H", "Piglix-Delivery: bogus", "-d", "x", "\(live.base)/v1/topics/a.b"], "Piglix-Delivery bogus is not one of fifo, total, safe"),
+            (["\(live.base)/v1/nowhere"], "no route for GET /v1/nowhere"),
+        ] {
+            let reply = try Curl.run(["-i", "-H", "Origin: http://example.test"] + arguments).text
+            XCTAssertTrue(reply.lowercased().contains("access-control-allow-origin: *"), reply)
+            XCTAssertTrue(reply.lowercased().contains("content-type: application/problem+json"), reply)
+            XCTAssertTrue(reply.contains(#""detail":"\#(detail)"#), reply)
+            XCTAssertFalse(reply.contains("EditedHTTPError"), reply)
+        }
+        await live.stop()
+    }
+
     func testHeartbeatsArriveOnIdleStreams() async throws {
         let live = try await LiveServer.start { $0.heartbeatInterval = .milliseconds(100) }
         let subscriber = try CurlStream(["--http2-prior-knowledge", "\(live.base)/v1/subscribe?topic=idle"])

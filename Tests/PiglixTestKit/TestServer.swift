@@ -108,6 +108,9 @@ public final class TestServer: NodeUnderTest, Sendable {
     /// The `piglix serve` process id (0 before start), e.g. to read its /proc status.
     public var processIdentifier: Int32 { process.withLock { $0 }?.processIdentifier ?? 0 }
 
+    /// Whether the `piglix serve` process has not exited.
+    public var isRunning: Bool { process.withLock { $0 }?.isRunning ?? false }
+
     /// SIGKILL: no `end` record, the connection just drops.
     public func kill() { process.withLock { $0 }?.kill() }
 
