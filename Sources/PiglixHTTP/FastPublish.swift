@@ -24,8 +24,8 @@ import Synchronization
 /// (the common case) are instead read from the stream's frames, published
 /// with the broker's synchronous single-node publish and answered with two
 /// frames, with the same status, headers, body and metrics as the router
-/// gives. Anything else goes to the router untouched: a cluster node (its
-/// publish completes later), authorization, CORS (`Origin`), compressed or
+/// gives; in a cluster the answer is written when the group layer acks. Anything
+/// else goes to the router untouched: authorization, CORS (`Origin`), compressed or
 /// idempotent publishes, user headers, a query, a missing `Content-Length`,
 /// a topic or level the router would refuse.
 public struct FastPublish: Sendable {
@@ -35,7 +35,7 @@ public struct FastPublish: Sendable {
 
     /// Nil where the fast path does not apply to any request of the node.
     init?(broker: Broker, settings: ServerSettings) {
-        guard !broker.isClustered, settings.authorizer == nil else { return nil }
+        guard settings.authorizer == nil else { return nil }
         self.broker = broker
         self.messageBytesMax = settings.broker.messageBytesMax
         self.metrics = FastPublishMetrics()
@@ -82,23 +82,37 @@ public struct FastPublish: Sendable {
         return Request(topic: topic, delivery: delivery, length: length)
     }
 
-    /// The response to a request with its body: status, headers and body as
-    /// `PublishRoute.publishOne` and the router give them.
-    func respond(to request: Request, body: ByteBuffer, started: UInt64, allocator: ByteBufferAllocator) -> (HPACKHeaders, ByteBuffer) {
+    /// Publishes a request's message and gives `answer` the response:
+    /// status, headers and body as `PublishRoute.publishOne` and the router
+    /// give them. On one node at once; in a cluster when the message reached
+    /// its level here (`answer` then runs on the cluster's thread).
+    func publish(
+        _ request: Request, body: ByteBuffer, started: UInt64, answer: @escaping @Sendable ((HPACKHeaders, ByteBuffer)) -> Void
+    ) {
         let record = PublishRecord(topic: request.topic, payload: body, delivery: request.delivery)
+        guard broker.isClustered else {
+            let result: Result<PublishReceipt, PublishError>
+            do throws(PublishError) { result = .success(try broker.publish(record)) } catch { result = .failure(error) }
+            return answer(response(result, started: started))
+        }
+        broker.publish([record], session: 0) { [self] results in answer(response(results[0], started: started)) }
+    }
+
+    private func response(_ result: Result<PublishReceipt, PublishError>, started: UInt64) -> (HPACKHeaders, ByteBuffer) {
         var headers = HPACKHeaders()
         var out: ByteBuffer
         let status: Int
-        do throws(PublishError) {
-            let receipt = try broker.publish(record)
+        switch result {
+        case .success(let receipt):
             status = receipt.status
-            out = allocator.buffer(capacity: 64)
+            out = ByteBuffer()
+            out.reserveCapacity(64)
             AckCodec.writeOK(id: receipt.id, delivery: receipt.delivery, status: status, binary: false, into: &out)
             headers.reserveCapacity(7)
             headers.add(name: ":status", value: HTTPDate.statusText(status))
             headers.add(name: "content-type", value: "application/json")
             headers.add(name: "piglix-message-id", value: receipt.id.description)
-        } catch {
+        case .failure(let error):
             let problem = PublishRoute.problem(error)
             status = problem.status.code
             out = problem.body()
@@ -212,9 +226,7 @@ final class FastPublishHandler: ChannelInboundHandler, RemovableChannelHandler {
                 return handOver(context: context, data: data)
             }
             started = DispatchTime.now().uptimeNanoseconds
-            if head.endStream {
-                return answer(context: context, fast.respond(to: request, body: ByteBuffer(), started: started, allocator: context.channel.allocator))
-            }
+            if head.endStream { return finish(request, context: context) }
             body = context.channel.allocator.buffer(capacity: request.length)
             state = .body(request)
         case .body(let request):
@@ -241,11 +253,23 @@ final class FastPublishHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func finish(_ request: FastPublish.Request, context: ChannelHandlerContext) {
         let payload = body
         body = ByteBuffer()
-        answer(context: context, fast.respond(to: request, body: payload, started: started, allocator: context.channel.allocator))
+        state = .answered
+        let eventLoop = context.eventLoop
+        let loopBound = NIOLoopBound((handler: self, context: context), eventLoop: eventLoop)
+        fast.publish(request, body: payload, started: started) { response in
+            // At once on one node (on this loop); from the cluster's thread in a cluster.
+            if eventLoop.inEventLoop {
+                loopBound.value.handler.answer(context: loopBound.value.context, response)
+            } else {
+                eventLoop.execute { loopBound.value.handler.answer(context: loopBound.value.context, response) }
+            }
+        }
     }
 
     private func answer(context: ChannelHandlerContext, _ response: (HPACKHeaders, ByteBuffer)) {
         state = .answered
+        // A client that reset the stream while a cluster publish was on its way gets nothing.
+        guard context.channel.isActive else { return }
         context.write(wrapOutboundOut(.headers(.init(headers: response.0))), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(response.1), endStream: true))), promise: nil)
     }
