@@ -25,11 +25,11 @@ info:
     Every error answer is `application/problem+json` (RFC 9457), the
     `Problem` schema, except a request the HTTP/1.1 parser cannot read
     (a bare `400`, empty body, connection closed). A path no route serves
-    is a `404` problem; so is a
-    method the path does not serve (the node answers `404`, not `405`).
+    is a `404` problem; a method the path does not serve is a `405`
+    problem with an `Allow` header naming the methods it serves.
     A cross-origin preflight (`OPTIONS` with an `Origin` header) is answered
     `204` with the CORS headers on every path; `OPTIONS` without `Origin` is
-    a `404` problem.
+    a `405` problem (a `404` on a path no route serves).
 
     Limits named below are the defaults; `piglix serve` flags change them
     (docs/operations.md).

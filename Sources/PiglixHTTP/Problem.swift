@@ -46,6 +46,7 @@ public struct Problem: Error, HTTPResponseError, Sendable {
         switch code {
         case 400: return .badRequest
         case 404: return .notFound
+        case 405: return .methodNotAllowed
         case 406: return .notAcceptable
         case 409: return .conflict
         case 413: return .contentTooLarge
@@ -68,7 +69,18 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as HTTPError {
             let detail: String
             switch error.status {
-            case .notFound: detail = "no route for \(request.method) \(request.uri.path); the API is in docs/protocol.md"
+            case .notFound:
+                let allowed = AllowedMethods.document.methods(for: request.uri.path)
+                if !allowed.isEmpty {
+                    var headers = error.headers
+                    headers[.allow] = allowed.joined(separator: ", ")
+                    return Problem(
+                        .methodNotAllowed,
+                        "\(request.uri.path) does not take \(request.method); it takes \(allowed.joined(separator: ", ")) (docs/protocol.md)",
+                        headers: headers
+                    ).response()
+                }
+                detail = "no route for \(request.method) \(request.uri.path); the API is in docs/protocol.md"
             case .contentTooLarge: detail = error.body ?? "request body is too large"
             default: detail = error.body ?? error.status.reasonPhrase
             }

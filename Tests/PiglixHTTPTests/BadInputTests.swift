@@ -139,6 +139,26 @@ final class BadInputTests: XCTestCase {
         await live.stop()
     }
 
+    /// RFC 9110 §15.5.6: a path served with other methods is a 405 naming
+    /// them in `Allow`, over HTTP/1.1 and HTTP/2 alike.
+    func testAMethodThePathDoesNotTakeIs405WithAllow() async throws {
+        let live = try await LiveServer.start()
+        for (method, path, allow) in [
+            ("GET", "/v1/topics/a.b", "POST"), ("DELETE", "/v1/subscribe?topic=a", "GET"), ("PUT", "/v1/publish", "POST"),
+            ("POST", "/healthz", "GET"), ("POST", "/", "GET, HEAD"),
+        ] {
+            for version in ["--http1.1", "--http2-prior-knowledge"] {
+                let reply = try Curl.run([version, "-i", "-X", method, "\(live.base)\(path)"]).text
+                XCTAssertTrue(reply.hasPrefix(version == "--http1.1" ? "HTTP/1.1 405" : "HTTP/2 405"), "\(method) \(path): \(reply)")
+                XCTAssertTrue(reply.lowercased().contains("allow: \(allow.lowercased())\r\n"), "\(method) \(path): \(reply)")
+                XCTAssertTrue(reply.contains("application/problem+json"), reply)
+                XCTAssertTrue(reply.contains("does not take \(method)"), reply)
+            }
+        }
+        assertProblem(try Curl.run(["-X", "DELETE", "\(live.base)/v1/nowhere"], statusCode: true), status: 404, detailContains: "no route")
+        await live.stop()
+    }
+
     /// A subscriber that reads nothing fills its own queue and loses its own
     /// oldest messages; the fast subscriber and the publisher never wait.
     func testSlowSubscriberDoesNotStallFastOne() async throws {
