@@ -1,4 +1,5 @@
 import ArgumentParser
+import Synchronization
 import NIOCore
 import NIOPosix
 import PiglixClient
@@ -33,9 +34,9 @@ struct Pub: AsyncParsableCommand {
     var headers: [String] = []
     @Option(help: "The node's URL, or several nodes' URLs separated by commas (a failed node's work moves to the next). [env PIGLIX_URL, default http://127.0.0.1:8080]")
     var url: String?
-    @Option(help: "With DATA: publish idempotently as this producer (Piglix-Producer), retrying on the next node until answered; with several --url nodes a random name is used when absent.")
+    @Option(help: "Publish idempotently as this producer (Piglix-Producer), retrying on the next node until answered (DATA, or each line of standard input); with several --url nodes a random name is used when absent.")
     var producer: String?
-    @Option(help: "With --producer: this record's sequence number (Piglix-Sequence, default 1).")
+    @Option(help: "With --producer: this record's sequence number (Piglix-Sequence, default 1); for standard input, the first line's, then one up per line.")
     var sequence: UInt64?
 
     func run() async throws {
@@ -71,6 +72,10 @@ struct Pub: AsyncParsableCommand {
             return
         }
 
+        if producer != nil || client.endpoints.count > 1 {
+            try await publishLinesWithFailover(client: client, level: level, headers: userHeaders)
+            return
+        }
         let stream = try await client.publishStream(inFlightMax: 1024) { ack in
             if ack.ok {
                 print(ack.id ?? "")
@@ -78,21 +83,52 @@ struct Pub: AsyncParsableCommand {
                 print("error \(ack.status): \(ack.error ?? "")")
             }
         }
-        var lines = LineSplitter(lineBytesMax: 64 << 20)
         let topic = self.topic
-        while let chunk = try await StandardInput.read() {
-            lines.append(chunk)
-            while let item = lines.next() {
-                guard case .line(let line) = item else { continue }
-                try await stream.send(PublishRecord(topic: topic, payload: line, delivery: level, headers: userHeaders))
-            }
-        }
-        if case .line(let line)? = lines.finish() {
+        try await Self.forEachLine { line in
             try await stream.send(PublishRecord(topic: topic, payload: line, delivery: level, headers: userHeaders))
         }
         let (_, rejected) = try await stream.finish()
         try? await client.close()
         if rejected > 0 { throw ExitCode.failure }
+    }
+
+    /// Standard input's lines with several `--url` nodes or `--producer`:
+    /// each line is an idempotent record (sequence numbers from `--sequence`,
+    /// default 1, up), and a broken stream or a 503 moves the unacked ones to
+    /// the next node; the cluster acks a record it already took with its
+    /// first id, so each line is delivered once and printed once, in order.
+    private func publishLinesWithFailover(client: PiglixClient, level: DeliveryLevel, headers: [MessageHeader]) async throws {
+        let publisher = IdempotentPublisher(client: client, producer: producer, firstSequence: sequence ?? 1)
+        let rejected = Atomic<Int>(0)
+        let stream = publisher.publishStream(inFlightMax: 1024) { _, ack in
+            if ack.ok {
+                print(ack.id ?? "")
+            } else {
+                rejected.add(1, ordering: .relaxed)
+                print("error \(ack.status): \(ack.error ?? "")")
+            }
+        }
+        let topic = self.topic
+        try await Self.forEachLine { line in
+            try await stream.send(topic: topic, payload: line, delivery: level, headers: headers)
+        }
+        try await stream.finish()
+        try? await client.close()
+        if rejected.load(ordering: .relaxed) > 0 { throw ExitCode.failure }
+    }
+
+    /// Calls `body` with each line of standard input (the last one even
+    /// without a newline).
+    private static func forEachLine(_ body: (ByteBuffer) async throws -> Void) async throws {
+        var lines = LineSplitter(lineBytesMax: 64 << 20)
+        while let chunk = try await StandardInput.read() {
+            lines.append(chunk)
+            while let item = lines.next() {
+                guard case .line(let line) = item else { continue }
+                try await body(line)
+            }
+        }
+        if case .line(let line)? = lines.finish() { try await body(line) }
     }
 }
 

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import PiglixClient
 import PiglixTestKit
@@ -149,5 +150,64 @@ final class FailoverTests: XCTestCase {
         // `safe` records its coordinator acked alone (docs/patterns.md).
         let missing = Set(expected).subtracting(delivered).sorted { Int($0.dropFirst())! < Int($1.dropFirst())! }
         XCTAssertEqual(delivered, expected, "\(missing.count) acked safe records never reached the survivor's subscriber: \(missing)")
+    }
+
+    /// `piglix pub --url a,b,c TOPIC` reading standard input: each line is
+    /// an idempotent record; n1, its node, is SIGKILLed halfway; every line
+    /// reaches the survivor's subscriber once, in order, and the command
+    /// prints one id per line and exits 0.
+    func testPubReadingStandardInputMovesToTheNextNodeAfterASIGKILL() async throws {
+        let (cluster, urls, settings) = try await startThreeNodes()
+        let subscriber = try PiglixClient(urls: [urls[2]], settings: settings)
+        let seen = Mutex<[String]>([])
+        let subscription = subscriber.subscribe(patterns: ["fc.>"], format: .binary)
+        let reader = Task {
+            for try await record in subscription {
+                guard case .message(let message) = record else { continue }
+                seen.withLock { $0.append(String(buffer: message.payload)) }
+            }
+        }
+        defer {
+            reader.cancel()
+            Task { try? await subscriber.close() }
+        }
+        let warm = try PiglixClient(urls: [urls[2]], settings: settings)
+        try await poll("the subscription is live", timeout: .seconds(30)) {
+            _ = try? await warm.publish(topic: "fc.warm", payload: ByteBuffer(string: "warm"))
+            return seen.withLock { $0.contains("warm") }
+        }
+        try? await warm.close()
+
+        let pub = Process()
+        pub.executableURL = URL(fileURLWithPath: PiglixProcess.binaryPath)
+        pub.arguments = ["pub", "--url", urls.joined(separator: ","), "--delivery", "safe", "--producer", "cli-stdin", "fc.lines"]
+        let input = Pipe()
+        let output = Pipe()
+        pub.standardInput = input
+        pub.standardOutput = output
+        pub.standardError = FileHandle.nullDevice
+        try pub.run()
+        let printed = Mutex<String>("")
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            printed.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+        let total = 120
+        try input.fileHandleForWriting.write(contentsOf: Data((1...total / 2).map { "m\($0)\n" }.joined().utf8))
+        // (Its acks are printed to a pipe, which stdio buffers: count deliveries.)
+        try await poll("a quarter delivered", timeout: .seconds(30)) { seen.withLock { $0.filter { $0 != "warm" }.count } >= total / 4 }
+        cluster.member("n1").kill()
+        try input.fileHandleForWriting.write(contentsOf: Data(((total / 2 + 1)...total).map { "m\($0)\n" }.joined().utf8))
+        try input.fileHandleForWriting.close()
+        try await poll("piglix pub exits", timeout: .seconds(60)) { !pub.isRunning }
+        output.fileHandleForReading.readabilityHandler = nil
+        XCTAssertEqual(pub.terminationStatus, 0, printed.withLock { $0 })
+        let ids = printed.withLock { $0 }.split(separator: "\n")
+        XCTAssertEqual(ids.count, total, "one id per line: \(ids)")
+        XCTAssertFalse(ids.contains { $0.hasPrefix("error") }, "\(ids)")
+        let expected = (1...total).map { "m\($0)" }
+        try await poll("every line delivered", timeout: .seconds(20)) { seen.withLock { $0.filter { $0 != "warm" }.count } >= total }
+        try await Task.sleep(for: .milliseconds(300))
+        XCTAssertEqual(seen.withLock { $0.filter { $0 != "warm" } }, expected, "each line once, in order")
     }
 }
