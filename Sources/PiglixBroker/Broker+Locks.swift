@@ -216,8 +216,13 @@ extension Broker {
         }
     }
 
-    /// Multicasts one lock operation in total order on `$piglix.locks`;
+    /// Multicasts one lock operation on `$piglix.locks` at level `safe`;
     /// acked once delivered here (and so applied to this node's table).
+    /// `safe`, not `total`: a member delivers it only once every member of
+    /// the view holds it, so a grant one node made is a grant every
+    /// survivor makes (P8, then P3 through the flush). With `total` a node
+    /// about to be excluded could deliver, and grant with token N, a request
+    /// the survivors never receive; they would give N to another request.
     func multicast(_ operation: LockOperation, _ cluster: any GroupLayer) async -> ClusterPublishOutcome? {
         let publish = Self.lockPublish(operation)
         return await withCheckedContinuation { continuation in
@@ -226,7 +231,7 @@ extension Broker {
     }
 
     static func lockPublish(_ operation: LockOperation) -> ClusterPublish {
-        ClusterPublish(destination: .topic(locksTopic), level: .total, session: lockSession, payload: operation.encoded())
+        ClusterPublish(destination: .topic(locksTopic), level: .safe, session: lockSession, payload: operation.encoded())
     }
 
     /// Forgets a local request that never made it into the table.
@@ -368,7 +373,12 @@ extension Broker {
             guard lockUnavailable(state) == nil else { return [] }
             var ops: [ClusterPublish] = []
             for (r, o) in state.lock.orphans where o.sentAt.map({ now - $0 > .seconds(1) }) ?? true {
-                guard r.owner == state.lock.owner else {
+                // Another incarnation's, or one the table no longer holds
+                // (released, dropped, or never delivered): nothing to
+                // release. A request still in flight that is delivered
+                // later comes back here through its `granted` event.
+                let held = state.lock.table.locks[o.lock].map { $0.holder == r || $0.queue.contains(r) } ?? false
+                guard r.owner == state.lock.owner, held || o.sentAt == nil else {
                     state.lock.orphans[r] = nil
                     continue
                 }

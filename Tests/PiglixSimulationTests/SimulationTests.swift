@@ -72,6 +72,20 @@ struct SimulationTests {
         #expect(r.violations.isEmpty, "\(r.violations)")
     }
 
+    @Test("locks with only the locks fault keep L1–L4 and P1–P10", arguments: [UInt64(1), 2, 3, 4, 5, 6])
+    func locksOnly(seed: UInt64) {
+        let r = Simulator.run(SimulationConfig(seed: seed, nodes: 3 + Int(seed % 5), faults: FaultSet(.locks)))
+        #expect(r.trace.contains { if case .lockHolder(_, _, _, _, true) = $0 { true } else { false } })
+        #expect(r.violations.isEmpty, "\(r.violations)")
+    }
+
+    @Test("locks under every fault keep L1–L4 (crashes, pauses, partitions, churn, majority crash)", arguments: [UInt64(7), 28, 101, 555])
+    func locksWithAllFaults(seed: UInt64) {
+        let r = Simulator.run(SimulationConfig(seed: seed, nodes: [3, 4, 5, 6, 7][Int(seed % 5)], faults: .all))
+        #expect(r.trace.contains { if case .lockGrant = $0 { true } else { false } })
+        #expect(r.violations.isEmpty, "\(r.violations)")
+    }
+
     @Test("retried idempotent records with only the retry fault keep I1–I3 and P1–P10", arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
     func retryOnly(seed: UInt64) {
         let r = Simulator.run(SimulationConfig(seed: seed, nodes: 3 + Int(seed % 5), faults: FaultSet(.retry)))
