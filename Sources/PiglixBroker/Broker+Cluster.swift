@@ -653,7 +653,7 @@ extension Broker: ClusterApplication {
             return state.patternSubscribers[Self.locksPattern] == 1
         }
         if joinLocks { cluster.join(Self.locksPattern) }
-        let lease = Task<Void, Never> { [weak self] in await self?.runLockLease() }
+        let lease = startLockLease()
         state.withLock { $0.lock.leaseTask = lease }
     }
 

@@ -438,28 +438,36 @@ extension Broker {
 
     /// The lease: while this node has not heard from a majority of its view
     /// for `leaseFraction` of the suspicion timeout, its lock streams end and
-    /// it takes no lock call. Checked every tenth of the lease.
-    func runLockLease() async {
-        guard let cluster else { return }
+    /// it takes no lock call. Checked every tenth of the lease; the task
+    /// holds the broker only while it checks.
+    func startLockLease() -> Task<Void, Never>? {
+        guard let cluster else { return nil }
         let lease = cluster.suspicionTimeout * settings.locks.leaseFraction
         let period = max(lease / 10, .milliseconds(5))
-        while !Task.isCancelled {
-            try? await Task.sleep(for: period)
-            if isShuttingDown { return }
-            let ago = await cluster.majorityHeardAgo()
-            let expired = ago.map { $0 > lease } ?? true
-            state.withLock { state in
-                if expired, !state.lock.leaseExpired, !state.lock.local.isEmpty {
-                    let ms = ago.map { "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) ms" } ?? "ever"
-                    logger.warning("no majority heard for \(ms): the lock lease ran out; ending this node's lock streams")
-                    endLocalLocks(
-                        reason: "this node has not heard from a majority of the cluster for \(ms) (the lock lease): the lock may be granted elsewhere",
-                        orphan: true, state: &state)
-                }
-                state.lock.leaseExpired = expired
+        return Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: period)
+                guard let self, !self.isShuttingDown else { return }
+                await self.checkLockLease(lease)
             }
-            sendOrphanReleases()
         }
+    }
+
+    func checkLockLease(_ lease: Duration) async {
+        guard let cluster else { return }
+        let ago = await cluster.majorityHeardAgo()
+        let expired = ago.map { $0 > lease } ?? true
+        state.withLock { state in
+            if expired, !state.lock.leaseExpired, !state.lock.local.isEmpty {
+                let ms = ago.map { "\($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) ms" } ?? "ever"
+                logger.warning("no majority heard for \(ms): the lock lease ran out; ending this node's lock streams")
+                endLocalLocks(
+                    reason: "this node has not heard from a majority of the cluster for \(ms) (the lock lease): the lock may be granted elsewhere",
+                    orphan: true, state: &state)
+            }
+            state.lock.leaseExpired = expired
+        }
+        sendOrphanReleases()
     }
 }
 

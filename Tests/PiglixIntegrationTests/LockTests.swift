@@ -166,8 +166,10 @@ final class LockTests: XCTestCase {
         let waiter = try requestLock(members[0].base, "leader")
         try await waiter.waitFor("waiting") { !self.records($0, "waiting").isEmpty }
 
-        network.cut(2, 0)
-        network.cut(2, 1)
+        // Both links, both ways, at once (four `ip` commands in parallel):
+        // a partition is symmetric, and cutting one link after the other
+        // would give one side a head start of a few `ip` runs.
+        network.cutAtOnce([(2, 0), (2, 1)])
         let cutAt = ContinuousClock.now
         var lostAt: ContinuousClock.Duration?
         var grantedAt: ContinuousClock.Duration?
@@ -193,5 +195,23 @@ final class LockTests: XCTestCase {
         try await waitReady(members[2].base)
         let table = Curl.json("\(members[2].base)/v1/locks")?["locks"] as? [[String: Any]]
         XCTAssertEqual((table?.first?["holder"] as? [String: Any])?["node"] as? String, "n1", "the rejoined node took the majority's table")
+    }
+}
+
+extension NamespaceNetwork {
+    /// Cuts every pair both ways with all the `ip` commands running at once.
+    func cutAtOnce(_ pairs: [(Int, Int)]) {
+        var processes: [Process] = []
+        for (a, b) in pairs {
+            for (from, to) in [(a, b), (b, a)] {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+                process.arguments = ["netns", "exec", names[from], "ip", "route", "add", "blackhole", "\(address(to))/32"]
+                process.standardOutput = FileHandle.nullDevice
+                process.standardError = FileHandle.nullDevice
+                if (try? process.run()) != nil { processes.append(process) }
+            }
+        }
+        for process in processes { process.waitUntilExit() }
     }
 }
