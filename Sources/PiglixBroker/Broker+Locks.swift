@@ -393,7 +393,11 @@ extension Broker {
     // MARK: Cluster (on the cluster's event loop, in the core's order)
 
     /// Applies the lock group's views seen during the transfer that belong
-    /// to cluster views up to `epoch` (all of them: nil).
+    /// to cluster views up to `epoch` (all of them: nil). Applying a view
+    /// of epoch E before the deliveries of E that preceded it is harmless:
+    /// within one cluster view the lock group only grows (joins); members
+    /// leave it only at a cluster view change (nodes never leave the group
+    /// otherwise), and a view's drops are what the table acts on.
     static func applyPendingLockViews(upTo epoch: UInt64?, state: inout State) -> [LockEvent] {
         var events: [LockEvent] = []
         while let v = state.lock.pendingViews.first, epoch.map({ v.clusterEpoch <= $0 }) ?? true {
