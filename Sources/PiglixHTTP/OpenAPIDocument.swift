@@ -922,7 +922,7 @@ components:
     Preflight:
       description: |
         CORS preflight answer: `Access-Control-Allow-Origin: *`,
-        `Access-Control-Allow-Methods: GET, POST, OPTIONS`,
+        `Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS`,
         `Access-Control-Allow-Headers` (`Accept`, `Content-Type`,
         `Content-Encoding`, `Last-Event-ID`, `Piglix-Delivery`,
         `Piglix-Producer`, `Piglix-Sequence`, `Cache-Control`),

@@ -7,7 +7,7 @@ import PiglixTopics
 /// `piglix token`: prints a bearer token for tests, examples and scripts.
 struct Token: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print a bearer token (JWT) granting publish and subscribe patterns.",
+        abstract: "Print a bearer token (JWT) granting publish, subscribe and lock patterns.",
         discussion: """
             The key file is the node's HS256 secret (the same file as its --jwt-key-file), or a PEM private key \
             (EC P-256: ES256; RSA: RS256) whose public key the node holds. Example: \
