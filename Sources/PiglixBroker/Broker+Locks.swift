@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import PiglixCluster
 import PiglixGroups
 import PiglixTopics
@@ -103,6 +108,8 @@ struct LockState {
     var orphans: [LockRequest: (lock: String, sentAt: ContinuousClock.Instant?)] = [:]
     /// The lease ran out: this node has not heard from a majority lately.
     var leaseExpired = false
+    /// The last tokens released by `DELETE` (any node's), oldest first.
+    var releasedByToken: [UInt64] = []
     var granted: UInt64 = 0
     var lost: UInt64 = 0
     /// The lease check (cluster), cancelled at shutdown.
@@ -258,24 +265,41 @@ extension Broker {
 
     /// `DELETE /v1/locks/{name}?token=N`: releases the lock if `token` is its
     /// current holder's (404 for a lock nobody holds, 409 for another token).
+    ///
+    /// In a cluster this node's replica may lag the node that told the
+    /// client `granted` by a few milliseconds: a token this replica has not
+    /// granted yet (`≥ nextToken`) is multicast all the same and decided at
+    /// its delivery, in the agreed order, like every release. A token below
+    /// `nextToken` that is not the holder's is stale here and everywhere
+    /// (tokens only grow), and is answered at once.
     public func releaseLock(_ name: String, token: UInt64) async throws(LockError) {
         try checkLockName(name)
-        try state.withLock { state throws(LockError) in
+        let decideAtDelivery = try state.withLock { state throws(LockError) -> Bool in
             if let why = lockUnavailable(state) { throw why }
-            guard let holder = state.lock.table.holder(of: name) else {
-                throw .notFound("no one holds lock \(name) (no request for it is open)")
+            let holder = state.lock.table.holder(of: name)
+            if holder?.token == token {
+                if cluster == nil { handleLockEvents(state.lock.table.release(name, token: token), state: &state) }
+                return false
             }
-            guard holder.token == token else {
-                throw .tokenMismatch("token \(token) is not the current holder's of lock \(name): it holds token \(holder.token)")
-            }
-            if cluster == nil { handleLockEvents(state.lock.table.release(name, token: token), state: &state) }
+            if cluster != nil, token >= state.lock.table.nextToken { return true }
+            throw Self.notHeld(name, token: token, holder: holder?.token)
         }
         guard let cluster else { return }
         switch await multicast(.releaseToken(lock: name, token: token), cluster) {
-        case .acked?: return
+        case .acked?:
+            guard decideAtDelivery else { return }
+            try state.withLock { state throws(LockError) in
+                if state.lock.releasedByToken.contains(token) { return }
+                throw Self.notHeld(name, token: token, holder: state.lock.table.holder(of: name)?.token)
+            }
         case .refused(let why)?: throw .unavailable("the release was not multicast: \(why)")
         case .failed?, nil: throw .unavailable("this node left the primary component before the release was delivered; the lock may or may not be released")
         }
+    }
+
+    static func notHeld(_ name: String, token: UInt64, holder: UInt64?) -> LockError {
+        guard let holder else { return .notFound("no one holds lock \(name) (no request for it is open)") }
+        return .tokenMismatch("token \(token) is not the current holder's of lock \(name): it holds token \(holder)")
     }
 
     /// `GET /v1/locks`: this node's replica of the table.
@@ -324,6 +348,12 @@ extension Broker {
                 state.lock.local[r.id] = l
                 l.handle.continuation.yield(.waiting(lock: name, position: position))
             case .released(let name, let r, let token, let reason):
+                if reason == .releasedByToken {
+                    // For a DELETE decided at delivery (`releaseLock`): the
+                    // last few tokens released by token.
+                    state.lock.releasedByToken.append(token)
+                    if state.lock.releasedByToken.count > 256 { state.lock.releasedByToken.removeFirst(128) }
+                }
                 guard r.owner == state.lock.owner else { continue }
                 state.lock.orphans[r] = nil
                 guard let l = state.lock.local.removeValue(forKey: r.id) else { continue }
@@ -428,9 +458,23 @@ extension Broker {
         handleLockEvents(Self.applyPendingLockViews(upTo: nil, state: &state), state: &state)
     }
 
+    /// The first token of a table that starts a history now (a single
+    /// node's start; the lock group started empty).
+    static func wallClockFirstToken() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let ms = UInt64(max(now.tv_sec, 0)) * 1000 + UInt64(max(now.tv_nsec, 0)) / 1_000_000
+        return LockTable.firstToken(unixMilliseconds: ms)
+    }
+
     func applyLockCheckpoint(_ chunk: [UInt8], state: inout State) -> Bool {
         do {
-            state.lock.table = chunk.isEmpty ? LockTable(limits: settings.locks.table) : try LockTable(decoding: chunk, limits: settings.locks.table)
+            // An empty chunk: no member held the table, this node starts the
+            // group's history (a provider's table is never empty bytes).
+            state.lock.table =
+                chunk.isEmpty
+                ? LockTable(limits: settings.locks.table, firstToken: Self.wallClockFirstToken())
+                : try LockTable(decoding: chunk, limits: settings.locks.table)
         } catch {
             logger.error("the lock table checkpoint is unreadable (\(error)); asking another member")
             return false

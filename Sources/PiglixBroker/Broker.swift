@@ -182,7 +182,7 @@ public final class Broker: Sendable {
         self.state = Mutex(
             State(
                 trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings),
-                idempotence: IdempotenceTable(limits: settings.idempotence), lock: LockState(table: LockTable(limits: settings.locks.table))))
+                idempotence: IdempotenceTable(limits: settings.idempotence), lock: LockState(table: LockTable(limits: settings.locks.table, firstToken: Self.wallClockFirstToken()))))
     }
 
     // MARK: Publish

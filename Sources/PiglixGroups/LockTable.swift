@@ -121,9 +121,25 @@ public struct LockTable: Hashable, Sendable {
     public private(set) var viewID: UInt64 = 0
     public private(set) var members: Set<String>?
 
-    public init(limits: LockLimits = .default) {
+    /// An empty table whose first grant gets `firstToken`. A table that
+    /// starts a history (a single node's start, or the lock group started
+    /// empty because no member holds the table) starts its tokens from the
+    /// wall clock (`LockTable.firstToken(unixMilliseconds:)`), so tokens keep
+    /// growing across a restart that lost the table; a joiner's table is
+    /// replaced by the checkpoint's anyway.
+    public init(limits: LockLimits = .default, firstToken: UInt64 = 1) {
         precondition(limits.locksMax > 0 && limits.waitersMax >= 0, "lock limits must be positive: \(limits)")
         self.limits = limits
+        self.nextToken = max(firstToken, 1)
+    }
+
+    /// The first token of a table that starts a history at this wall-clock
+    /// time: milliseconds since 1970 × 1,000. Above every token of an
+    /// earlier history started at least 1 ms before, as long as that
+    /// history granted fewer than 1,000 locks per millisecond on average
+    /// and the clock did not go back (docs/patterns.md, "Locks").
+    public static func firstToken(unixMilliseconds: UInt64) -> UInt64 {
+        unixMilliseconds.multipliedReportingOverflow(by: 1000).overflow ? 1 : max(unixMilliseconds * 1000, 1)
     }
 
     public var lockCount: Int { locks.count }

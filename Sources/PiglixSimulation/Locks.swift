@@ -158,7 +158,12 @@ extension Simulator {
 
     mutating func applyLockCheckpoint(_ i: Int, state: [UInt8]) {
         do {
-            nodes[i].locks.table = state.isEmpty ? LockTable(limits: nodes[i].locks.table.limits) : try LockTable(decoding: state, limits: nodes[i].locks.table.limits)
+            // Empty: this node starts the group's history; tokens start from
+            // the clock, as the broker's (simulated ticks for milliseconds).
+            nodes[i].locks.table =
+                state.isEmpty
+                ? LockTable(limits: nodes[i].locks.table.limits, firstToken: LockTable.firstToken(unixMilliseconds: now))
+                : try LockTable(decoding: state, limits: nodes[i].locks.table.limits)
         } catch {
             record(.fault(at: now, "unreadable lock table at \(nodes[i].core.me): \(error)"))
         }

@@ -122,6 +122,21 @@ final class LockTableTests: XCTestCase {
         XCTAssertThrowsError(try LockTable(decoding: Array(t.encoded().dropLast())))
     }
 
+    func test_firstToken_comesFromTheWallClock_soANewHistoryStartsAboveAnEarlierOne_L2() {
+        let earlier = LockTable.firstToken(unixMilliseconds: 1_700_000_000_000)
+        var t = LockTable(firstToken: earlier)
+        var last: UInt64 = 0
+        for i in 0..<999 {
+            let r = LockRequest(owner: "a/1", id: UInt64(i))
+            if case .granted(_, _, let token)? = t.request("x", r).first { last = token }
+            _ = t.release("x", r)
+        }
+        let restarted = LockTable(firstToken: LockTable.firstToken(unixMilliseconds: 1_700_000_000_001))
+        XCTAssertGreaterThan(restarted.nextToken, last, "a history started 1 ms later starts above 999 grants of the earlier one")
+        XCTAssertEqual(LockTable(firstToken: 0).nextToken, 1)
+        XCTAssertEqual(LockTable.firstToken(unixMilliseconds: .max), 1, "overflow falls back to 1")
+    }
+
     func test_operation_roundTrips() throws {
         for op in [LockOperation.request(lock: "a", a1), .release(lock: "b.c", b1), .releaseToken(lock: "d", token: 1 << 40)] {
             XCTAssertEqual(try LockOperation(decoding: op.encoded()), op)

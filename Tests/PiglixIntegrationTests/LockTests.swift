@@ -76,6 +76,21 @@ final class LockTests: XCTestCase {
         }
     }
 
+    /// A single node keeps no table across a restart, but a new history's
+    /// tokens start from the wall clock, so they still grow (L2).
+    func testSingleNodeTokensKeepGrowingAcrossARestart_L2() async throws {
+        let server = try await startTestServer()
+        let before = try requestLock(server.base, "restart")
+        let first = try await waitGranted(before)
+        before.stop()
+        server.kill()
+        try await server.start()
+        let after = try requestLock(server.base, "restart")
+        let second = try await waitGranted(after)
+        XCTAssertGreaterThan(second, first)
+        after.stop()
+    }
+
     func testSingleNodeLockStreamSpeaksSSEWhenAsked() async throws {
         let server = try await startTestServer()
         let stream = try requestLock(server.base, "sse-lock", headers: ["Accept: text/event-stream"])
