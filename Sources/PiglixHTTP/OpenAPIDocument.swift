@@ -483,7 +483,9 @@ paths:
       description: |
         On any node. Answers once the release is in the agreed order; the
         holder's stream gets `released` and ends, and the oldest waiting
-        request is granted next.
+        request is granted next. A token this node's replica has not
+        granted yet (it lags the node that said `granted`) is decided when
+        the release is delivered here, not refused.
       parameters:
         - name: token
           in: query
@@ -1281,7 +1283,10 @@ components:
         lock:
           $ref: "#/components/schemas/LockName"
         token:
-          description: The fencing token.
+          description: |
+            The fencing token: larger with every grant in the cluster. A new
+            history (a single node's start) starts from the wall clock,
+            milliseconds since 1970 × 1,000.
           type: integer
           format: int64
           minimum: 1
