@@ -8,13 +8,27 @@ import PiglixTopics
 public struct Access: Sendable, Equatable {
     public var publish: [TopicPattern]
     public var subscribe: [TopicPattern]
+    /// Lock names the bearer may request and release (the `locks` claim).
+    public var locks: [TopicPattern]
     /// Seconds since 1970; nil: the token does not expire.
     public var expiresAt: Double?
 
-    public init(publish: [TopicPattern], subscribe: [TopicPattern], expiresAt: Double? = nil) {
+    public init(publish: [TopicPattern], subscribe: [TopicPattern], locks: [TopicPattern] = [], expiresAt: Double? = nil) {
         self.publish = publish
         self.subscribe = subscribe
+        self.locks = locks
         self.expiresAt = expiresAt
+    }
+
+    /// Requesting or releasing lock `name` is granted: a `locks` pattern
+    /// matches the name read as a topic (`jobs.nightly` matches `jobs.*`);
+    /// a name that is not a valid topic (`a..b`) only by `>`.
+    public func mayLock(_ name: String) -> Bool {
+        let topic = try? Topic(name)
+        return locks.contains { pattern in
+            if let topic { return pattern.matches(topic) }
+            return pattern.name == ">"
+        }
     }
 
     /// Seconds left before the token expires (negative: expired); nil

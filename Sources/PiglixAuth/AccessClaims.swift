@@ -3,15 +3,19 @@ import JWTKit
 /// A Piglix token's claims: the grants, and the registered time claims.
 ///
 /// ```json
-/// {"piglix": {"publish": ["orders.>"], "subscribe": [">"]}, "exp": 1767225600}
+/// {"piglix": {"publish": ["orders.>"], "subscribe": [">"], "locks": ["jobs.>"]}, "exp": 1767225600}
 /// ```
 public struct AccessClaims: JWTPayload, Equatable {
     public struct Grants: Codable, Sendable, Equatable {
         public var publish: [String]?
         public var subscribe: [String]?
-        public init(publish: [String]?, subscribe: [String]?) {
+        /// Patterns of lock names the bearer may request and release
+        /// (`POST`/`DELETE /v1/locks/{name}`), a lock name matched as a topic.
+        public var locks: [String]?
+        public init(publish: [String]?, subscribe: [String]?, locks: [String]? = nil) {
             self.publish = publish
             self.subscribe = subscribe
+            self.locks = locks
         }
     }
 

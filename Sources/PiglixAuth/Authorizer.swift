@@ -130,6 +130,6 @@ public final class Authorizer: Sendable {
         }
         return Access(
             publish: try patterns(claims.piglix.publish, "publish"), subscribe: try patterns(claims.piglix.subscribe, "subscribe"),
-            expiresAt: claims.exp.map { $0.value.timeIntervalSince1970 })
+            locks: try patterns(claims.piglix.locks, "locks"), expiresAt: claims.exp.map { $0.value.timeIntervalSince1970 })
     }
 }

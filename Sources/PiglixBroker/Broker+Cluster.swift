@@ -363,6 +363,8 @@ extension Broker: ClusterApplication {
             /// An idempotent record's producer and sequence.
             var idempotence: (producer: String, sequence: UInt64)?
             var own = false
+            /// A lock operation (`$piglix.locks`): never stored or matched.
+            var lock = false
         }
         var prepared: [Prepared] = []
         prepared.reserveCapacity(batch.count)
@@ -371,6 +373,10 @@ extension Broker: ClusterApplication {
             let position = ClusterPosition(view: item.viewEpoch, delivered: item.delivered)
             guard case .publish(.topic(let topic)) = delivery.message.kind else {
                 prepared.append(Prepared(delivery: delivery, position: position))
+                continue
+            }
+            if topic == Self.locksTopic {
+                prepared.append(Prepared(delivery: delivery, position: position, lock: true))
                 continue
             }
             // Every node decides every idempotent record, matched or not, so
@@ -397,6 +403,10 @@ extension Broker: ClusterApplication {
                 let item = prepared[index]
                 let delivery = item.delivery
                 if !delivery.afterCheckpoint { state.position = item.position }
+                if item.lock {
+                    deliverLockOperation(delivery, state: &state)
+                    continue
+                }
                 if let (producer, sequence) = item.idempotence,
                     !Self.decideDelivery(delivery, producer: producer, sequence: sequence, own: item.own, state: &state)
                 {
@@ -432,6 +442,12 @@ extension Broker: ClusterApplication {
         state.withLock { state in
             let old = state.clusterStatus
             state.clusterStatus = status
+            state.lock.owner = processName(node: nodeID(forName: status.node), incarnation: status.incarnation)
+            if old?.primary == true, !status.primary {
+                endLocalLocks(
+                    reason: "this node left the primary component (view \(status.view): \(status.members.joined(separator: ",")) is not a majority): the lock may be granted elsewhere",
+                    orphan: true, state: &state)
+            }
             guard let old, old.primary != status.primary else { return }
             // Subscribers hear that their groups left (or rejoined) the primary component.
             for id in Array(state.queues.keys) {
@@ -460,7 +476,16 @@ extension Broker: ClusterApplication {
         for continuation in wake { continuation.resume() }
     }
 
+    public func clusterGroupViewInstalled(pattern: TopicPattern, view: UInt64, clusterEpoch: UInt64, processes: [String]) {
+        guard pattern == Self.locksPattern else { return }
+        state.withLock { state in lockGroupViewInstalled(view: view, clusterEpoch: clusterEpoch, processes: processes, state: &state) }
+    }
+
     public func clusterCheckpoint(pattern: TopicPattern) -> any CheckpointReader {
+        if pattern == Self.locksPattern {
+            // The table at the cut: every operation and view delivered before.
+            return LockCheckpoint(bytes: state.withLock { $0.lock.table.encoded() })
+        }
         if pattern == Self.idempotencePattern {
             // The table at this point of the delivery stream (the cut), and
             // this node's position there, which names the cut to the joiner.
@@ -473,6 +498,10 @@ extension Broker: ClusterApplication {
     }
 
     public func clusterApplyCheckpoint(pattern: TopicPattern, chunk: [UInt8], first: Bool, last: Bool) -> Bool {
+        if pattern == Self.locksPattern {
+            // One chunk (LockCheckpoint): the provider's table at the cut.
+            return state.withLock { state in applyLockCheckpoint(chunk, state: &state) }
+        }
         let messages: [StoredMessage]
         let table: (cut: ClusterPosition, producers: [CheckpointCodec.ProducerState])?
         do {
@@ -561,6 +590,14 @@ extension Broker: ClusterApplication {
             // The old incarnation's table may hold records the primary never
             // delivered (this node was excluded): the new one admits from
             // empty until the idempotence transfer merges the cluster's.
+            // The old incarnation's lock requests are dropped by the
+            // primary's view without it; this one starts from the transfer.
+            endLocalLocks(
+                reason: "this node was excluded from the cluster view and rejoins as a new incarnation: the lock may be granted elsewhere",
+                orphan: false, state: &state)
+            state.lock.orphans.removeAll()
+            state.lock.pendingViews.removeAll()
+            state.lock.table = LockTable(limits: settings.locks.table)
             state.evictionsBefore += state.idempotence.evictions
             state.idempotence = IdempotenceTable(limits: settings.idempotence)
             state.incomingTable = []
@@ -584,6 +621,7 @@ extension Broker: ClusterApplication {
             byPattern[group.pattern.name] = info
         }
         byPattern[Self.idempotencePattern.name] = nil
+        byPattern[Self.locksPattern.name] = nil
         return byPattern.values.sorted { $0.pattern < $1.pattern }
     }
 
@@ -609,6 +647,14 @@ extension Broker: ClusterApplication {
             return state.patternSubscribers[Self.idempotencePattern] == 1
         }
         if join { cluster.join(Self.idempotencePattern) }
+        // Likewise the lock group: every node holds the lock table.
+        let joinLocks = state.withLock { state in
+            state.patternSubscribers[Self.locksPattern, default: 0] += 1
+            return state.patternSubscribers[Self.locksPattern] == 1
+        }
+        if joinLocks { cluster.join(Self.locksPattern) }
+        let lease = startLockLease()
+        state.withLock { $0.lock.leaseTask = lease }
     }
 
     /// Leaves the cluster: peers see the silence and install a view without

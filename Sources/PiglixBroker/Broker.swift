@@ -163,6 +163,8 @@ public final class Broker: Sendable {
         var idempotentAcks: [PublishID: IdempotenceDecision<IdempotentOriginal>] = [:]
         /// The idempotence table of a checkpoint being received.
         var incomingTable: [IdempotenceTable<IdempotentOriginal>.ProducerState] = []
+        // Locks (Broker+Locks.swift)
+        var lock: LockState
     }
 
     struct GroupCounters {
@@ -180,7 +182,7 @@ public final class Broker: Sendable {
         self.state = Mutex(
             State(
                 trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings),
-                idempotence: IdempotenceTable(limits: settings.idempotence)))
+                idempotence: IdempotenceTable(limits: settings.idempotence), lock: LockState(table: LockTable(limits: settings.locks.table, firstToken: Self.wallClockFirstToken()))))
     }
 
     // MARK: Publish
@@ -496,6 +498,10 @@ public final class Broker: Sendable {
     public func shutdown(reason: String = "the server is shutting down") {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.closed = true
+            // Lock streams end too; in a cluster the view without this node
+            // passes its locks on.
+            endLocalLocks(reason: reason, orphan: false, state: &state)
+            state.lock.leaseTask?.cancel()
             var waiters: [CheckedContinuation<Void, Never>] = []
             for id in Array(state.queues.keys) {
                 state.queues[id]!.end = reason

@@ -38,6 +38,8 @@ public struct BrokerSettings: Sendable, Hashable {
     /// Idempotent publish: sequence numbers remembered per producer and
     /// producers remembered per node (docs/patterns.md, "Idempotent publish").
     public var idempotence = IdempotenceLimits.default
+    /// Locks (docs/patterns.md, "Locks").
+    public var locks = LockSettings()
 
     public init() {}
 
@@ -75,6 +77,37 @@ public struct BrokerSettings: Sendable, Hashable {
             throw Invalid(description: "idempotence producers must be 1 to 1048576, not \(idempotence.producersMax)")
         }
         if headerLimits.countMax > 255 { throw Invalid(description: "header count limit must be at most 255, not \(headerLimits.countMax)") }
+        try locks.validate()
         if matchCacheTopicsMax < 0 { throw Invalid(description: "match cache size must not be negative") }
+    }
+}
+
+/// The bounds of locks (docs/patterns.md, "Locks"). `table` is decided at
+/// delivery on every node, so every node of a cluster needs the same.
+public struct LockSettings: Sendable, Hashable {
+    /// Locks existing at once in the cluster (10,000) and requests waiting
+    /// for one lock (100); past them a request is refused with 429.
+    public var table = LockLimits(locksMax: 10_000, waitersMax: 100)
+    /// Open lock streams (held or waiting) on this node; past it 503.
+    public var streamsPerNodeMax = 10_000
+    /// Open lock streams on one HTTP connection; past it 429.
+    public var streamsPerConnectionMax = 100
+    /// A node ends its lock streams when it has not heard from a majority
+    /// of its view for this fraction of the suspicion timeout (the lease),
+    /// so a holder cut off gives up before the majority can exclude its
+    /// node (a full suspicion timeout, then a flush) and grant again.
+    public var leaseFraction = 0.5
+    /// Longest lock name in bytes.
+    public var nameBytesMax = 128
+
+    public init() {}
+
+    public func validate() throws(BrokerSettings.Invalid) {
+        if table.locksMax < 1 || table.waitersMax < 0 {
+            throw .init(description: "locks bound must be positive and waiters bound not negative (\(table))")
+        }
+        if streamsPerNodeMax < 1 || streamsPerConnectionMax < 1 { throw .init(description: "lock stream bounds must be positive") }
+        if !(leaseFraction > 0 && leaseFraction < 1) { throw .init(description: "lock lease fraction must lie in (0, 1), not \(leaseFraction)") }
+        if nameBytesMax < 1 || nameBytesMax > 1024 { throw .init(description: "lock name bytes must be 1 to 1024") }
     }
 }

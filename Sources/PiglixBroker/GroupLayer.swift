@@ -29,6 +29,17 @@ public protocol GroupLayer: AnyObject, Sendable {
     var counters: ClusterCounters { get }
     /// Every group of the cluster (pattern, view, member names).
     func groupViews() async -> [(pattern: TopicPattern, view: UInt64, members: [String])]
+    /// How long ago this node last heard from a majority of its view (the
+    /// lock lease); nil outside a view.
+    func majorityHeardAgo() async -> Duration?
+    /// The failure detector's suspicion timeout.
+    var suspicionTimeout: Duration { get }
+}
+
+extension GroupLayer {
+    /// A layer that cannot tell (the tests' fake): always heard.
+    public func majorityHeardAgo() async -> Duration? { .zero }
+    public var suspicionTimeout: Duration { .seconds(1) }
 }
 
 extension ClusterNode: GroupLayer {}

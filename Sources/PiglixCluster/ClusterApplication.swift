@@ -12,6 +12,12 @@ public protocol ClusterApplication: AnyObject, Sendable {
     func clusterStatusChanged(_ status: ClusterStatus)
     /// A local group's view changed (members by node name).
     func clusterGroupViewChanged(pattern: TopicPattern, view: UInt64, members: [String], primary: Bool)
+    /// The same group view, right after `clusterGroupViewChanged`, as the
+    /// lock table needs it (docs/patterns.md, "Locks"): each member process
+    /// as `processName(node:incarnation:)` (a restarted node is another process), and the
+    /// epoch of the cluster view it belongs to (a joiner orders the views it
+    /// saw during its transfer against the deliveries released after it).
+    func clusterGroupViewInstalled(pattern: TopicPattern, view: UInt64, clusterEpoch: UInt64, processes: [String])
     /// The application state of `pattern` now (its retained history), read
     /// later in chunks: a snapshot, not a copy of the bytes.
     func clusterCheckpoint(pattern: TopicPattern) -> any CheckpointReader
@@ -23,6 +29,10 @@ public protocol ClusterApplication: AnyObject, Sendable {
     /// Local groups were dropped (rejoining as a new incarnation): they are
     /// joined again, with state transfer.
     func clusterRejoining()
+}
+
+extension ClusterApplication {
+    public func clusterGroupViewInstalled(pattern: TopicPattern, view: UInt64, clusterEpoch: UInt64, processes: [String]) {}
 }
 
 /// A snapshot of a group's state, read as a sequence of chunks that each
@@ -89,4 +99,11 @@ public struct ClusterCounters: Sendable {
     /// Decoded protocol messages dropped before the core acted on them, by
     /// reason (`RejectReason`; every reason present, from 0).
     public var rejectedMessages: [String: UInt64] = Dictionary(uniqueKeysWithValues: RejectReason.allCases.map { ($0.rawValue, 0) })
+}
+
+/// A process as the lock table names it: its node id in hexadecimal and its
+/// incarnation, `3f2a…/2`. Computed from ids alone, so every node names
+/// every process alike.
+public func processName(node: NodeID, incarnation: UInt64) -> String {
+    "\(String(node.rawValue, radix: 16))/\(incarnation)"
 }

@@ -49,6 +49,9 @@ extension ClusterNode {
                 app?.clusterGroupViewChanged(
                     pattern: gv.pattern, view: gv.id, members: gv.members.map { name($0.node) },
                     primary: peekCore { $0.isInPrimary })
+                app?.clusterGroupViewInstalled(
+                    pattern: gv.pattern, view: gv.id, clusterEpoch: gv.clusterView.epoch,
+                    processes: gv.members.map { lockOwner($0) })
             case .primaryLost:
                 statusDirty = true
             case .rejoining:
@@ -114,6 +117,10 @@ extension ClusterNode {
             $0.pendingPublishes = pending
         }
     }
+
+    /// A process as the lock table names it: `nodeIDhex/incarnation`, the
+    /// same on every node whether or not it knows the node's name yet.
+    func lockOwner(_ p: ProcessID) -> String { processName(node: p.node, incarnation: p.incarnation) }
 
     /// Encodes a ticket's next checkpoint chunk (one chunk per call, so a
     /// large checkpoint never holds the loop) and hands it to the core.

@@ -195,6 +195,19 @@ public final class ClusterNode: Sendable {
         }.get()) ?? []
     }
 
+    /// How long ago this node last heard from a majority of its view (itself
+    /// counted), nil outside a view: the lock lease (docs/patterns.md, "Locks").
+    public func majorityHeardAgo() async -> Duration? {
+        (try? await loop.submit { () -> Duration? in
+            let now = self.now
+            guard let at = self.peekCore({ $0.majorityHeardAt(now: now) }) else { return nil }
+            return .milliseconds(Int64(now) - Int64(at))
+        }.get()) ?? nil
+    }
+
+    /// A node silent this long is suspected (`--suspicion-timeout`).
+    public var suspicionTimeout: Duration { .milliseconds(settings.suspicionTimeoutMilliseconds) }
+
     /// The name of a node the cluster knows, or its id.
     func name(_ node: NodeID) -> String {
         box.value.names[node] ?? "node-\(String(node.rawValue, radix: 16))"

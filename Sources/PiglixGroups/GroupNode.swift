@@ -176,6 +176,17 @@ public struct GroupNode: Sendable {
         return false
     }
     public var isFlushing: Bool { flushing }
+    /// The latest tick by which this process had heard (any message of the
+    /// current view) from a majority of its view, itself counted as heard
+    /// at `now`: the lock lease (docs/patterns.md, "Locks") ends once
+    /// `now` is a fraction of the suspicion timeout past it. Nil outside a
+    /// view. Heard ticks restart at a view's install.
+    public func majorityHeardAt(now: Tick) -> Tick? {
+        guard case .member = phase, let log else { return nil }
+        let heard = log.view.members.indices.map { $0 == log.myRank ? now : log.heardAt[$0] }.sorted(by: >)
+        // The k-th most recent, k = a majority of the view.
+        return heard[heard.count / 2]
+    }
     /// Whether this process holds message `id` (received, possibly already
     /// garbage-collected): used by the simulator to check P8.
     public func holds(_ id: MessageID) -> Bool { log?.holds(id) ?? false }

@@ -40,6 +40,7 @@ servers:
 tags:
   - name: publish
   - name: subscribe
+  - name: locks
   - name: status
   - name: console
 paths:
@@ -397,6 +398,134 @@ paths:
           $ref: "#/components/responses/Preflight"
         "404":
           $ref: "#/components/responses/NotFound"
+
+  /v1/locks/{name}:
+    parameters:
+      - name: name
+        in: path
+        required: true
+        description: The lock's name, 1 to 128 bytes of `[A-Za-z0-9._:-]`.
+        schema:
+          $ref: "#/components/schemas/LockName"
+    post:
+      tags: [locks]
+      operationId: requestLock
+      summary: Request a lock; a stream of waiting, granted, then released or lost
+      description: |
+        Queues a request for the lock in the cluster's agreed order and
+        answers, once it is queued, with a stream that does not end while
+        the request waits or holds the lock: `waiting` records (position 1
+        is next, sent again when the position changes), `granted` with the
+        fencing token (increasing with every grant in the cluster, never
+        given twice), `heartbeat` records on idle streams, and a final
+        `released` (by `DELETE` with the token) or `lost` (with a reason:
+        this node lost the primary component or its lease, the token
+        expired, shutdown). Closing the stream releases the lock or leaves
+        the queue. The format is chosen as for `/v1/subscribe` (`format`,
+        else `Accept`). docs/patterns.md, "Locks", states the guarantees.
+
+        Checks in this order: the name (400), the `locks` claim (403), the
+        format (400, 406), the lock streams of this connection (429), then
+        this node (503: not in the primary component, lock table not yet
+        transferred, lease lost, lock streams per node, shutting down) and
+        the bounds (429: locks in the cluster, waiters for this lock).
+      parameters:
+        - name: format
+          in: query
+          description: The stream format, overriding `Accept`.
+          schema:
+            type: string
+            enum: [ndjson, sse, binary]
+        - $ref: "#/components/parameters/Origin"
+      responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
+        "403":
+          $ref: "#/components/responses/Forbidden"
+        "200":
+          description: The lock's stream of records.
+          headers:
+            Cache-Control:
+              schema:
+                type: string
+                enum: [no-cache]
+            X-Accel-Buffering:
+              schema:
+                type: string
+                enum: ["no"]
+          content:
+            application/x-ndjson:
+              schema:
+                description: One `LockRecord` object per line.
+                type: array
+                items:
+                  $ref: "#/components/schemas/LockRecord"
+            text/event-stream:
+              schema:
+                $ref: "#/components/schemas/LockEvent"
+            application/vnd.piglix.frames:
+              schema:
+                description: "`event` (0x04) frames, each holding a `LockRecord`'s JSON."
+                type: string
+                format: binary
+        "400":
+          $ref: "#/components/responses/BadRequest"
+        "406":
+          $ref: "#/components/responses/NotAcceptable"
+        "429":
+          $ref: "#/components/responses/LockBound"
+        "503":
+          $ref: "#/components/responses/ServiceUnavailable"
+    delete:
+      tags: [locks]
+      operationId: releaseLock
+      summary: Release the lock held with fencing token `token`
+      description: |
+        On any node. Answers once the release is in the agreed order; the
+        holder's stream gets `released` and ends, and the oldest waiting
+        request is granted next. A token this node's replica has not
+        granted yet (it lags the node that said `granted`) is decided when
+        the release is delivered here, not refused.
+      parameters:
+        - name: token
+          in: query
+          required: true
+          description: The holder's fencing token.
+          schema:
+            type: integer
+            format: int64
+            minimum: 1
+        - $ref: "#/components/parameters/Origin"
+      responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
+        "403":
+          $ref: "#/components/responses/Forbidden"
+        "204":
+          description: Released.
+        "400":
+          $ref: "#/components/responses/BadRequest"
+        "404":
+          $ref: "#/components/responses/NotFound"
+        "409":
+          $ref: "#/components/responses/LockTokenMismatch"
+        "503":
+          $ref: "#/components/responses/ServiceUnavailable"
+
+  /v1/locks:
+    get:
+      tags: [locks]
+      operationId: locks
+      summary: This node's replica of the lock table
+      responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
+        "200":
+          description: Every lock held or waited for, with its holder and queue.
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/LockTable"
 
   /v1/cluster:
     get:
@@ -761,12 +890,30 @@ components:
         application/problem+json:
           schema:
             $ref: "#/components/schemas/Problem"
+    LockBound:
+      description: |
+        A lock bound: the locks existing in the cluster (10,000), the requests
+        waiting for this lock (100), or this connection's open lock streams (100).
+      headers:
+        Retry-After:
+          $ref: "#/components/headers/RetryAfter"
+      content:
+        application/problem+json:
+          schema:
+            $ref: "#/components/schemas/Problem"
+    LockTokenMismatch:
+      description: The token is not the current holder's (the detail names the holder's).
+      content:
+        application/problem+json:
+          schema:
+            $ref: "#/components/schemas/Problem"
     ServiceUnavailable:
       description: |
         Shutting down, not in the primary component, the pending queue full
-        (flow control), the outcome unknown after losing the primary, or (an
+        (flow control), the outcome unknown after losing the primary, (an
         idempotent record) the node still receiving the cluster's
-        idempotence state.
+        idempotence state, or (locks) the node still receiving the lock
+        table, its lock lease lost, or its lock streams at their bound.
       headers:
         Retry-After:
           $ref: "#/components/headers/RetryAfter"
@@ -777,7 +924,7 @@ components:
     Preflight:
       description: |
         CORS preflight answer: `Access-Control-Allow-Origin: *`,
-        `Access-Control-Allow-Methods: GET, POST, OPTIONS`,
+        `Access-Control-Allow-Methods: GET, POST, DELETE, OPTIONS`,
         `Access-Control-Allow-Headers` (`Accept`, `Content-Type`,
         `Content-Encoding`, `Last-Event-ID`, `Piglix-Delivery`,
         `Piglix-Producer`, `Piglix-Sequence`, `Cache-Control`),
@@ -1093,6 +1240,156 @@ components:
           heartbeat: "#/components/schemas/HeartbeatRecord"
           end: "#/components/schemas/EndRecord"
 
+    LockName:
+      type: string
+      minLength: 1
+      maxLength: 128
+      pattern: "^[A-Za-z0-9._:-]{1,128}$"
+    LockRecord:
+      oneOf:
+        - $ref: "#/components/schemas/LockWaitingRecord"
+        - $ref: "#/components/schemas/LockGrantedRecord"
+        - $ref: "#/components/schemas/LockReleasedRecord"
+        - $ref: "#/components/schemas/LockLostRecord"
+        - $ref: "#/components/schemas/HeartbeatRecord"
+      discriminator:
+        propertyName: type
+        mapping:
+          waiting: "#/components/schemas/LockWaitingRecord"
+          granted: "#/components/schemas/LockGrantedRecord"
+          released: "#/components/schemas/LockReleasedRecord"
+          lost: "#/components/schemas/LockLostRecord"
+          heartbeat: "#/components/schemas/HeartbeatRecord"
+    LockWaitingRecord:
+      type: object
+      required: [type, lock, position]
+      properties:
+        type:
+          type: string
+          enum: [waiting]
+        lock:
+          $ref: "#/components/schemas/LockName"
+        position:
+          description: 1 is next in line.
+          type: integer
+          minimum: 1
+    LockGrantedRecord:
+      type: object
+      required: [type, lock, token]
+      properties:
+        type:
+          type: string
+          enum: [granted]
+        lock:
+          $ref: "#/components/schemas/LockName"
+        token:
+          description: |
+            The fencing token: larger with every grant in the cluster. A new
+            history (a single node's start) starts from the wall clock,
+            milliseconds since 1970 × 1,000.
+          type: integer
+          format: int64
+          minimum: 1
+    LockReleasedRecord:
+      type: object
+      required: [type, lock, token]
+      properties:
+        type:
+          type: string
+          enum: [released]
+        lock:
+          $ref: "#/components/schemas/LockName"
+        token:
+          type: integer
+          format: int64
+          minimum: 1
+    LockLostRecord:
+      description: The hold (with its token) or the place in the queue is gone; the stream ends.
+      type: object
+      required: [type, lock, reason]
+      properties:
+        type:
+          type: string
+          enum: [lost]
+        lock:
+          $ref: "#/components/schemas/LockName"
+        token:
+          type: integer
+          format: int64
+          minimum: 1
+        reason:
+          type: string
+    LockEvent:
+      description: |
+        One event of a lock stream in SSE: the record's type in `event:`, its
+        JSON object, a `LockRecord`, in `data:`.
+      type: object
+      required: [event, data]
+      properties:
+        event:
+          type: string
+          enum: [waiting, granted, released, lost, heartbeat]
+        data:
+          $ref: "#/components/schemas/LockRecord"
+    LockEntry:
+      type: object
+      required: [node, process, request]
+      properties:
+        node:
+          description: The requesting node's name.
+          type: string
+        process:
+          description: The requesting node's incarnation, `nodeid/incarnation` (`local` on a single node).
+          type: string
+        request:
+          type: integer
+          format: int64
+    LockTable:
+      type: object
+      required: [ready, next_token, locks]
+      properties:
+        ready:
+          description: This node takes lock calls now.
+          type: boolean
+        next_token:
+          description: The token of the next grant.
+          type: integer
+          format: int64
+        locks:
+          type: array
+          items:
+            type: object
+            required: [name, holder, queue]
+            properties:
+              name:
+                $ref: "#/components/schemas/LockName"
+              holder:
+                description: The holder and its token; null while nobody holds the lock (not listed then).
+                type: object
+                nullable: true
+                required: [node, process, request, token]
+                properties:
+                  node:
+                    type: string
+                  process:
+                    type: string
+                  request:
+                    type: integer
+                    format: int64
+                  token:
+                    type: integer
+                    format: int64
+              queue:
+                type: array
+                items:
+                  allOf:
+                    - $ref: "#/components/schemas/LockEntry"
+                    - type: object
+                      required: [position]
+                      properties:
+                        position:
+                          type: integer
+                          minimum: 1
     ServerSentEvent:
       description: |
         One event of an SSE stream (`Content-Type: text/event-stream;

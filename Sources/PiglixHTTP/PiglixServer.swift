@@ -64,7 +64,7 @@ public struct PiglixServer: Sendable {
                     .accept, .contentType, .contentEncoding, .lastEventID, .piglixDelivery, .piglixProducer, .piglixSequence, .cacheControl,
                     .authorization,
                 ],
-                allowMethods: [.get, .post, .options],
+                allowMethods: [.get, .post, .delete, .options],
                 exposedHeaders: ["Last-Event-ID", "Piglix-Message-Id"]))
         router.middlewares.add(ProblemMiddleware())
         router.middlewares.add(MetricsMiddleware())
@@ -75,6 +75,10 @@ public struct PiglixServer: Sendable {
         router.post("/v1/topics/:topic", use: publish.publishOne)
         router.post("/v1/publish", use: publish.publishMany)
         router.get("/v1/subscribe", use: subscribe.handle)
+        let locks = LockRoutes(broker: broker, settings: settings)
+        router.post("/v1/locks/:name", use: locks.request)
+        router.delete("/v1/locks/:name", use: locks.release)
+        router.get("/v1/locks", use: locks.list)
         router.get("/v1/cluster", use: status.cluster)
         router.get("/v1/groups", use: status.groups)
         router.get("/healthz", use: status.healthz)

@@ -106,6 +106,12 @@ struct StatusRoutes: Sendable {
         line(
             "piglix_idempotent_producers_evicted_total", "counter", "Producers forgotten to make room (least recently used).",
             idempotence.producersEvicted)
+        let locks = broker.lockStats
+        line("piglix_locks", "gauge", "Locks held or waited for in this node's replica of the lock table.", locks.locks)
+        line("piglix_lock_waiters", "gauge", "Requests waiting for a lock, cluster-wide (this node's replica).", locks.waiters)
+        line("piglix_lock_streams", "gauge", "Open lock streams on this node (holding or waiting).", locks.streams)
+        line("piglix_lock_grants_total", "counter", "Locks granted to this node's streams.", locks.granted)
+        line("piglix_lock_lost_total", "counter", "Lock streams of this node that ended without a release (lease, primary lost, owner left).", locks.lost)
         line("piglix_messages_dropped_total", "counter", "Messages dropped from full subscriber queues.", stats.dropped)
         line("piglix_subscriptions", "gauge", "Open subscriptions.", stats.subscriptions)
         line("piglix_retained_messages", "gauge", "Messages held in retained history.", stats.retainedMessages)

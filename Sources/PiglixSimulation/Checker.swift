@@ -21,6 +21,18 @@ public enum Property: String, CaseIterable, Hashable, Sendable, Comparable {
     case i2Agreement = "I2 idempotent agreement"
     /// A retry answered as a duplicate names the accepted original.
     case i3RetryAnswer = "I3 idempotent retry answer"
+    /// Replicas agree on each lock's holder: at most one holder per lock at
+    /// each replica, one request per token within a view, equal final tables.
+    case l1MutualExclusion = "L1 lock mutual exclusion"
+    /// Fencing tokens grow at every replica and are never given twice (in
+    /// the primary history).
+    case l2FencingTokens = "L2 lock fencing tokens"
+    /// Once faults stop, no table names a process that is gone: its locks
+    /// passed to the next waiters.
+    case l3PassOn = "L3 lock passes on"
+    /// Real time: a lock's holder (at its own node) has ended its hold
+    /// before another is told it holds the lock, unless it was paused.
+    case l4RealTime = "L4 lock real-time exclusion"
     public static func < (a: Property, b: Property) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
@@ -147,7 +159,7 @@ public struct Checker: Sendable {
                 if case .retryAnswered(_, _, _, _, _, _, let original) = e {
                     answers.append((p, view, IdempotentKey(producer: producer, sequence: sequence), original, e))
                 }
-            case .ack, .rejoined, .fault:
+            case .ack, .rejoined, .fault, .lockGrant, .lockReleased, .lockHolder:
                 break
             }
         }
@@ -231,6 +243,8 @@ public struct Checker: Sendable {
                 report(.i3RetryAnswer, "a retry of \(key) at \(p) answered with #\(original), but #\(c.0) was accepted", [c.1, e])
             }
         }
+
+        LockChecker.check(trace, final: final, inPrimaryHistory: inPrimaryHistory, report: report)
 
         if let final {
             // I2: the live processes' idempotence tables agree.

@@ -144,12 +144,21 @@ extension Simulator {
     /// limit, docs/patterns.md "Bounds"). The simulator spares them, as it
     /// spares a majority of the newest view (`crashAllowed`).
     func holdsLastTable(_ i: Int, sparing: [Int] = []) -> Bool {
-        guard retries, nodes[i].status != .down, nodes[i].tableReady else { return false }
-        let view = nodes[i].view?.id
-        return !nodes.indices.contains { j in
-            j != i && !sparing.contains(j) && nodes[j].status != .down && nodes[j].tableReady && side[j] == side[i]
-                && nodes[j].view?.id == view
+        // The lock table likewise lives in memory only (docs/patterns.md,
+        // "Locks"). For it a paused node does not count as another holder: a
+        // pause past the suspicion timeout excludes it, and it rejoins with
+        // an empty table (seed 3046: the two running holders crashed while
+        // the third was paused, and tokens started again at 1). The
+        // idempotence rule keeps counting it, so its seeds replay as before.
+        func last(_ ready: (SimNode) -> Bool, countPaused: Bool) -> Bool {
+            guard nodes[i].status != .down, ready(nodes[i]) else { return false }
+            let view = nodes[i].view?.id
+            return !nodes.indices.contains { j in
+                j != i && !sparing.contains(j) && (countPaused ? nodes[j].status != .down : nodes[j].status == .up) && ready(nodes[j])
+                    && side[j] == side[i] && nodes[j].view?.id == view
+            }
         }
+        return (retries && last({ $0.tableReady }, countPaused: true)) || (locksOn && last({ $0.locks.ready }, countPaused: false))
     }
 
     /// A partition that leaves every holder of the idempotence table on the
@@ -158,7 +167,10 @@ extension Simulator {
     /// the first node of the larger side that does not hold it (the sides
     /// keep their sizes; no random draw).
     func spareTableHolders(_ s: inout [Int]) {
-        let holders = nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady }
+        // A holder of the lock table holds the idempotence table too (the
+        // prerequisite group), so it is the one to keep on the larger side.
+        let lockHolders = locksOn ? nodes.indices.filter { nodes[$0].status != .down && nodes[$0].locks.ready } : []
+        let holders = lockHolders.isEmpty ? nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady } : lockHolders
         let ones = s.filter { $0 == 1 }.count
         guard !holders.isEmpty, 2 * ones != s.count else { return }
         let big = 2 * ones > s.count ? 1 : 0

@@ -25,12 +25,17 @@ public enum Fault: String, CaseIterable, Hashable, Sendable {
     /// idempotence table, carried to joiners by state transfer
     /// (Idempotence.swift). Checked by I1–I3.
     case retry
+    /// Lock requests and releases (docs/patterns.md, "Locks") at random
+    /// nodes; every node keeps the broker's `LockTable` on `$piglix.locks`,
+    /// carried to joiners by state transfer, with the broker's lease
+    /// (Locks.swift). Checked by L1–L4.
+    case locks
 }
 
 /// Which faults a run injects.
 public struct FaultSet: OptionSet, Hashable, Sendable {
-    public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public let rawValue: UInt16
+    public init(rawValue: UInt16) { self.rawValue = rawValue }
     public init(_ fault: Fault) { self.init(rawValue: 1 << Fault.allCases.firstIndex(of: fault)!) }
     public init(_ faults: some Sequence<Fault>) {
         self.init()
@@ -40,7 +45,7 @@ public struct FaultSet: OptionSet, Hashable, Sendable {
     public static let none: FaultSet = []
     /// Every fault but `retry`: what the regression seeds found before
     /// idempotent publish existed were found with (they replay unchanged).
-    public static let classic = FaultSet.all.subtracting(FaultSet(.retry))
+    public static let classic = FaultSet.all.subtracting(FaultSet([.retry, .locks]))
 
     public func contains(_ fault: Fault) -> Bool { contains(FaultSet(fault)) }
     /// The enabled faults, in `Fault.allCases` order.
@@ -86,6 +91,8 @@ public struct SimulationConfig: Hashable, Sendable {
     /// many times each is retried (besides the retries a crash triggers).
     public var idempotentRecords: ClosedRange<Int> = 15...40
     public var retriesPerRecord: ClosedRange<Int> = 0...3
+    /// With `locks`: lock requests per run.
+    public var lockRequests: ClosedRange<Int> = 10...30
     /// Small, so retries past the window (409) happen too.
     public var idempotence = IdempotenceLimits(windowSequences: 8, producersMax: 64)
     public var settings: GroupSettings = {

@@ -37,6 +37,12 @@ public struct Simulator {
         case idempotentPublish(node: Int, IdempotentRecord, attempt: Int)
         /// The coordinator of the newest view crashes (restarting later).
         case crashCoordinator(restartAfter: UInt64)
+        /// A client requests a lock at a node (Locks.swift).
+        case lockRequest(node: Int, lock: String)
+        /// A holder's client releases (closes its stream, or DELETE by token).
+        case lockRelease(node: Int, generation: UInt64, id: UInt64, byToken: Bool)
+        /// A node's periodic lock-lease check.
+        case lockLease(node: Int)
     }
 
     enum Status { case up, paused, down }
@@ -66,6 +72,8 @@ public struct Simulator {
         var tableReady = false
         /// This node's idempotent publishes, by number: their delivery's decision.
         var idempotentAcks: [UInt64: IdempotenceDecision<SimOriginal>] = [:]
+        /// The application's lock table and client streams (Locks.swift).
+        var locks = SimLocks()
     }
 
     public let config: SimulationConfig
@@ -91,6 +99,7 @@ public struct Simulator {
     var lastInstallAt: UInt64?
     var idem: IdempotenceModel
     var idempotenceTickets: Set<UInt64> = []
+    var lockModel: LockModel
 
     static let patterns: [TopicPattern] = ["s.*.t", "s.>", "s.a.t", "x.>", "s.b.*", "s.*.*"].map { try! TopicPattern($0) }
     static let topics: [Topic] = ["s.a.t", "s.b.t", "s.b.u", "x.y", "s.c.t", "x.y.z"].map { try! Topic($0) }
@@ -110,6 +119,7 @@ public struct Simulator {
         self.side = Array(repeating: 0, count: n)
         self.maxIncarnation = Array(repeating: 1, count: n)
         self.idem = IdempotenceModel(seed: config.seed, nodes: n)
+        self.lockModel = LockModel(seed: config.seed)
         for i in 0..<n {
             let core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: 1))
             nodes.append(SimNode(core: core, table: IdempotenceTable(limits: config.idempotence)))
@@ -138,7 +148,7 @@ public struct Simulator {
         // (A corrupt chunk is not scheduled: it strikes as chunks are applied.
         // A majority crash draws from its own stream, so the other faults of
         // a seed stay what they were.)
-        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry }
+        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry && $0 != .locks }
         if config.faults.contains(.majorityCrash) {
             var own = SimRandom(seed: config.seed ^ 0x6D61_6A6F_7269_7479)
             if own.chance(0.5) {
@@ -167,12 +177,13 @@ public struct Simulator {
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
                     queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
-                case .corruptChunk, .majorityCrash, .retry:
+                case .corruptChunk, .majorityCrash, .retry, .locks:
                     break
                 }
             }
         }
         scheduleIdempotentWorkload()
+        scheduleLockWorkload()
         runUntil(end)
         // Faults stop: heal, resume, restart; then a quiet phase (P9).
         heal()
@@ -199,6 +210,9 @@ public struct Simulator {
         }
         for i in nodes.indices where nodes[i].status == .up && nodes[i].tableReady && retries {
             final.idempotenceTables[nodes[i].core.me] = tableContents(i)
+        }
+        for i in nodes.indices where nodes[i].status == .up && nodes[i].locks.ready && locksOn {
+            final.lockTables[nodes[i].core.me] = lockContents(i)
         }
         final.probes = probes
         let violations = Checker().check(trace, final: final)
@@ -273,6 +287,8 @@ public struct Simulator {
                 {
                     if chunk.pattern == Self.idempotencePattern {
                         applyIdempotenceCheckpoint(i, state: assembled.state, cut: chunk.cut)
+                    } else if chunk.pattern == Self.locksPattern {
+                        applyLockCheckpoint(i, state: assembled.state)
                     } else {
                         let set = Self.decode(assembled.state)
                         nodes[i].states[chunk.pattern] = set
@@ -357,13 +373,19 @@ public struct Simulator {
             let n = config.nodes
             var s = (0..<n).map { _ in rng.int(0...1) }
             if Set(s).count == 1 { s[rng.int(0...(n - 1))] ^= 1 }
-            if retries { spareTableHolders(&s) }
+            if retries || locksOn { spareTableHolders(&s) }
             side = s
             record(.fault(at: now, "partition \(s)"))
         case .heal:
             heal()
         case .idempotentPublish(let i, let r, let attempt):
             idempotentPublish(i, r, attempt: attempt)
+        case .lockRequest(let i, let lock):
+            lockRequest(i, lock: lock)
+        case .lockRelease(let i, let generation, let id, let byToken):
+            lockRelease(i, generation: generation, id: id, byToken: byToken)
+        case .lockLease(let i):
+            lockLease(i)
         case .crashCoordinator(let after):
             guard let i = coordinatorNode, nodes[i].status != .down, crashAllowed(i) else { return }
             record(.fault(at: now, "crash coordinator \(nodes[i].core.me)"))
@@ -383,6 +405,8 @@ public struct Simulator {
     mutating func resume(_ i: Int) {
         record(.fault(at: now, "resume \(nodes[i].core.me)"))
         nodes[i].status = .up
+        // The lease first: the backlog would make old news look fresh.
+        if locksOn, !leaseHeld(i) { endLocalLocks(i, reason: "lease (after a pause)", orphan: true) }
         let backlog = nodes[i].backlog
         nodes[i].backlog = []
         for e in backlog { dispatch(e) }
@@ -435,6 +459,7 @@ public struct Simulator {
         nodes[i].table = IdempotenceTable(limits: config.idempotence)
         nodes[i].tableReady = false
         nodes[i].idempotentAcks = [:]
+        nodes[i].locks = SimLocks()
         if !first { record(.fault(at: now, "restart \(nodes[i].core.me)")) }
         let seeds = (1...config.nodes).map { NodeID(UInt64($0)) }
         effects = nodes[i].core.onStart(seeds: seeds, bootstrap: first, now: now)
@@ -442,6 +467,11 @@ public struct Simulator {
         if retries {
             // Every node is a member of the idempotence group while it runs.
             effects = nodes[i].core.onJoin(Self.idempotencePattern, now: now)
+            apply(i)
+        }
+        if locksOn {
+            // And of the lock group.
+            effects = nodes[i].core.onJoin(Self.locksPattern, now: now)
             apply(i)
         }
         for p in nodes[i].subscribed.sorted(by: { $0.name < $1.name }) {
@@ -504,7 +534,10 @@ public struct Simulator {
                 guard case .publish = d.message.kind else { continue }
                 let n = Self.number(d.message.payload)
                 record(.deliver(at: now, process: me, view: nodes[i].view?.id, id: d.message.id, publish: d.message.publish, session: d.message.session, number: n, level: d.message.level, groups: d.groups.map(\.name), afterCheckpoint: d.afterCheckpoint))
-                if decideIdempotent(i, d, number: n) {
+                if case .publish(.topic(let topic)) = d.message.kind, topic == Self.locksTopic {
+                    // A lock operation: the table is its state (not P10's sets).
+                    deliverLock(i, d)
+                } else if decideIdempotent(i, d, number: n) {
                     for g in d.groups { nodes[i].states[g, default: []].insert(n) }
                 }
                 if probes[n] != nil && !d.afterCheckpoint { probes[n]!.insert(me) }
@@ -515,8 +548,9 @@ public struct Simulator {
                 record(.install(at: now, process: me, view: v))
             case .installGroupView(let gv):
                 record(.groupView(at: now, process: me, pattern: gv.pattern.name, id: gv.id, members: gv.members))
+                if gv.pattern == Self.locksPattern { lockGroupView(i, gv) }
             case .primaryLost:
-                break
+                if locksOn { endLocalLocks(i, reason: "primary lost", orphan: true) }
             case .rejoining(let new):
                 record(.rejoined(at: now, old: me, new: new))
                 // As the broker (`clusterRejoining`): the old incarnation's
@@ -528,10 +562,17 @@ public struct Simulator {
                 nodes[i].assembling = [:]
                 nodes[i].view = nil
                 nodes[i].tableReady = false
+                // As `clusterRejoining`: the old incarnation's streams end;
+                // the new one takes the table by transfer.
+                endLocalLocks(i, reason: "rejoining", orphan: false)
+                nodes[i].locks = SimLocks()
                 maxIncarnation[i] = max(maxIncarnation[i], new.incarnation)
             case .requestCheckpoint(let req):
                 idempotenceTickets.insert(req.ticket)
-                let state = req.pattern == Self.idempotencePattern ? Self.encodeTable(nodes[i].table.snapshot()) : Self.encode(nodes[i].states[req.pattern] ?? [])
+                let state =
+                    req.pattern == Self.idempotencePattern
+                    ? Self.encodeTable(nodes[i].table.snapshot())
+                    : req.pattern == Self.locksPattern ? nodes[i].locks.table.encoded() : Self.encode(nodes[i].states[req.pattern] ?? [])
                 nodes[i].readers[req.ticket] = (state, 0)
                 supplyChunk(i, ticket: req.ticket)
             case .requestCheckpointChunk(let ticket):

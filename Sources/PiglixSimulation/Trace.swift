@@ -27,6 +27,13 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
     /// Publish `number` was answered as a duplicate naming `original`, at
     /// entry or at its delivery.
     case retryAnswered(at: UInt64, process: ProcessID, view: ViewID?, producer: String, sequence: UInt64, number: UInt64, original: UInt64)
+    /// A replica's lock table granted `lock` to `request` with `token`, in `view`.
+    case lockGrant(at: UInt64, process: ProcessID, view: ViewID, lock: String, request: String, token: UInt64)
+    /// A replica's lock table released the holder of `token`.
+    case lockReleased(at: UInt64, process: ProcessID, lock: String, token: UInt64)
+    /// At the requester's node: its client holds the lock (`held`), or its
+    /// hold ended (released, lease, primary lost).
+    case lockHolder(at: UInt64, process: ProcessID, lock: String, token: UInt64, held: Bool)
 
     public var description: String {
         switch self {
@@ -46,6 +53,9 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
             "t=\(t) accept \(p) in \(v.map(\.description) ?? "-") \(producer)/\(s) #\(n) \(id)"
         case .retryAnswered(let t, let p, let v, let producer, let s, let n, let o):
             "t=\(t) duplicate-ack \(p) in \(v.map(\.description) ?? "-") \(producer)/\(s) #\(n) original #\(o)"
+        case .lockGrant(let t, let p, let v, let lock, let r, let token): "t=\(t) lock-grant \(p) in \(v) \(lock) to \(r) token \(token)"
+        case .lockReleased(let t, let p, let lock, let token): "t=\(t) lock-release \(p) \(lock) token \(token)"
+        case .lockHolder(let t, let p, let lock, let token, let held): "t=\(t) lock-\(held ? "held" : "ended") at \(p) \(lock) token \(token)"
         }
     }
 }
@@ -62,5 +72,8 @@ public struct FinalState: Hashable, Sendable {
     /// Per live process whose idempotence transfer completed, its table:
     /// `producer/sequence` to the original's number, inside the window.
     public var idempotenceTables: [ProcessID: [String: UInt64]] = [:]
+    /// Per live process whose lock transfer completed: lock → holder
+    /// (`owner#id@token`, or `-`) then waiters.
+    public var lockTables: [ProcessID: [String: [String]]] = [:]
     public init() {}
 }

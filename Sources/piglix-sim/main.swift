@@ -57,11 +57,11 @@ extension FaultSet: ExpressibleByArgument {
 }
 
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "check", abstract: "Run seeds and check P1–P10 and, with the retry fault, I1–I3.")
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Run seeds and check P1–P10 and, with the retry fault, I1–I3, with the locks fault, L1–L4.")
     @Option(help: "Number of seeds to run.") var seeds: Int = 1000
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Cluster sizes, e.g. 3...7.") var nodes: NodeRange = NodeRange(argument: "3...7")!
-    @Option(help: ArgumentHelp("Faults: all, classic (all but retry), none, or a comma list of \(Fault.allCases.map(\.rawValue).joined(separator: ",")).")) var faults: FaultSet = .all
+    @Option(help: ArgumentHelp("Faults: all, classic (all but retry and locks), none, or a comma list of \(Fault.allCases.map(\.rawValue).joined(separator: ",")).")) var faults: FaultSet = .all
     @Flag(help: "Print the trace of the first failing seed.") var trace = false
     @Flag(help: "Check internal invariants after every event (slow).") var invariants = false
 
@@ -71,6 +71,8 @@ struct Check: ParsableCommand {
         var passed = 0
         var failed = 0
         var deliveries = 0
+        var lockGrants = 0
+        var lockHolds = 0
         var printedTrace = false
         let sizes = Array(nodes.range)
         for k in 0..<UInt64(seeds) {
@@ -80,6 +82,13 @@ struct Check: ParsableCommand {
             sim.debugInvariants = invariants
             let result = sim.run()
             deliveries += result.deliveries
+            for e in result.trace {
+                switch e {
+                case .lockGrant: lockGrants += 1
+                case .lockHolder(_, _, _, _, true): lockHolds += 1
+                default: break
+                }
+            }
             if result.violations.isEmpty {
                 passed += 1
             } else {
@@ -103,6 +112,7 @@ struct Check: ParsableCommand {
             print("\(p.rawValue): \(seeds - f) passed, \(f) failed\(first)")
         }
         print("deliveries checked: \(deliveries)")
+        if faults.contains(.locks) { print("lock grants checked: \(lockGrants) at replicas, \(lockHolds) held by clients") }
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
     }

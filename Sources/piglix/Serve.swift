@@ -73,6 +73,12 @@ struct Serve: AsyncParsableCommand {
     var maxSubscriptions: Int?
     @Option(help: "Most patterns in one subscription (more get 400). [env PIGLIX_MAX_PATTERNS, default 16]")
     var maxPatterns: Int?
+    @Option(help: "Most locks held or waited for in the cluster (more get 429; every node needs the same). [env PIGLIX_MAX_LOCKS, default 10000]")
+    var maxLocks: Int?
+    @Option(help: "Most requests waiting for one lock (more get 429; every node needs the same). [env PIGLIX_MAX_LOCK_WAITERS, default 100]")
+    var maxLockWaiters: Int?
+    @Option(help: "Most open lock streams on this node (more get 503). [env PIGLIX_MAX_LOCK_STREAMS, default 10000]")
+    var maxLockStreams: Int?
     @Option(help: "Heartbeat interval of idle subscribe streams, ms. [env PIGLIX_HEARTBEAT_MS, default 15000]")
     var heartbeatMs: Int?
     @Option(help: "Default batch size of subscribe streams; ?batch_bytes= may ask for 1024 to 1048576. [env PIGLIX_BATCH_BYTES, default 65536]")
@@ -178,6 +184,9 @@ struct Serve: AsyncParsableCommand {
         }
         try int(maxSubscriptions, "PIGLIX_MAX_SUBSCRIPTIONS") { settings.broker.subscriptionsMax = $0 }
         try int(maxPatterns, "PIGLIX_MAX_PATTERNS") { settings.broker.patternsPerSubscriptionMax = $0 }
+        try int(maxLocks, "PIGLIX_MAX_LOCKS") { settings.broker.locks.table.locksMax = $0 }
+        try int(maxLockWaiters, "PIGLIX_MAX_LOCK_WAITERS") { settings.broker.locks.table.waitersMax = $0 }
+        try int(maxLockStreams, "PIGLIX_MAX_LOCK_STREAMS") { settings.broker.locks.streamsPerNodeMax = $0 }
         try int(heartbeatMs, "PIGLIX_HEARTBEAT_MS") { settings.heartbeatInterval = .milliseconds($0) }
         try int(batchBytes, "PIGLIX_BATCH_BYTES") { settings.batchBytesDefault = $0 }
         try int(lingerMs, "PIGLIX_LINGER_MS") { settings.lingerDefault = .milliseconds($0) }

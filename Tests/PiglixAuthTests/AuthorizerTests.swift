@@ -29,6 +29,23 @@ final class AuthorizerTests: XCTestCase {
         }
     }
 
+    /// The `locks` claim: a lock name matched as a topic; a name that is not
+    /// a topic only by `>`; no claim, no lock (docs/protocol.md, "Authorization").
+    func testLocksClaimGrantsLockNamesMatchedAsTopics() async throws {
+        let keyFile = try file(secret + "\n")
+        let loaded = try await Authorizer.load(keyFile: keyFile, jwksFile: nil)
+        let authorizer = try XCTUnwrap(loaded)
+        let token = try await TokenSigner.sign(
+            keyFile: keyFile, claims: AccessClaims(piglix: .init(publish: nil, subscribe: nil, locks: ["jobs.*"])))
+        let access = try await authorizer.access(token: token)
+        XCTAssertTrue(access.mayLock("jobs.nightly"))
+        XCTAssertFalse(access.mayLock("jobs.nightly.extra"))
+        XCTAssertFalse(access.mayLock("other"))
+        XCTAssertFalse(access.mayLock("jobs..x"), "not a topic: only > grants it")
+        XCTAssertTrue(Access(publish: [], subscribe: [], locks: [pattern(">")]).mayLock("jobs..x"))
+        XCTAssertFalse(Access(publish: [pattern(">")], subscribe: [pattern(">")]).mayLock("a"), "publish and subscribe grant no lock")
+    }
+
     /// Signed with the node's HS256 secret: verified, its grants parsed; a
     /// token signed with another secret, an expired one and garbage are 401s.
     func testHS256TokenIsVerifiedAndOthersAreRefused() async throws {

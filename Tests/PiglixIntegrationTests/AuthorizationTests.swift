@@ -52,6 +52,24 @@ final class AuthorizationTests: XCTestCase {
         XCTAssertEqual(Curl.request(["--http2-prior-knowledge", "\(server.base)/readyz"]).httpCode, 200)
     }
 
+    /// The `locks` claim (`piglix token --lock`): a lock name matched as a
+    /// topic; publish and subscribe grants give no lock; `/v1/locks` needs a token.
+    func testLocksClaimGrantsLockNames() async throws {
+        let server = try await startSecured()
+        let locks = try token(["--lock", "jobs.*"])
+        let others = try token(["--publish", ">", "--subscribe", ">"])
+        let granted = try CurlStream(["--http2-prior-knowledge", "-X", "POST", "-H", "Authorization: Bearer \(locks)", "\(server.base)/v1/locks/jobs.nightly"])
+        try await granted.waitForText("\"granted\"")
+        granted.stop()
+        let elsewhere = Curl.request(["-X", "POST", "-H", "Authorization: Bearer \(locks)", "\(server.base)/v1/locks/other"])
+        XCTAssertEqual(elsewhere.httpCode, 403, elsewhere.body)
+        XCTAssertTrue(elsewhere.body.contains("does not grant lock other"), elsewhere.body)
+        XCTAssertEqual(Curl.request(["-X", "POST", "-H", "Authorization: Bearer \(others)", "\(server.base)/v1/locks/jobs.nightly"]).httpCode, 403)
+        XCTAssertEqual(Curl.request(["-X", "DELETE", "-H", "Authorization: Bearer \(others)", "\(server.base)/v1/locks/jobs.x?token=1"]).httpCode, 403)
+        XCTAssertEqual(Curl.request(["\(server.base)/v1/locks"]).httpCode, 401)
+        XCTAssertEqual(Curl.request(["-H", "Authorization: Bearer \(others)", "\(server.base)/v1/locks"]).httpCode, 200)
+    }
+
     func testGrantsArePerTopicForPublishAndPerPatternForSubscribe() async throws {
         let server = try await startSecured()
         let token = try token(["--publish", "a.>", "--subscribe", "a.*"])

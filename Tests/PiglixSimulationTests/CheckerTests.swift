@@ -30,6 +30,60 @@ struct CheckerTests {
         #expect(properties(t).isEmpty)
     }
 
+    @Test("two requests granted the same token in one view are reported (L1)")
+    func lockTokenTwice_L1() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1),
+            .lockGrant(at: 1, process: p, view: v1.id, lock: "a", request: "1/1#1", token: 5),
+            .lockGrant(at: 1, process: q, view: v1.id, lock: "a", request: "2/1#1", token: 5),
+        ]
+        #expect(properties(t).contains(.l1MutualExclusion))
+    }
+
+    @Test("a grant while the replica's holder did not release is reported (L1)")
+    func lockTwoHolders_L1() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1),
+            .lockGrant(at: 1, process: p, view: v1.id, lock: "a", request: "1/1#1", token: 1),
+            .lockGrant(at: 2, process: p, view: v1.id, lock: "a", request: "1/1#2", token: 2),
+        ]
+        #expect(properties(t).contains(.l1MutualExclusion))
+    }
+
+    @Test("a token not larger than the last one is reported (L2)")
+    func lockTokenGoesBack_L2() {
+        let t: [TraceEvent] = [
+            .install(at: 0, process: p, view: v1),
+            .lockGrant(at: 1, process: p, view: v1.id, lock: "a", request: "1/1#1", token: 4),
+            .lockReleased(at: 2, process: p, lock: "a", token: 4),
+            .lockGrant(at: 3, process: p, view: v1.id, lock: "a", request: "1/1#2", token: 4),
+        ]
+        #expect(properties(t).contains(.l2FencingTokens))
+    }
+
+    @Test("a final table naming a process that is gone is reported (L3)")
+    func lockHeldByTheDead_L3() {
+        var final = FinalState()
+        final.views = [p: v1]
+        final.lockTables = [p: ["a": ["2/1#1@3"]]]
+        #expect(Set(Checker().check([.install(at: 0, process: p, view: v1)], final: final).map(\.property)).contains(.l3PassOn))
+    }
+
+    @Test("two clients holding one lock at once are reported (L4), unless the first was paused")
+    func lockOverlap_L4() {
+        let overlap: [TraceEvent] = [
+            .lockHolder(at: 1, process: p, lock: "a", token: 1, held: true),
+            .lockHolder(at: 2, process: q, lock: "a", token: 2, held: true),
+        ]
+        #expect(properties(overlap).contains(.l4RealTime))
+        let paused: [TraceEvent] = [
+            .lockHolder(at: 1, process: p, lock: "a", token: 1, held: true),
+            .fault(at: 2, "pause \(p) for 100"),
+            .lockHolder(at: 3, process: q, lock: "a", token: 2, held: true),
+        ]
+        #expect(!properties(paused).contains(.l4RealTime))
+    }
+
     @Test("one group view id with two member lists is reported (P2)")
     func groupViewTwoMemberLists_P2() {
         let t: [TraceEvent] = [

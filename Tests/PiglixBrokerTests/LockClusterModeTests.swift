@@ -1,0 +1,85 @@
+import NIOCore
+import PiglixBroker
+import PiglixCluster
+import PiglixWire
+import XCTest
+
+@testable import PiglixGroups
+
+/// Locks in the broker's cluster mode over the fake group layer: requests
+/// and releases go through the group, grants come from the delivered order,
+/// a view without this process ends its streams (docs/patterns.md, "Locks").
+final class LockClusterModeTests: XCTestCase {
+    private func makeBroker(hold: Bool = false) async throws -> (Broker, FakeGroupLayer) {
+        let layer = FakeGroupLayer()
+        if hold { layer.state.withLock { $0.holdTransfers = true } }
+        let broker = try Broker(settings: BrokerSettings(), epoch: 0xE, cluster: layer)
+        try await broker.startCluster()
+        return (broker, layer)
+    }
+
+    private func next(_ handle: LockHandle) async -> LockRecord? {
+        var iterator = handle.records.makeAsyncIterator()
+        return await iterator.next()
+    }
+
+    func testRequestsAreMulticastAndGrantedInDeliveredOrder_L1_L2() async throws {
+        let (broker, layer) = try await makeBroker()
+        let first = try await broker.requestLock("job")
+        let second = try await broker.requestLock("job")
+        let a = await next(first)
+        let b = await next(second)
+        guard case .granted("job", let token)? = a else { return XCTFail("\(String(describing: a))") }
+        XCTAssertEqual(b, .waiting(lock: "job", position: 1))
+        XCTAssertEqual(layer.state.withLock { $0.delivered }, 2, "each request went through the group")
+        first.close()
+        try await Task.sleep(for: .milliseconds(50))
+        let c = await next(second)
+        XCTAssertEqual(c, .granted(lock: "job", token: token + 1))
+        let table = broker.lockTable()
+        XCTAssertEqual(table.locks.first?.token, token + 1)
+        XCTAssertEqual(table.locks.first?.holder?.node, "n1")
+        XCTAssertTrue(table.ready)
+    }
+
+    func testAViewWithoutThisProcessEndsItsStreamsAndPassesTheLock_L3() async throws {
+        let (broker, _) = try await makeBroker()
+        let handle = try await broker.requestLock("job")
+        let first = await next(handle)
+        guard case .granted("job", let granted)? = first else { return XCTFail("\(String(describing: first))") }
+        broker.clusterGroupViewInstalled(pattern: Broker.locksPattern, view: 9, clusterEpoch: 2, processes: ["someone/1"])
+        let end = await next(handle)
+        guard case .lost(let lock, let token, let reason)? = end else { return XCTFail("no lost record") }
+        XCTAssertEqual(lock, "job")
+        XCTAssertEqual(token, granted)
+        XCTAssertTrue(reason.contains("left"), reason)
+        XCTAssertTrue(broker.lockTable().locks.isEmpty)
+    }
+
+    func testUntilTheLockTableArrivesRequestsAre503() async throws {
+        let (broker, _) = try await makeBroker(hold: true)
+        do {
+            _ = try await broker.requestLock("job")
+            XCTFail("a request before the transfer was accepted")
+        } catch {
+            XCTAssertEqual(error.status, 503)
+            XCTAssertTrue(error.description.contains("state transfer"), error.description)
+        }
+        XCTAssertFalse(broker.lockTable().ready)
+    }
+
+    func testTheCheckpointCarriesTheTableToAJoiner() async throws {
+        let (provider, _) = try await makeBroker()
+        let handle = try await provider.requestLock("job")
+        let first = await next(handle)
+        guard case .granted("job", let token)? = first else { return XCTFail("\(String(describing: first))") }
+        var reader = provider.clusterCheckpoint(pattern: Broker.locksPattern)
+        let (chunk, last) = reader.nextChunk(bytes: 1 << 20)
+        XCTAssertTrue(last)
+        let (joiner, _) = try await makeBroker(hold: true)
+        XCTAssertTrue(joiner.clusterApplyCheckpoint(pattern: Broker.locksPattern, chunk: chunk, first: true, last: true))
+        XCTAssertEqual(joiner.lockTable().nextToken, token + 1)
+        XCTAssertEqual(joiner.lockTable().locks.first?.token, token)
+        XCTAssertFalse(joiner.clusterApplyCheckpoint(pattern: Broker.locksPattern, chunk: [9, 9], first: true, last: true), "unreadable: asks another member")
+    }
+}
