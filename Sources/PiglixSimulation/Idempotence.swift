@@ -212,11 +212,11 @@ extension Simulator {
         guard let record = idem.keys[n] else { return true }
         let original = SimOriginal(number: n, id: d.message.id)
         if d.afterCheckpoint {
-            // Admitted when it passed live: delivered only if it is the original.
-            if case .duplicate(let first) = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence) {
-                return first.id == d.message.id
-            }
-            return false
+            // Admitted when it passed live: delivered only if it is the
+            // original, whether or not the window has moved past it since
+            // (seed 153179: p3/11 was admitted live after p3/3 and before
+            // p3/3's release, and the window of 8 withheld the original).
+            return nodes[i].table.remembered(producer: record.producer, sequence: record.sequence)?.id == d.message.id
         }
         let decision = nodes[i].table.admit(producer: record.producer, sequence: record.sequence, original: original)
         guard nodes[i].tableReady else {
