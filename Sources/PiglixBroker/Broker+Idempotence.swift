@@ -158,10 +158,9 @@ extension Broker {
         let id = delivery.message.id
         let source = MessageSource(view: id.view.epoch, origin: id.origin, seq: id.seq)
         if delivery.afterCheckpoint {
-            if case .duplicate(let first) = state.idempotence.lookup(producer: producer, sequence: sequence) {
-                return first.source == source
-            }
-            return false
+            // Decided at its live delivery: released only if it was the
+            // original then, even if the window has moved past it since.
+            return state.idempotence.remembered(producer: producer, sequence: sequence)?.source == source
         }
         let decision = state.idempotence.admit(
             producer: producer, sequence: sequence, original: IdempotentOriginal(level: delivery.message.level, source: source))

@@ -117,6 +117,16 @@ public struct IdempotenceTable<Original: Hashable & Sendable>: Sendable {
         evictions += 1
     }
 
+    /// The original recorded for `(producer, sequence)` while the table
+    /// still holds it, inside the window or below it (until the bulk prune):
+    /// what a delivery released after a checkpoint is compared with. That
+    /// record was decided at its live delivery, and the producer's window
+    /// may have moved past it since (seed 153179), so `lookup`, which
+    /// refuses what is below the window, would withhold the original.
+    public func remembered(producer: String, sequence: UInt64) -> Original? {
+        producers[producer]?.entries[sequence]?.original
+    }
+
     /// The original of `(producer, sequence)`, if remembered inside the window.
     public func original(producer: String, sequence: UInt64) -> Original? {
         if case .duplicate(let o) = lookup(producer: producer, sequence: sequence) { return o }

@@ -161,22 +161,51 @@ extension Simulator {
         return (retries && last({ $0.tableReady }, countPaused: true)) || (locksOn && last({ $0.locks.ready }, countPaused: false))
     }
 
-    /// A partition that leaves every holder of the idempotence table on the
-    /// smaller side cuts the table off from the side that can go on, as a
-    /// crash of its last holders would: the first holder trades sides with
-    /// the first node of the larger side that does not hold it (the sides
-    /// keep their sizes; no random draw).
+    /// A partition that leaves every holder of the idempotence table on a
+    /// side that may lose cuts the table off from the side that goes on, as
+    /// a crash of its last holders would. The side that goes on is the one
+    /// holding a majority of the seats of the newest view (a restarted node
+    /// stands in for its seat, so seats are counted by node, not by
+    /// incarnation). When one side has that majority and no holder, the
+    /// first holder trades sides with its first non-holder (the sides keep
+    /// their sizes; no random draw). When neither side has it (an even
+    /// split), either may win once crashed seats restart and stand in (seed
+    /// 4093: 3 against 3, both holders on one side, their side lost two
+    /// seats to crashes, and the other side's flush excluded the last
+    /// holder right after the heal): with two holders or more, one of them
+    /// trades sides so each side keeps one (`holdsLastTable` spares the last
+    /// of each side); with one, a non-holder of the other side moves to its
+    /// side, which then holds the majority.
     func spareTableHolders(_ s: inout [Int]) {
         // A holder of the lock table holds the idempotence table too (the
-        // prerequisite group), so it is the one to keep on the larger side.
+        // prerequisite group), so it is the one to keep on the side that goes on.
         let lockHolders = locksOn ? nodes.indices.filter { nodes[$0].status != .down && nodes[$0].locks.ready } : []
         let holders = lockHolders.isEmpty ? nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady } : lockHolders
-        let ones = s.filter { $0 == 1 }.count
-        guard !holders.isEmpty, 2 * ones != s.count else { return }
-        let big = 2 * ones > s.count ? 1 : 0
-        guard !holders.contains(where: { s[$0] == big }), let j = s.indices.first(where: { s[$0] == big && !holders.contains($0) })
-        else { return }
-        s.swapAt(holders[0], j)
+        guard !holders.isEmpty else { return }
+        var newest: ClusterView?
+        for node in nodes where node.status != .down {
+            if let v = node.view, newest == nil || v.id > newest!.id { newest = v }
+        }
+        let seats = Set(newest?.members.map(\.node) ?? [])
+        let isSeat = { (j: Int) in seats.contains(NodeID(UInt64(j + 1))) }
+        let ones = s.indices.filter { s[$0] == 1 && isSeat($0) }.count
+        let zeros = s.indices.filter { s[$0] == 0 && isSeat($0) }.count
+        let big: Int? = 2 * ones > seats.count ? 1 : 2 * zeros > seats.count ? 0 : nil
+        if let big {
+            guard !holders.contains(where: { s[$0] == big }) else { return }
+            // Prefer a seat, so the holder's new side keeps its majority.
+            guard let j = s.indices.first(where: { s[$0] == big && isSeat($0) }) ?? s.indices.first(where: { s[$0] == big }) else { return }
+            s.swapAt(holders[0], j)
+            return
+        }
+        let side = s[holders[0]]
+        guard !holders.contains(where: { s[$0] != side }) else { return }
+        if holders.count > 1 {
+            guard let j = s.indices.first(where: { s[$0] != side && isSeat($0) }) ?? s.indices.first(where: { s[$0] != side }) else { return }
+            s.swapAt(holders[1], j)
+        } else if let j = s.indices.first(where: { s[$0] != side && isSeat($0) }) {
+            s[j] = side
+        }
     }
 
     /// The node coordinating the newest installed view, if any.
@@ -195,11 +224,11 @@ extension Simulator {
         guard let record = idem.keys[n] else { return true }
         let original = SimOriginal(number: n, id: d.message.id)
         if d.afterCheckpoint {
-            // Admitted when it passed live: delivered only if it is the original.
-            if case .duplicate(let first) = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence) {
-                return first.id == d.message.id
-            }
-            return false
+            // Admitted when it passed live: delivered only if it is the
+            // original, whether or not the window has moved past it since
+            // (seed 153179: p3/11 was admitted live after p3/3 and before
+            // p3/3's release, and the window of 8 withheld the original).
+            return nodes[i].table.remembered(producer: record.producer, sequence: record.sequence)?.id == d.message.id
         }
         let decision = nodes[i].table.admit(producer: record.producer, sequence: record.sequence, original: original)
         guard nodes[i].tableReady else {

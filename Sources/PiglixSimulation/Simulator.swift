@@ -347,8 +347,13 @@ public struct Simulator {
             if let keep = live.first(where: { accepted?.contains(nodes[$0].core.me) ?? true }) ?? live.first {
                 victims.removeAll { $0 == keep }
             }
-            // And one holder of the idempotence table (`holdsLastTable`).
-            if let holder = victims.first(where: { holdsLastTable($0, sparing: victims) }) { victims.removeAll { $0 == holder } }
+            // And the last holder of the idempotence table on each side
+            // (`holdsLastTable`): sparing one on one side only let a crash
+            // kill every holder on the side that went on (seed 141526: the
+            // holder on the smaller side of a partition was spared, both on
+            // the larger side crashed, and their stand-ins started the table
+            // empty).
+            for v in victims where holdsLastTable(v, sparing: victims) { victims.removeAll { $0 == v } }
             record(.fault(at: now, "crash \(victims.map { nodes[$0].core.me }) together"))
             for i in victims where nodes[i].status != .down {
                 nodes[i].status = .down

@@ -93,13 +93,17 @@ struct Check: ParsableCommand {
                 passed += 1
             } else {
                 failed += 1
+                var printed = false
                 for v in result.violations {
                     failedBy[v.property, default: 0] += 1
                     if firstFailure[v.property] == nil {
                         firstFailure[v.property] = seed
+                        printed = true
                         print("seed \(seed) (\(n) nodes) violates \(v)")
                     }
                 }
+                // Every failing seed is named, the later ones in one line.
+                if !printed { print("seed \(seed) (\(n) nodes) fails \(result.violations.map(\.property.rawValue).joined(separator: ", "))") }
                 if trace && !printedTrace {
                     printedTrace = true
                     for e in result.trace { print("  \(e)") }

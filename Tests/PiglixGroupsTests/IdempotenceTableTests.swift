@@ -31,6 +31,18 @@ final class IdempotenceTableTests: XCTestCase {
         XCTAssertEqual(t.admit(producer: "p", sequence: 10, original: "x"), .duplicate("10"))
     }
 
+    /// A release after a checkpoint asks what was recorded at the live
+    /// delivery, which the window may have passed since (seed 153179).
+    func test_remembered_theOriginalBelowTheWindowUntilThePrune() {
+        var t = Table(limits: IdempotenceLimits(windowSequences: 4, producersMax: 8))
+        XCTAssertEqual(t.admit(producer: "p", sequence: 3, original: "3"), .new)
+        XCTAssertEqual(t.admit(producer: "p", sequence: 7, original: "7"), .new)
+        XCTAssertEqual(t.lookup(producer: "p", sequence: 3), .tooOld(highest: 7))
+        XCTAssertEqual(t.remembered(producer: "p", sequence: 3), "3")
+        XCTAssertNil(t.remembered(producer: "p", sequence: 4))
+        XCTAssertNil(t.remembered(producer: "q", sequence: 3))
+    }
+
     func test_window_memoryIsBoundedToTwoWindowsPerProducer() {
         var t = Table(limits: IdempotenceLimits(windowSequences: 16, producersMax: 8))
         for s in 1...1000 { XCTAssertEqual(t.admit(producer: "p", sequence: UInt64(s), original: "\(s)"), .new) }
