@@ -38,6 +38,10 @@ public struct BrokerSettings: Sendable, Hashable {
     /// Idempotent publish: sequence numbers remembered per producer and
     /// producers remembered per node (docs/patterns.md, "Idempotent publish").
     public var idempotence = IdempotenceLimits.default
+    /// Work queues: queues, members per queue, unacked messages per queue,
+    /// in flight per member (docs/patterns.md, "Work queues"). Every node
+    /// of a cluster must use the same values: the table decides with them.
+    public var queues = QueueLimits.default
 
     public init() {}
 
@@ -73,6 +77,10 @@ public struct BrokerSettings: Sendable, Hashable {
         }
         if idempotence.producersMax < 1 || idempotence.producersMax > 1 << 20 {
             throw Invalid(description: "idempotence producers must be 1 to 1048576, not \(idempotence.producersMax)")
+        }
+        if let name = queues.invalid { throw Invalid(description: "work queue limit \(name) must be positive") }
+        if queues.inFlightPerMemberMax > subscriberQueueMessagesMax {
+            throw Invalid(description: "work queue in-flight limit (\(queues.inFlightPerMemberMax)) must not exceed the subscriber queue (\(subscriberQueueMessagesMax) messages)")
         }
         if headerLimits.countMax > 255 { throw Invalid(description: "header count limit must be at most 255, not \(headerLimits.countMax)") }
         if matchCacheTopicsMax < 0 { throw Invalid(description: "match cache size must not be negative") }

@@ -23,6 +23,15 @@ public protocol ClusterApplication: AnyObject, Sendable {
     /// Local groups were dropped (rejoining as a new incarnation): they are
     /// joined again, with state transfer.
     func clusterRejoining()
+    /// A cluster view was installed, in the core's effect order: after the
+    /// deliveries of the previous view, before any of this one (the work
+    /// queue table, docs/patterns.md, drops the members of dead processes
+    /// here). `me` is this process in it.
+    func clusterViewInstalled(epoch: UInt64, members: [ProcessID], me: ProcessID)
+}
+
+extension ClusterApplication {
+    public func clusterViewInstalled(epoch: UInt64, members: [ProcessID], me: ProcessID) {}
 }
 
 /// A snapshot of a group's state, read as a sequence of chunks that each

@@ -42,9 +42,10 @@ extension ClusterNode {
                     ClusterDelivery(
                         delivery: d, viewEpoch: d.message.id.view.epoch, delivered: box.value.delivered,
                         own: d.message.publish.origin == peekCore { $0.me }))
-            case .installClusterView:
+            case .installClusterView(let view):
                 box.value.counters.viewChanges += 1
                 statusDirty = true
+                app?.clusterViewInstalled(epoch: view.id.epoch, members: view.members, me: peekCore { $0.me })
             case .installGroupView(let gv):
                 app?.clusterGroupViewChanged(
                     pattern: gv.pattern, view: gv.id, members: gv.members.map { name($0.node) },

@@ -183,6 +183,8 @@ public struct QueueTable<Payload: Sendable>: Sendable {
     public var queueNames: [String] { names }
 
     public func pattern(of queue: String) -> TopicPattern? { queues[queue]?.pattern }
+    /// The queues' patterns, in name order (duplicates kept).
+    public var patterns: [TopicPattern] { names.map { queues[$0]!.pattern } }
     public func members(of queue: String) -> [QueueMember] { queues[queue]?.members ?? [] }
     public func unackedCount(of queue: String) -> Int { queues[queue]?.entries.count ?? 0 }
     public func backlogCount(of queue: String) -> Int { queues[queue]?.backlogCount ?? 0 }

@@ -72,6 +72,7 @@ public struct PiglixServer: Sendable {
         router.post("/v1/topics/:topic", use: publish.publishOne)
         router.post("/v1/publish", use: publish.publishMany)
         router.get("/v1/subscribe", use: subscribe.handle)
+        router.post("/v1/ack", use: AckRoute(broker: broker).handle)
         router.get("/v1/cluster", use: status.cluster)
         router.get("/v1/groups", use: status.groups)
         router.get("/healthz", use: status.healthz)
