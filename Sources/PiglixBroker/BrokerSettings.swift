@@ -79,9 +79,6 @@ public struct BrokerSettings: Sendable, Hashable {
             throw Invalid(description: "idempotence producers must be 1 to 1048576, not \(idempotence.producersMax)")
         }
         if let name = queues.invalid { throw Invalid(description: "work queue limit \(name) must be positive") }
-        if queues.inFlightPerMemberMax > subscriberQueueMessagesMax {
-            throw Invalid(description: "work queue in-flight limit (\(queues.inFlightPerMemberMax)) must not exceed the subscriber queue (\(subscriberQueueMessagesMax) messages)")
-        }
         if headerLimits.countMax > 255 { throw Invalid(description: "header count limit must be at most 255, not \(headerLimits.countMax)") }
         if matchCacheTopicsMax < 0 { throw Invalid(description: "match cache size must not be negative") }
     }
