@@ -143,13 +143,17 @@ extension Simulator {
     /// member would start the group from its own partial table (a stated
     /// limit, docs/patterns.md "Bounds"). The simulator spares them, as it
     /// spares a majority of the newest view (`crashAllowed`).
+    /// The same holds for the work queue table (Queues.swift).
     func holdsLastTable(_ i: Int, sparing: [Int] = []) -> Bool {
-        guard retries, nodes[i].status != .down, nodes[i].tableReady else { return false }
-        let view = nodes[i].view?.id
-        return !nodes.indices.contains { j in
-            j != i && !sparing.contains(j) && nodes[j].status != .down && nodes[j].tableReady && side[j] == side[i]
-                && nodes[j].view?.id == view
+        func last(_ ready: (SimNode) -> Bool) -> Bool {
+            guard nodes[i].status != .down, ready(nodes[i]) else { return false }
+            let view = nodes[i].view?.id
+            return !nodes.indices.contains { j in
+                j != i && !sparing.contains(j) && nodes[j].status != .down && ready(nodes[j]) && side[j] == side[i]
+                    && nodes[j].view?.id == view
+            }
         }
+        return (retries && last { $0.tableReady }) || (queuesOn && last { $0.qReady })
     }
 
     /// A partition that leaves every holder of the idempotence table on the
@@ -158,7 +162,12 @@ extension Simulator {
     /// the first node of the larger side that does not hold it (the sides
     /// keep their sizes; no random draw).
     func spareTableHolders(_ s: inout [Int]) {
-        let holders = nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady }
+        if retries { spareHolders(&s) { $0.tableReady } }
+        if queuesOn { spareHolders(&s) { $0.qReady } }
+    }
+
+    func spareHolders(_ s: inout [Int], _ ready: (SimNode) -> Bool) {
+        let holders = nodes.indices.filter { nodes[$0].status != .down && ready(nodes[$0]) }
         let ones = s.filter { $0 == 1 }.count
         guard !holders.isEmpty, 2 * ones != s.count else { return }
         let big = 2 * ones > s.count ? 1 : 0

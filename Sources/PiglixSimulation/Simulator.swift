@@ -37,6 +37,10 @@ public struct Simulator {
         case idempotentPublish(node: Int, IdempotentRecord, attempt: Int)
         /// The coordinator of the newest view crashes (restarting later).
         case crashCoordinator(restartAfter: UInt64)
+        /// Work queues (Queues.swift): a member joins, leaves, acks.
+        case queueJoin(node: Int, queue: Int)
+        case queueLeave(node: Int)
+        case queueAck(node: Int, generation: UInt64, queue: Int, local: UInt64, key: QueueMessageKey)
     }
 
     enum Status { case up, paused, down }
@@ -66,6 +70,14 @@ public struct Simulator {
         var tableReady = false
         /// This node's idempotent publishes, by number: their delivery's decision.
         var idempotentAcks: [UInt64: IdempotenceDecision<SimOriginal>] = [:]
+        /// The application's work queue table (Queues.swift), whether its
+        /// transfer completed, what arrived meanwhile, and the local
+        /// members (local id → queue).
+        var qtable = QueueTable<UInt64>(limits: QueueModel.limits)
+        var qReady = false
+        var qBuffer: [SimQueueEvent] = []
+        var qMembers: [UInt64: Int] = [:]
+        var qNextLocal: UInt64 = 0
     }
 
     public let config: SimulationConfig
@@ -90,6 +102,7 @@ public struct Simulator {
     var flushStartedAt: UInt64?
     var lastInstallAt: UInt64?
     var idem: IdempotenceModel
+    var qmodel: QueueModel
     var idempotenceTickets: Set<UInt64> = []
 
     static let patterns: [TopicPattern] = ["s.*.t", "s.>", "s.a.t", "x.>", "s.b.*", "s.*.*"].map { try! TopicPattern($0) }
@@ -110,6 +123,7 @@ public struct Simulator {
         self.side = Array(repeating: 0, count: n)
         self.maxIncarnation = Array(repeating: 1, count: n)
         self.idem = IdempotenceModel(seed: config.seed, nodes: n)
+        self.qmodel = QueueModel(seed: config.seed)
         for i in 0..<n {
             let core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: 1))
             nodes.append(SimNode(core: core, table: IdempotenceTable(limits: config.idempotence)))
@@ -138,7 +152,7 @@ public struct Simulator {
         // (A corrupt chunk is not scheduled: it strikes as chunks are applied.
         // A majority crash draws from its own stream, so the other faults of
         // a seed stay what they were.)
-        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry }
+        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry && $0 != .queue }
         if config.faults.contains(.majorityCrash) {
             var own = SimRandom(seed: config.seed ^ 0x6D61_6A6F_7269_7479)
             if own.chance(0.5) {
@@ -167,12 +181,13 @@ public struct Simulator {
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
                     queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
-                case .corruptChunk, .majorityCrash, .retry:
+                case .corruptChunk, .majorityCrash, .retry, .queue:
                     break
                 }
             }
         }
         scheduleIdempotentWorkload()
+        scheduleQueueWorkload()
         runUntil(end)
         // Faults stop: heal, resume, restart; then a quiet phase (P9).
         heal()
@@ -190,6 +205,10 @@ public struct Simulator {
             for level in DeliveryLevel.allCases { publish(i, destination: .topic(Self.probeTopic), level: level) }
         }
         runUntil(now + quiet)
+        if queuesOn {
+            drainQueues()
+            runUntil(now + quiet)
+        }
         var final = FinalState()
         for node in nodes where node.status == .up {
             final.views[node.core.me] = node.core.currentView
@@ -199,6 +218,9 @@ public struct Simulator {
         }
         for i in nodes.indices where nodes[i].status == .up && nodes[i].tableReady && retries {
             final.idempotenceTables[nodes[i].core.me] = tableContents(i)
+        }
+        for i in nodes.indices where nodes[i].status == .up && nodes[i].qReady && queuesOn {
+            final.queueLeftovers[nodes[i].core.me] = queueLeftovers(i)
         }
         final.probes = probes
         let violations = Checker().check(trace, final: final)
@@ -273,6 +295,8 @@ public struct Simulator {
                 {
                     if chunk.pattern == Self.idempotencePattern {
                         applyIdempotenceCheckpoint(i, state: assembled.state, cut: chunk.cut)
+                    } else if chunk.pattern == QueueModel.pattern {
+                        applyQueueCheckpoint(i, state: assembled.state, cut: chunk.cut)
                     } else {
                         let set = Self.decode(assembled.state)
                         nodes[i].states[chunk.pattern] = set
@@ -357,13 +381,19 @@ public struct Simulator {
             let n = config.nodes
             var s = (0..<n).map { _ in rng.int(0...1) }
             if Set(s).count == 1 { s[rng.int(0...(n - 1))] ^= 1 }
-            if retries { spareTableHolders(&s) }
+            if retries || queuesOn { spareTableHolders(&s) }
             side = s
             record(.fault(at: now, "partition \(s)"))
         case .heal:
             heal()
         case .idempotentPublish(let i, let r, let attempt):
             idempotentPublish(i, r, attempt: attempt)
+        case .queueJoin(let i, let q):
+            queueJoin(i, queue: q)
+        case .queueLeave(let i):
+            queueLeave(i)
+        case .queueAck(let i, let generation, let q, let local, let key):
+            queueAck(i, generation: generation, queue: q, local: local, key: key)
         case .crashCoordinator(let after):
             guard let i = coordinatorNode, nodes[i].status != .down, crashAllowed(i) else { return }
             record(.fault(at: now, "crash coordinator \(nodes[i].core.me)"))
@@ -435,6 +465,7 @@ public struct Simulator {
         nodes[i].table = IdempotenceTable(limits: config.idempotence)
         nodes[i].tableReady = false
         nodes[i].idempotentAcks = [:]
+        resetQueues(i)
         if !first { record(.fault(at: now, "restart \(nodes[i].core.me)")) }
         let seeds = (1...config.nodes).map { NodeID(UInt64($0)) }
         effects = nodes[i].core.onStart(seeds: seeds, bootstrap: first, now: now)
@@ -442,6 +473,11 @@ public struct Simulator {
         if retries {
             // Every node is a member of the idempotence group while it runs.
             effects = nodes[i].core.onJoin(Self.idempotencePattern, now: now)
+            apply(i)
+        }
+        if queuesOn {
+            // And of the work queue group (Queues.swift).
+            effects = nodes[i].core.onJoin(QueueModel.pattern, now: now)
             apply(i)
         }
         for p in nodes[i].subscribed.sorted(by: { $0.name < $1.name }) {
@@ -504,15 +540,18 @@ public struct Simulator {
                 guard case .publish = d.message.kind else { continue }
                 let n = Self.number(d.message.payload)
                 record(.deliver(at: now, process: me, view: nodes[i].view?.id, id: d.message.id, publish: d.message.publish, session: d.message.session, number: n, level: d.message.level, groups: d.groups.map(\.name), afterCheckpoint: d.afterCheckpoint))
-                if decideIdempotent(i, d, number: n) {
-                    for g in d.groups { nodes[i].states[g, default: []].insert(n) }
+                let decided = decideIdempotent(i, d, number: n)
+                if decided {
+                    for g in d.groups where g != QueueModel.pattern { nodes[i].states[g, default: []].insert(n) }
                 }
+                queueDelivery(i, d, number: n, decided: decided)
                 if probes[n] != nil && !d.afterCheckpoint { probes[n]!.insert(me) }
                 if d.message.level.needsStability && !d.afterCheckpoint { safeCheck(i, d.message.id) }
             case .installClusterView(let v):
                 nodes[i].view = v
                 lastInstallAt = now
                 record(.install(at: now, process: me, view: v))
+                queueViewInstalled(i, v)
             case .installGroupView(let gv):
                 record(.groupView(at: now, process: me, pattern: gv.pattern.name, id: gv.id, members: gv.members))
             case .primaryLost:
@@ -528,10 +567,15 @@ public struct Simulator {
                 nodes[i].assembling = [:]
                 nodes[i].view = nil
                 nodes[i].tableReady = false
+                resetQueues(i)
                 maxIncarnation[i] = max(maxIncarnation[i], new.incarnation)
             case .requestCheckpoint(let req):
                 idempotenceTickets.insert(req.ticket)
-                let state = req.pattern == Self.idempotencePattern ? Self.encodeTable(nodes[i].table.snapshot()) : Self.encode(nodes[i].states[req.pattern] ?? [])
+                let state =
+                    req.pattern == Self.idempotencePattern
+                    ? Self.encodeTable(nodes[i].table.snapshot())
+                    : req.pattern == QueueModel.pattern
+                        ? Self.encodeQueues(nodes[i].qtable.snapshot()) : Self.encode(nodes[i].states[req.pattern] ?? [])
                 nodes[i].readers[req.ticket] = (state, 0)
                 supplyChunk(i, ticket: req.ticket)
             case .requestCheckpointChunk(let ticket):

@@ -27,6 +27,13 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
     /// Publish `number` was answered as a duplicate naming `original`, at
     /// entry or at its delivery.
     case retryAnswered(at: UInt64, process: ProcessID, view: ViewID?, producer: String, sequence: UInt64, number: UInt64, original: UInt64)
+    /// The process's queue table assigned `key` (publish `number`) of
+    /// `queue` to `member`, its `index`th assignment (1: the first).
+    case queueAssign(
+        at: UInt64, process: ProcessID, view: ViewID?, queue: String, key: QueueMessageKey, index: UInt32, member: QueueMember, number: UInt64,
+        redelivered: Bool)
+    /// An ack record removed `key` from the process's queue table.
+    case queueAcked(at: UInt64, process: ProcessID, queue: String, key: QueueMessageKey)
 
     public var description: String {
         switch self {
@@ -46,6 +53,9 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
             "t=\(t) accept \(p) in \(v.map(\.description) ?? "-") \(producer)/\(s) #\(n) \(id)"
         case .retryAnswered(let t, let p, let v, let producer, let s, let n, let o):
             "t=\(t) duplicate-ack \(p) in \(v.map(\.description) ?? "-") \(producer)/\(s) #\(n) original #\(o)"
+        case .queueAssign(let t, let p, let v, let q, let k, let i, let m, let n, let r):
+            "t=\(t) queue-assign \(p) in \(v.map(\.description) ?? "-") \(q) \(k) #\(n) [\(i)] to \(m)\(r ? " redelivered" : "")"
+        case .queueAcked(let t, let p, let q, let k): "t=\(t) queue-acked \(p) \(q) \(k)"
         }
     }
 }
@@ -62,5 +72,8 @@ public struct FinalState: Hashable, Sendable {
     /// Per live process whose idempotence transfer completed, its table:
     /// `producer/sequence` to the original's number, inside the window.
     public var idempotenceTables: [ProcessID: [String: UInt64]] = [:]
+    /// Per live process whose queue transfer completed, after the drain:
+    /// the unacked keys left in its queue table (`queue:key`).
+    public var queueLeftovers: [ProcessID: [String]] = [:]
     public init() {}
 }
