@@ -73,6 +73,10 @@ struct Serve: AsyncParsableCommand {
     var maxSubscriptions: Int?
     @Option(help: "Most patterns in one subscription (more get 400). [env PIGLIX_MAX_PATTERNS, default 16]")
     var maxPatterns: Int?
+    @Option(help: "Work queues: unacked messages one queue holds (assigned or waiting); past it a message is not queued (piglix_queue_overflow_total). The same on every node of a cluster. [env PIGLIX_QUEUE_UNACKED_MAX, default 10000]")
+    var queueUnackedMax: Int?
+    @Option(help: "Work queues: unacked messages one member holds; past it messages go to the next member with room or wait in the queue's backlog. The same on every node of a cluster. [env PIGLIX_QUEUE_IN_FLIGHT_MAX, default 256]")
+    var queueInFlightMax: Int?
     @Option(help: "Heartbeat interval of idle subscribe streams, ms. [env PIGLIX_HEARTBEAT_MS, default 15000]")
     var heartbeatMs: Int?
     @Option(help: "Default batch size of subscribe streams; ?batch_bytes= may ask for 1024 to 1048576. [env PIGLIX_BATCH_BYTES, default 65536]")
@@ -178,6 +182,8 @@ struct Serve: AsyncParsableCommand {
         }
         try int(maxSubscriptions, "PIGLIX_MAX_SUBSCRIPTIONS") { settings.broker.subscriptionsMax = $0 }
         try int(maxPatterns, "PIGLIX_MAX_PATTERNS") { settings.broker.patternsPerSubscriptionMax = $0 }
+        try int(queueUnackedMax, "PIGLIX_QUEUE_UNACKED_MAX") { settings.broker.queues.unackedPerQueueMax = $0 }
+        try int(queueInFlightMax, "PIGLIX_QUEUE_IN_FLIGHT_MAX") { settings.broker.queues.inFlightPerMemberMax = $0 }
         try int(heartbeatMs, "PIGLIX_HEARTBEAT_MS") { settings.heartbeatInterval = .milliseconds($0) }
         try int(batchBytes, "PIGLIX_BATCH_BYTES") { settings.batchBytesDefault = $0 }
         try int(lingerMs, "PIGLIX_LINGER_MS") { settings.lingerDefault = .milliseconds($0) }
