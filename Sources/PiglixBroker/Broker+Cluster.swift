@@ -469,7 +469,8 @@ extension Broker: ClusterApplication {
             if let old = state.groupViews[pattern], old.view == view, old.members == members { return }
             state.groupViews[pattern] = (view, members)
             let record = ControlRecord.view(group: pattern.name, view: view, members: members, primary: primary)
-            for id in Array(state.queues.keys) where state.queues[id]!.patterns.contains(pattern) && state.queues[id]!.joining.isEmpty {
+            for id in Array(state.queues.keys)
+            where state.queues[id]!.patterns.contains(pattern) && state.queues[id]!.joining.isEmpty && state.queues[id]!.workQueue == nil {
                 if let w = state.queues[id]!.queueView(record) { wake.append(w) }
             }
         }
