@@ -134,4 +134,69 @@ final class WorkQueueTests: XCTestCase {
         XCTAssertEqual(try ack(n2.base, queue: "jobs", ids: heldIDs), Array(repeating: "acked", count: held.count))
         XCTAssertEqual(try ack(n1.base, queue: "jobs", ids: heldIDs), Array(repeating: "unknown", count: held.count))
     }
+
+    func testAClosedStreamsMessagesGoToTheNextCohortAcrossNodes_Q2() async throws {
+        let cluster = try LocalCluster.loopback(3)
+        try cluster.start()
+        try await cluster.waitForView(["n1", "n2", "n3"], on: cluster.members)
+        let (n1, n2, n3) = (cluster.member("n1"), cluster.member("n2"), cluster.member("n3"))
+        let stays = try CurlStream(http2: "\(n2.base)/v1/subscribe?topic=work.*&queue=jobs&format=sse")
+        let leaves = try CurlStream(["--http1.1", "\(n3.base)/v1/subscribe?topic=work.*&queue=jobs"])
+        try await waitForMembers(2, on: cluster.members.map(\.base))
+        for i in 0..<12 { XCTAssertEqual(Curl.publish(n1.base, topic: "work.b", data: "k\(i)", level: "safe").httpCode, 200) }
+        try await leaves.waitFor("its share") { $0.payloads.count >= 6 }
+        let held = leaves.payloads
+        leaves.stop()
+        // SSE: the JSON records are in the `data:` lines.
+        func sse(_ s: CurlStream) -> [[String: Any]] {
+            s.text.split(separator: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
+                (try? JSONSerialization.jsonObject(with: Data($0.dropFirst(6).utf8))) as? [String: Any]
+            }
+        }
+        try await stays.waitFor("all 12 jobs") { _ in sse(stays).count >= 12 }
+        let records = sse(stays)
+        let redelivered = records.filter { $0["redelivered"] as? Bool == true }.compactMap { $0["data"] as? String }
+        XCTAssertEqual(redelivered, held)
+        XCTAssertEqual(Set(records.compactMap { $0["data"] as? String }), Set((0..<12).map { "k\($0)" }))
+        XCTAssertTrue(stays.text.contains("event: message\nid: v"), "SSE records carry the agreed id")
+    }
+
+    /// A member's node cut off in a minority (network namespaces): the
+    /// majority's member gets what it held, redelivered; when the network
+    /// heals, the cut-off node rejoins as a new incarnation and ends its
+    /// queue stream with a reason.
+    func testAMemberCutOffInAMinorityLosesItsMessagesToTheMajority_Q2() async throws {
+        let (made, why) = NamespaceNetwork.make(count: 3)
+        guard let network = made else { throw XCTSkip("network namespaces are not available here (\(why))") }
+        defer { network.tearDown() }
+        let members = (0..<3).map { i in
+            ClusterMember(name: "n\(i + 1)", host: network.address(i), httpPort: 8080, clusterPort: 7000, netns: network.names[i])
+        }
+        let cluster = LocalCluster(members: members)
+        try cluster.start()
+        try await cluster.waitForView(["n1", "n2", "n3"], on: members)
+        let majority = try CurlStream(http2: "\(members[1].base)/v1/subscribe?topic=work.*&queue=jobs")
+        let minority = try CurlStream(http2: "\(members[2].base)/v1/subscribe?topic=work.*&queue=jobs")
+        try await waitForMembers(2, on: members.map(\.base))
+        for i in 0..<10 { XCTAssertEqual(Curl.publish(members[0].base, topic: "work.c", data: "p\(i)", level: "safe").httpCode, 200) }
+        try await poll("all 10 handed out") { majority.payloads.count + minority.payloads.count >= 10 }
+        let held = minority.payloads
+        XCTAssertFalse(held.isEmpty)
+        let before = majority.payloads.count
+        network.cut(2, 0)
+        network.cut(2, 1)
+        try await cluster.waitForView(["n1", "n2"], on: [members[0], members[1]])
+        try await majority.waitFor("the cut-off member's \(held.count) jobs", timeout: .seconds(20)) { $0.payloads.count >= before + held.count }
+        let taken = Array(majority.messages.dropFirst(before))
+        XCTAssertEqual(taken.compactMap { $0["data"] as? String }, held)
+        XCTAssertTrue(taken.allSatisfy { $0["redelivered"] as? Bool == true })
+        try await minority.waitFor("a view record with primary false") { s in s.views.contains { $0["primary"] as? Bool == false } }
+        network.heal(2, 0)
+        network.heal(2, 1)
+        try await cluster.waitForView(["n1", "n2", "n3"], on: members, timeout: .seconds(30))
+        try await minority.waitFor("the end of its queue stream", timeout: .seconds(20)) { s in
+            s.records.contains { $0["type"] as? String == "end" && ($0["reason"] as? String ?? "").contains("rejoined") }
+        }
+        XCTAssertEqual(minority.payloads, held, "nothing more reached the cut-off member")
+    }
 }
