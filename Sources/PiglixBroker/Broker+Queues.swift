@@ -68,7 +68,7 @@ extension Broker {
         }
         // The table must be complete here before a member joins from here.
         var waited = 0
-        while !state.withLock({ $0.active.contains(Self.queuesPattern) }) {
+        while !state.withLock({ $0.queuesReady }) {
             if waited >= 100 || isShuttingDown {
                 throw .unavailable("this node has not yet received the cluster's work queue state (state transfer); retry in a moment")
             }
@@ -166,7 +166,7 @@ extension Broker {
                 return keys.map { $0 == nil ? .unknown : next.next()! }
             }
         }
-        guard state.withLock({ $0.active.contains(Self.queuesPattern) }) else {
+        guard state.withLock({ $0.queuesReady }) else {
             throw .unavailable("this node has not yet received the cluster's work queue state (state transfer); retry in a moment")
         }
         if known.isEmpty { return keys.map { _ in .unknown } }

@@ -31,7 +31,9 @@ extension Broker {
     ) {
         let m = delivery.message
         guard case .publish(let destination) = m.kind else { return }
-        let buffering = !state.active.contains(Self.queuesPattern)
+        let buffering = !state.queuesReady
+        // The common case, no queue: one test per total/safe delivery.
+        if !buffering, case .topic = destination, state.queueTable.isEmpty { return }
         let source = MessageSource(view: m.id.view.epoch, origin: m.id.origin, seq: m.id.seq)
         switch destination {
         case .group(let g):
@@ -113,7 +115,7 @@ extension Broker {
         state.withLock { state in
             state.queueMe = me
             let alive = Set(members)
-            if !state.active.contains(Self.queuesPattern) {
+            if !state.queuesReady {
                 bufferQueueEvent(.view(epoch: epoch, alive: alive), state: &state)
                 return
             }
@@ -128,6 +130,7 @@ extension Broker {
     /// comes again by state transfer.
     func queuesRejoining(state: inout State, wake: inout [CheckedContinuation<Void, Never>]) {
         state.queueTable = QueueTable(limits: settings.queues)
+        state.queuesReady = false
         queuesExist.store(false, ordering: .relaxed)
         state.queueBuffer = []
         state.queueBufferOverflowed = false
@@ -173,6 +176,7 @@ extension Broker {
             state.incomingQueues = nil
             state.queueTable = QueueTable(limits: settings.queues, restoring: assembly.states)
             state.active.insert(Self.queuesPattern)
+            state.queuesReady = true
             state.transferProgress[Self.queuesPattern] = nil
             // Then what this node delivered past the cut, in its order: the
             // result is the provider's table after the same deliveries.

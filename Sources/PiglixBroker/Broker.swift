@@ -180,6 +180,9 @@ public final class Broker: Sendable {
         /// transfer runs, replayed past the checkpoint's cut.
         var queueBuffer: [QueueEvent] = []
         var queueBufferOverflowed = false
+        /// Cluster: the `$piglix.queues` transfer completed (`active`
+        /// holds the pattern too; this is the hot path's test).
+        var queuesReady = false
         /// Cluster: the queue table of a checkpoint being received.
         var incomingQueues: QueueCheckpointAssembly?
         /// Cluster: the answers to this node's ack records, until acked.
