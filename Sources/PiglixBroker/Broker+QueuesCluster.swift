@@ -7,10 +7,10 @@ import PiglixWire
 /// A queue event delivered while this node's `$piglix.queues` transfer
 /// runs: replayed after the checkpoint when its cut does not cover it.
 enum QueueEvent {
-    case control(QueueControl, origin: ProcessID, source: MessageSource)
+    case control(QueueControl, origin: ProcessID, source: MessageSource, publish: PublishID)
     /// A `total`/`safe` topic message; an idempotent one is replayed only if
     /// the (then complete) idempotence table holds it as the original.
-    case work(MessageSource, Topic, StoredMessage, idempotence: (producer: String, sequence: UInt64)?)
+    case work(MessageSource, Topic, StoredMessage, idempotence: (producer: String, sequence: UInt64)?, publish: PublishID)
     case view(epoch: UInt64, alive: Set<ProcessID>)
 }
 
@@ -34,13 +34,15 @@ extension Broker {
         let buffering = !state.queuesReady
         // The common case, no queue: one test per total/safe delivery.
         if !buffering, case .topic = destination, state.queueTable.isEmpty { return }
+        // The re-send of a message the table's checkpoint already held.
+        if !delivery.skippedGroups.isEmpty, delivery.skippedGroups.contains(Self.queuesPattern) { return }
         let source = MessageSource(view: m.id.view.epoch, origin: m.id.origin, seq: m.id.seq)
         switch destination {
         case .group(let g):
             guard g == Self.queuesPattern, let control = QueueControl.decode(m.payload) else { return }
             if own { state.queueMe = m.publish.origin }
             if buffering {
-                bufferQueueEvent(.control(control, origin: m.publish.origin, source: source), state: &state)
+                bufferQueueEvent(.control(control, origin: m.publish.origin, source: source, publish: m.publish), state: &state)
                 return
             }
             let results = applyControl(control, origin: m.publish.origin, state: &state, wake: &wake)
@@ -50,7 +52,7 @@ extension Broker {
             if !buffering && (!decided || state.queueTable.isEmpty || !state.queueTable.hasQueue(matching: topic)) { return }
             guard let work = queueMessage(of: delivery, topic: topic, decoded: message, source: source) else { return }
             if buffering {
-                bufferQueueEvent(.work(source, topic, work, idempotence: idempotence), state: &state)
+                bufferQueueEvent(.work(source, topic, work, idempotence: idempotence, publish: m.publish), state: &state)
                 return
             }
             applyQueueEffects(state.queueTable.deliver(key: source.queueKey, topic: topic, payload: work), state: &state, wake: &wake)
@@ -135,6 +137,7 @@ extension Broker {
         state.queueBuffer = []
         state.queueBufferOverflowed = false
         state.incomingQueues = nil
+        state.queueSkip = []
         state.queueAcks = [:]
         for (_, queue) in state.queues where queue.workQueue != nil && queue.end == nil {
             queue.end = "this node rejoined the cluster (it was cut off); its queue memberships ended and what they held went to other members: subscribe again"
@@ -153,6 +156,12 @@ extension Broker {
         state.withLock { state in
             QueueCheckpointReader(states: state.queueTable.snapshot(), cut: state.position ?? ClusterPosition(view: 0, delivered: []))
         }
+    }
+
+    /// The provider's skip list, kept for the replay of the buffer.
+    public func clusterCheckpointSkips(pattern: TopicPattern, skip: [PublishID]) {
+        guard pattern == Self.queuesPattern else { return }
+        state.withLock { $0.queueSkip = Set(skip) }
     }
 
     func applyQueueCheckpoint(chunk: [UInt8], first: Bool, last: Bool) -> Bool {
@@ -182,13 +191,19 @@ extension Broker {
             // result is the provider's table after the same deliveries.
             let events = state.queueBuffer
             state.queueBuffer = []
+            // Re-sends of messages the provider's table already holds (a
+            // flush cut them after its checkpoint took them): skipped.
+            var skip = state.queueSkip
+            state.queueSkip = []
             for event in events {
                 switch event {
-                case .control(let control, let origin, let source):
+                case .control(let control, let origin, let source, let publish):
                     if let cut = assembly.cut, cut.covers(source) { continue }
+                    if !skip.isEmpty, skip.remove(publish) != nil { continue }
                     applyControl(control, origin: origin, state: &state, wake: &wake)
-                case .work(let source, let topic, let message, let idempotence):
+                case .work(let source, let topic, let message, let idempotence, let publish):
                     if let cut = assembly.cut, cut.covers(source) { continue }
+                    if !skip.isEmpty, skip.remove(publish) != nil { continue }
                     if let (producer, sequence) = idempotence {
                         guard case .duplicate(let original) = state.idempotence.lookup(producer: producer, sequence: sequence),
                             original.source == source

@@ -183,6 +183,8 @@ public final class Broker: Sendable {
         /// Cluster: the `$piglix.queues` transfer completed (`active`
         /// holds the pattern too; this is the hot path's test).
         var queuesReady = false
+        /// Cluster: the skip list of the queue checkpoint being received.
+        var queueSkip: Set<PublishID> = []
         /// Cluster: the queue table of a checkpoint being received.
         var incomingQueues: QueueCheckpointAssembly?
         /// Cluster: the answers to this node's ack records, until acked.

@@ -65,6 +65,7 @@ extension ClusterNode {
             case .releaseCheckpoint(let ticket):
                 box.value.checkpoints[ticket] = nil
             case .applyCheckpointChunk(let chunk):
+                if chunk.isFirst { app?.clusterCheckpointSkips(pattern: chunk.pattern, skip: chunk.skip) }
                 let ok = app?.clusterApplyCheckpoint(pattern: chunk.pattern, chunk: chunk.state, first: chunk.isFirst, last: chunk.last) ?? true
                 if !ok {
                     logger.warning("checkpoint chunk \(chunk.index) of \(chunk.pattern.name) is unreadable; the transfer restarts")

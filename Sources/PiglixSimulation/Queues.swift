@@ -23,8 +23,8 @@ enum SimQueueControl: Hashable, Sendable {
 
 /// A queue event delivered while the node's queue transfer runs.
 enum SimQueueEvent {
-    case control(SimQueueControl, origin: ProcessID, id: MessageID)
-    case work(MessageID, Topic, number: UInt64)
+    case control(SimQueueControl, origin: ProcessID, id: MessageID, publish: PublishID)
+    case work(MessageID, Topic, number: UInt64, publish: PublishID)
     case view(ClusterView)
 }
 
@@ -92,17 +92,22 @@ extension Simulator {
     /// `decided`: the idempotence table's verdict.
     mutating func queueDelivery(_ i: Int, _ d: Delivery, number n: UInt64, decided: Bool) {
         guard queuesOn, !d.afterCheckpoint, d.message.level != .fifo, case .publish(let destination) = d.message.kind else { return }
+        // The re-send of a message the table's checkpoint already held.
+        if d.skippedGroups.contains(QueueModel.pattern) {
+            record(.fault(at: now, "queue table at \(nodes[i].core.me) skips the re-send \(d.message.publish)"))
+            return
+        }
         switch destination {
         case .group(let g):
             guard g == QueueModel.pattern, let control = qmodel.controls[n] else { return }
             if !nodes[i].qReady {
-                nodes[i].qBuffer.append(.control(control, origin: d.message.publish.origin, id: d.message.id))
+                nodes[i].qBuffer.append(.control(control, origin: d.message.publish.origin, id: d.message.id, publish: d.message.publish))
                 return
             }
             applyQueueControl(i, control, origin: d.message.publish.origin)
         case .topic(let topic):
             if !nodes[i].qReady {
-                nodes[i].qBuffer.append(.work(d.message.id, topic, number: n))
+                nodes[i].qBuffer.append(.work(d.message.id, topic, number: n, publish: d.message.publish))
                 return
             }
             guard decided else { return }
@@ -172,6 +177,7 @@ extension Simulator {
         nodes[i].qtable = QueueTable(limits: QueueModel.limits)
         nodes[i].qReady = false
         nodes[i].qBuffer = []
+        nodes[i].qSkip = []
         nodes[i].qMembers = [:]
     }
 
@@ -205,13 +211,17 @@ extension Simulator {
         nodes[i].qReady = true
         let events = nodes[i].qBuffer
         nodes[i].qBuffer = []
+        var skip = nodes[i].qSkip
+        nodes[i].qSkip = []
         for event in events {
             switch event {
-            case .control(let control, let origin, let id):
+            case .control(let control, let origin, let id, let publish):
                 if let cut, cut.covers(id) { continue }
+                if skip.remove(publish) != nil { continue }
                 applyQueueControl(i, control, origin: origin)
-            case .work(let id, let topic, let n):
+            case .work(let id, let topic, let n, let publish):
                 if let cut, cut.covers(id) { continue }
+                if skip.remove(publish) != nil { continue }
                 if retries, let record = idem.keys[n] {
                     guard case .duplicate(let first) = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence),
                         first.id == id

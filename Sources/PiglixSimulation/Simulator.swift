@@ -77,6 +77,8 @@ public struct Simulator {
         var qReady = false
         var qBuffer: [SimQueueEvent] = []
         var qMembers: [UInt64: Int] = [:]
+        /// The skip list of the queue checkpoint being applied.
+        var qSkip: Set<PublishID> = []
         var qNextLocal: UInt64 = 0
     }
 
@@ -586,6 +588,7 @@ public struct Simulator {
                 // Chunks are whole only together (a state split at random
                 // byte counts): the state is set when the last is applied.
                 if chunk.isFirst { nodes[i].assembling[chunk.pattern] = (chunk.request, []) }
+                if chunk.isFirst, chunk.pattern == QueueModel.pattern { nodes[i].qSkip = Set(chunk.skip) }
                 if nodes[i].assembling[chunk.pattern]?.request == chunk.request {
                     nodes[i].assembling[chunk.pattern]!.state.append(contentsOf: chunk.state)
                 }
