@@ -153,7 +153,7 @@ extension Simulator {
                 let index = nodes[i].qtable.entry(key, in: q)?.assignments ?? 0
                 record(
                     .queueAssign(
-                        at: now, process: me, view: nodes[i].view?.id, queue: q, key: key, index: index, member: member, number: n,
+                        at: now, process: me, view: nodes[i].qReplayView ?? nodes[i].view?.id, queue: q, key: key, index: index, member: member, number: n,
                         redelivered: redelivered))
                 guard member.process == me, let memberQueue = nodes[i].qMembers[member.local] else { continue }
                 // The member gets it: it acks most after a while, all while draining.
@@ -213,15 +213,20 @@ extension Simulator {
         nodes[i].qBuffer = []
         var skip = nodes[i].qSkip
         nodes[i].qSkip = []
+        // Assignments made in the replay belong to the view of the event
+        // replayed (Q1 checks the member against it).
+        defer { nodes[i].qReplayView = nil }
         for event in events {
             switch event {
             case .control(let control, let origin, let id, let publish):
                 if let cut, cut.covers(id) { continue }
                 if skip.remove(publish) != nil { continue }
+                nodes[i].qReplayView = id.view
                 applyQueueControl(i, control, origin: origin)
             case .work(let id, let topic, let n, let publish):
                 if let cut, cut.covers(id) { continue }
                 if skip.remove(publish) != nil { continue }
+                nodes[i].qReplayView = id.view
                 if retries, let record = idem.keys[n] {
                     guard case .duplicate(let first) = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence),
                         first.id == id
@@ -230,6 +235,7 @@ extension Simulator {
                 queueWork(i, id, topic, number: n)
             case .view(let v):
                 if let cut, v.id <= cut.view { continue }
+                nodes[i].qReplayView = v.id
                 handleQueueEffects(i, nodes[i].qtable.viewInstalled(Set(v.members)))
             }
         }

@@ -79,6 +79,9 @@ public struct Simulator {
         var qMembers: [UInt64: Int] = [:]
         /// The skip list of the queue checkpoint being applied.
         var qSkip: Set<PublishID> = []
+        /// While a queue checkpoint's buffer is replayed: the view of the
+        /// event being replayed.
+        var qReplayView: ViewID?
         var qNextLocal: UInt64 = 0
     }
 
