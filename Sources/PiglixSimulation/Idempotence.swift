@@ -162,8 +162,12 @@ extension Simulator {
     /// the first node of the larger side that does not hold it (the sides
     /// keep their sizes; no random draw).
     func spareTableHolders(_ s: inout [Int]) {
-        if retries { spareHolders(&s) { $0.tableReady } }
+        // Queue holders first: with both, a node holds the queue table only
+        // after the idempotence table (its group waits for that one), so a
+        // queue holder on the larger side holds both and the second call
+        // changes nothing.
         if queuesOn { spareHolders(&s) { $0.qReady } }
+        if retries { spareHolders(&s) { $0.tableReady } }
     }
 
     func spareHolders(_ s: inout [Int], _ ready: (SimNode) -> Bool) {
