@@ -1113,7 +1113,7 @@ components:
           minItems: 1
           maxItems: 1000
           items:
-            type: string
+            $ref: "#/components/schemas/MessageID"
 
     AckResponse:
       type: object
