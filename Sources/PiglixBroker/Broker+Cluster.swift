@@ -39,6 +39,11 @@ extension Broker: ClusterApplication {
         // a record the table holds is answered at once, without a multicast.
         let early = records.contains { $0.producer != nil } ? idempotenceAnswers(records) : nil
         var last: Topic?
+        var levels = records.map(\.effectiveDelivery)
+        // A record a work queue here takes is sent `total` at least: the
+        // coordinator is chosen by its place in the agreed order
+        // (docs/patterns.md, "Work queues").
+        let queuePatterns = queuesExist.load(ordering: .relaxed) ? state.withLock { $0.queueTable.patterns } : []
         for (i, record) in records.enumerated() {
             do throws(PublishError) {
                 if closed { throw PublishError.shuttingDown }
@@ -48,20 +53,21 @@ extension Broker: ClusterApplication {
                     results[i] = answer
                     continue
                 }
+                if levels[i] == .fifo, !queuePatterns.isEmpty, queuePatterns.contains(where: { $0.matches(topic) }) { levels[i] = .total }
                 batch.append(
                     ClusterPublish(
-                        destination: .topic(topic), level: record.effectiveDelivery,
+                        destination: .topic(topic), level: levels[i],
                         session: session, payload: ClusterPayload.encode(record)))
                 indices.append(i)
             } catch {
                 results[i] = .failure(error)
             }
         }
-        let levels = records.map(\.effectiveDelivery)
         let idempotent = early != nil
         let started = ContinuousClock.now
         let resolved = results
         let positions = indices
+        let levelsSent = levels
         cluster.publish(batch) { [weak self] outcomes in
             var results = resolved
             let nanoseconds = (ContinuousClock.now - started).nanosecondsClamped
@@ -73,14 +79,14 @@ extension Broker: ClusterApplication {
                     if idempotent, records[i].producer != nil, let self, let answer = self.idempotentAck(records[i], publish: publish) {
                         results[i] = answer
                         if case .success(let receipt) = answer, !receipt.duplicate {
-                            PublishLatency.timers[Int(levels[i].rawValue)].recordNanoseconds(nanoseconds)
+                            PublishLatency.timers[Int(levelsSent[i].rawValue)].recordNanoseconds(nanoseconds)
                             published += 1
                         }
                         continue
                     }
                     let id = PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: view, delivered: delivered))
-                    results[i] = .success(PublishReceipt(id: id, delivery: levels[i]))
-                    PublishLatency.timers[Int(levels[i].rawValue)].recordNanoseconds(nanoseconds)
+                    results[i] = .success(PublishReceipt(id: id, delivery: levelsSent[i]))
+                    PublishLatency.timers[Int(levelsSent[i].rawValue)].recordNanoseconds(nanoseconds)
                     published += 1
                 case .refused(let why):
                     results[i] = .failure(.unavailable(why.description))
@@ -197,6 +203,7 @@ extension Broker: ClusterApplication {
                         batch.deferred.append(id)
                     }
                 }
+                queueLocally(message, topic: topic, state: &state, wake: &wake)
                 work += 1 + targets.count
                 batch.results[i] = .success(PublishReceipt(id: message.id, delivery: level))
             }
@@ -332,6 +339,8 @@ extension Broker: ClusterApplication {
     /// The `view` records a new stream starts with; pending view records
     /// they already say are dropped from the queue.
     func initialViews(_ id: SubscriptionID, patterns: [TopicPattern]) -> [ControlRecord] {
+        // A work queue stream is in no group: it starts with its messages.
+        if state.withLock({ $0.queues[id]?.workQueue != nil }) { return [] }
         guard cluster != nil else {
             return patterns.map { .view(group: $0.name, view: viewID, members: [settings.nodeID], primary: true) }
         }
@@ -372,7 +381,7 @@ extension Broker: ClusterApplication {
             let delivery = item.delivery
             let position = ClusterPosition(view: item.viewEpoch, delivered: item.delivered)
             guard case .publish(.topic(let topic)) = delivery.message.kind else {
-                prepared.append(Prepared(delivery: delivery, position: position))
+                prepared.append(Prepared(delivery: delivery, position: position, own: item.own))
                 continue
             }
             if topic == Self.locksTopic {
@@ -383,7 +392,7 @@ extension Broker: ClusterApplication {
             // its table stays the cluster's (one comparison for the others).
             let idempotence = ClusterPayload.idempotence(of: delivery.message.payload)
             guard !delivery.groups.isEmpty, let (headers, payload) = ClusterPayload.decode(delivery.message.payload) else {
-                prepared.append(Prepared(delivery: delivery, position: position, idempotence: idempotence, own: item.own))
+                prepared.append(Prepared(delivery: delivery, position: position, topic: topic, idempotence: idempotence, own: item.own))
                 continue
             }
             let id = delivery.message.id
@@ -407,12 +416,18 @@ extension Broker: ClusterApplication {
                     deliverLockOperation(delivery, state: &state)
                     continue
                 }
-                if let (producer, sequence) = item.idempotence,
-                    !Self.decideDelivery(delivery, producer: producer, sequence: sequence, own: item.own, state: &state)
-                {
-                    continue
+                var decided = true
+                if let (producer, sequence) = item.idempotence {
+                    decided = Self.decideDelivery(delivery, producer: producer, sequence: sequence, own: item.own, state: &state)
                 }
-                guard var message = taken, let topic = item.topic else { continue }
+                // Work queues (Broker+QueuesCluster.swift): every live
+                // control record and total/safe message, in delivery order.
+                if !delivery.afterCheckpoint && delivery.message.level != .fifo {
+                    queueDelivery(
+                        delivery, message: taken, idempotence: item.idempotence, decided: decided, own: item.own, state: &state,
+                        wake: &wake)
+                }
+                guard decided, var message = taken, let topic = item.topic else { continue }
                 state.sequence += 1
                 message.id.sequence = state.sequence
                 if delivery.afterCheckpoint, let group = delivery.groups.first {
@@ -433,6 +448,7 @@ extension Broker: ClusterApplication {
                     }
                 }
             }
+            queuesExist.store(!state.queueTable.isEmpty, ordering: .relaxed)
         }
         for continuation in wake { continuation.resume() }
     }
@@ -469,7 +485,8 @@ extension Broker: ClusterApplication {
             if let old = state.groupViews[pattern], old.view == view, old.members == members { return }
             state.groupViews[pattern] = (view, members)
             let record = ControlRecord.view(group: pattern.name, view: view, members: members, primary: primary)
-            for id in Array(state.queues.keys) where state.queues[id]!.patterns.contains(pattern) && state.queues[id]!.joining.isEmpty {
+            for id in Array(state.queues.keys)
+            where state.queues[id]!.patterns.contains(pattern) && state.queues[id]!.joining.isEmpty && state.queues[id]!.workQueue == nil {
                 if let w = state.queues[id]!.queueView(record) { wake.append(w) }
             }
         }
@@ -486,6 +503,7 @@ extension Broker: ClusterApplication {
             // The table at the cut: every operation and view delivered before.
             return LockCheckpoint(bytes: state.withLock { $0.lock.table.encoded() })
         }
+        if pattern == Self.queuesPattern { return queueCheckpoint() }
         if pattern == Self.idempotencePattern {
             // The table at this point of the delivery stream (the cut), and
             // this node's position there, which names the cut to the joiner.
@@ -502,6 +520,7 @@ extension Broker: ClusterApplication {
             // One chunk (LockCheckpoint): the provider's table at the cut.
             return state.withLock { state in applyLockCheckpoint(chunk, state: &state) }
         }
+        if pattern == Self.queuesPattern { return applyQueueCheckpoint(chunk: chunk, first: first, last: last) }
         let messages: [StoredMessage]
         let table: (cut: ClusterPosition, producers: [CheckpointCodec.ProducerState])?
         do {
@@ -584,7 +603,10 @@ extension Broker: ClusterApplication {
     public func clusterRejoining() {
         // The core joins every local group again, with state transfer; until
         // each checkpoint arrives its deliveries carry no local group.
+        var wake: [CheckedContinuation<Void, Never>] = []
+        defer { for w in wake { w.resume() } }
         state.withLock { state in
+            queuesRejoining(state: &state, wake: &wake)
             state.active.removeAll()
             state.groupViews.removeAll()
             // The old incarnation's table may hold records the primary never
@@ -622,6 +644,7 @@ extension Broker: ClusterApplication {
         }
         byPattern[Self.idempotencePattern.name] = nil
         byPattern[Self.locksPattern.name] = nil
+        byPattern[Self.queuesPattern.name] = nil
         return byPattern.values.sorted { $0.pattern < $1.pattern }
     }
 
@@ -642,17 +665,16 @@ extension Broker: ClusterApplication {
         // Every node is a member of the idempotence group for as long as it
         // runs (its subscriber count never drops to 0), so each
         // incarnation receives the table by state transfer.
-        let join = state.withLock { state in
-            state.patternSubscribers[Self.idempotencePattern, default: 0] += 1
-            return state.patternSubscribers[Self.idempotencePattern] == 1
+        // The same for the work queue table (Broker+Queues.swift) and the
+        // lock table (Broker+Locks.swift); the core joins them once the
+        // idempotence group is active.
+        let joins = state.withLock { state in
+            [Self.idempotencePattern, Self.queuesPattern, Self.locksPattern].filter { pattern in
+                state.patternSubscribers[pattern, default: 0] += 1
+                return state.patternSubscribers[pattern] == 1
+            }
         }
-        if join { cluster.join(Self.idempotencePattern) }
-        // Likewise the lock group: every node holds the lock table.
-        let joinLocks = state.withLock { state in
-            state.patternSubscribers[Self.locksPattern, default: 0] += 1
-            return state.patternSubscribers[Self.locksPattern] == 1
-        }
-        if joinLocks { cluster.join(Self.locksPattern) }
+        for pattern in joins { cluster.join(pattern) }
         let lease = startLockLease()
         state.withLock { $0.lock.leaseTask = lease }
     }

@@ -53,12 +53,19 @@ public enum SubscribeError: Error, Sendable, Equatable, CustomStringConvertible 
     case tooManyPatterns(count: Int, max: Int)
     case tooManySubscriptions(max: Int)
     case shuttingDown
+    /// Work queues: a bad queue name or combination of parameters (400).
+    case invalidQueue(String)
+    /// Work queues: the table refused the join (another pattern, a limit): 409.
+    case queueRefused(String)
+    /// Cluster: not now (no primary, state transfer running): 503.
+    case unavailable(String)
 
     public var status: Int {
         switch self {
-        case .invalidPattern, .noPatterns, .tooManyPatterns: return 400
+        case .invalidPattern, .noPatterns, .tooManyPatterns, .invalidQueue: return 400
+        case .queueRefused: return 409
         case .tooManySubscriptions: return 429
-        case .shuttingDown: return 503
+        case .shuttingDown, .unavailable: return 503
         }
     }
 
@@ -69,6 +76,7 @@ public enum SubscribeError: Error, Sendable, Equatable, CustomStringConvertible 
         case .tooManyPatterns(let count, let max): return "\(count) patterns in one subscription, the limit is \(max)"
         case .tooManySubscriptions(let max): return "this node holds its limit of \(max) subscriptions; try again later"
         case .shuttingDown: return "the broker is shutting down"
+        case .invalidQueue(let why), .queueRefused(let why), .unavailable(let why): return why
         }
     }
 }
@@ -165,6 +173,26 @@ public final class Broker: Sendable {
         var incomingTable: [IdempotenceTable<IdempotentOriginal>.ProducerState] = []
         // Locks (Broker+Locks.swift)
         var lock: LockState
+        // Work queues (Broker+Queues.swift)
+        var queueTable: QueueTable<StoredMessage>
+        var queueCounters = QueueCounters()
+        /// Cluster: this process (the origin of its own control records).
+        var queueMe = ProcessID(node: NodeID(0), incarnation: 0)
+        /// Cluster: queue events delivered while the `$piglix.queues`
+        /// transfer runs, replayed past the checkpoint's cut.
+        var queueBuffer: [QueueEvent] = []
+        var queueBufferOverflowed = false
+        /// Cluster: the `$piglix.queues` transfer completed (`active`
+        /// holds the pattern too; this is the hot path's test).
+        var queuesReady = false
+        /// Cluster: the skip list of the queue checkpoint being received.
+        var queueSkip: Set<PublishID> = []
+        /// Cluster: the queue table of a checkpoint being received.
+        var incomingQueues: QueueCheckpointAssembly?
+        /// Cluster: the answers to this node's ack records, until acked.
+        var queueAcks: [PublishID: [QueueAckResult]] = [:]
+        /// Joins the table refused, until the joiner reads the reason.
+        var queueJoinRefusals: [SubscriptionID: String] = [:]
     }
 
     struct GroupCounters {
@@ -173,6 +201,9 @@ public final class Broker: Sendable {
     }
 
     let state: Mutex<State>
+    /// Cluster: the queue table has a queue (read without the lock by the
+    /// publish path, which sends records a queue takes as `total`).
+    let queuesExist = Atomic<Bool>(false)
 
     public init(settings: BrokerSettings, epoch: UInt32? = nil, cluster: (any GroupLayer)? = nil) throws(BrokerSettings.Invalid) {
         try settings.validate()
@@ -182,7 +213,9 @@ public final class Broker: Sendable {
         self.state = Mutex(
             State(
                 trie: PatternTrie(cacheCapacity: settings.matchCacheTopicsMax), retention: Retention(settings: settings),
-                idempotence: IdempotenceTable(limits: settings.idempotence), lock: LockState(table: LockTable(limits: settings.locks.table, firstToken: Self.wallClockFirstToken()))))
+                idempotence: IdempotenceTable(limits: settings.idempotence),
+                lock: LockState(table: LockTable(limits: settings.locks.table, firstToken: Self.wallClockFirstToken())),
+                queueTable: QueueTable(limits: settings.queues)))
     }
 
     // MARK: Publish
@@ -235,6 +268,7 @@ public final class Broker: Sendable {
             for subscriber in state.trie.match(topic) {
                 Self.enqueue(message, for: subscriber, state: &state, settings: settings, wake: &wake)
             }
+            queueLocally(message, topic: topic, state: &state, wake: &wake)
             return PublishReceipt(id: message.id, delivery: level)
         }
         for continuation in wake { continuation.resume() }
@@ -356,9 +390,18 @@ public final class Broker: Sendable {
     }
 
     func unsubscribe(_ id: SubscriptionID, reason: String) {
+        var wake: [CheckedContinuation<Void, Never>] = []
+        var control: QueueControl?
         let (leave, waiter, registered) = state.withLock {
             state -> ([TopicPattern], CheckedContinuation<Void, Never>?, CheckedContinuation<Void, Never>?) in
             guard let queue = state.queues.removeValue(forKey: id) else { return ([], nil, nil) }
+            if let name = queue.workQueue {
+                state.queueJoinRefusals[id] = nil
+                control = leaveQueue(name, id: id, state: &state, wake: &wake)
+                let waiter = queue.waiter
+                queue.waiter = nil
+                return ([], waiter, nil)
+            }
             var leave: [TopicPattern] = []
             for pattern in queue.patterns {
                 state.trie.remove(pattern, id)
@@ -382,7 +425,19 @@ public final class Broker: Sendable {
         }
         waiter?.resume()
         registered?.resume()
+        for w in wake { w.resume() }
         for pattern in leave { cluster?.leave(pattern) }
+        if let control, let cluster {
+            // Fire and forget: if it cannot be delivered, this node is
+            // leaving the primary view, and the view change removes the member.
+            cluster.publish(
+                [ClusterPublish(destination: .group(Self.queuesPattern), level: .total, session: 0, payload: control.encode())]
+            ) { [logger] outcomes in
+                if case .refused(let why)? = outcomes.first {
+                    logger.warning("the leave record of a queue member was refused (\(why)); the next view change removes it")
+                }
+            }
+        }
     }
 
     func waitReady(_ id: SubscriptionID) async {

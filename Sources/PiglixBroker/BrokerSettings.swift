@@ -40,6 +40,10 @@ public struct BrokerSettings: Sendable, Hashable {
     public var idempotence = IdempotenceLimits.default
     /// Locks (docs/patterns.md, "Locks").
     public var locks = LockSettings()
+    /// Work queues: queues, members per queue, unacked messages per queue,
+    /// in flight per member (docs/patterns.md, "Work queues"). Every node
+    /// of a cluster must use the same values: the table decides with them.
+    public var queues = QueueLimits.default
 
     public init() {}
 
@@ -76,6 +80,7 @@ public struct BrokerSettings: Sendable, Hashable {
         if idempotence.producersMax < 1 || idempotence.producersMax > 1 << 20 {
             throw Invalid(description: "idempotence producers must be 1 to 1048576, not \(idempotence.producersMax)")
         }
+        if let name = queues.invalid { throw Invalid(description: "work queue limit \(name) must be positive") }
         if headerLimits.countMax > 255 { throw Invalid(description: "header count limit must be at most 255, not \(headerLimits.countMax)") }
         try locks.validate()
         if matchCacheTopicsMax < 0 { throw Invalid(description: "match cache size must not be negative") }

@@ -17,6 +17,9 @@ public struct StoredMessage: Sendable {
         var headers: [MessageHeader]
         var payloadIsText: Bool
         var source: MessageSource?
+        /// A work queue assignment's copy: the queue it is sent for.
+        var queue: String?
+        var redelivered = false
 
         init(
             id: MessageID, topic: String, payload: ByteBuffer, delivery: DeliveryLevel, headers: [MessageHeader], payloadIsText: Bool,
@@ -32,7 +35,11 @@ public struct StoredMessage: Sendable {
         }
 
         func copy() -> Storage {
-            Storage(id: id, topic: topic, payload: payload, delivery: delivery, headers: headers, payloadIsText: payloadIsText, source: source)
+            let copy = Storage(
+                id: id, topic: topic, payload: payload, delivery: delivery, headers: headers, payloadIsText: payloadIsText, source: source)
+            copy.queue = queue
+            copy.redelivered = redelivered
+            return copy
         }
     }
 
@@ -93,6 +100,24 @@ public struct StoredMessage: Sendable {
         set {
             makeUnique()
             storage.source = newValue
+        }
+    }
+
+    /// On a work queue stream: the queue this copy was assigned for
+    /// (docs/patterns.md, "Work queues"); nil on ordinary streams.
+    public var queue: String? {
+        get { storage.queue }
+        set {
+            makeUnique()
+            storage.queue = newValue
+        }
+    }
+    /// On a work queue stream: an earlier holder left or failed before acking.
+    public var redelivered: Bool {
+        get { storage.redelivered }
+        set {
+            makeUnique()
+            storage.redelivered = newValue
         }
     }
 

@@ -92,6 +92,9 @@ final class SubscriberQueue {
     var replay: ReplayCursor?
     var registered: CheckedContinuation<Void, Never>?
     var newestRetained: MessageID?
+    /// A work queue member's stream: the queue's name. It is in no trie and
+    /// no group; it gets what the queue table assigns it.
+    var workQueue: String?
 
     init(patterns: [TopicPattern], overflow: OverflowPolicy) {
         self.patterns = patterns

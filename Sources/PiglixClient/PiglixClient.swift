@@ -302,6 +302,36 @@ public final class PiglixClient: Sendable {
         return ack
     }
 
+    /// Acknowledges work queue messages (`POST /v1/ack`, docs/patterns.md,
+    /// "Work queues"): one result per id, in order, true when this ack
+    /// removed it from the queue, false when it was not unacked there
+    /// (acked already, never queued).
+    public func ack(queue: String, ids: [String]) async throws -> [Bool] {
+        var body = ByteBuffer()
+        body.writeStaticString("{\"queue\":")
+        body.writeJSONString(queue)
+        body.writeStaticString(",\"ids\":[")
+        for (i, id) in ids.enumerated() {
+            if i > 0 { body.writeStaticString(",") }
+            body.writeJSONString(id)
+        }
+        body.writeStaticString("]}")
+        let response = try await request(
+            method: "POST", path: "/v1/ack",
+            headers: [("content-type", "application/json"), ("content-length", String(body.readableBytes))], body: body)
+        guard response.status == 200 else {
+            throw PiglixClientError.http(status: response.status, detail: ProblemDetail.detail(from: response.body))
+        }
+        let value = try response.body.withUnsafeReadableBytes { bytes throws(JSONError) in try JSONParser.parse(bytes) }
+        guard case .object(let fields) = value, case .array(let results)? = fields.first(where: { $0.0 == "results" })?.1 else {
+            throw PiglixClientError.http(status: response.status, detail: "an ack answer without results")
+        }
+        return results.map { item in
+            guard case .object(let pairs) = item else { return false }
+            return pairs.contains { $0.0 == "result" && $0.1 == .string("acked") }
+        }
+    }
+
     /// A whole response (status and body), for short calls.
     struct WholeResponse: Sendable {
         var status: Int

@@ -49,16 +49,24 @@ public struct SubscribeOptions: Sendable, Hashable {
     public var batchBytes: Int?
     /// `?linger_ms=`: how long the node waits to fill a batch.
     public var lingerMs: Int?
+    /// `?queue=`: the subscription is a member of this work queue on its one
+    /// pattern (docs/patterns.md, "Work queues"): it gets only the messages
+    /// the queue assigns it (`DeliveredMessage.queue`, `redelivered`); ack
+    /// them with ``PiglixClient/ack(queue:ids:)``. It reconnects without a
+    /// resume position: what it held and did not ack goes to another
+    /// member, or back to it, redelivered. `overflow` is not sent.
+    public var queue: String?
 
     public enum Overflow: String, Sendable, Hashable {
         case dropOldest = "drop-oldest"
         case disconnect
     }
 
-    public init(overflow: Overflow? = nil, batchBytes: Int? = nil, lingerMs: Int? = nil) {
+    public init(overflow: Overflow? = nil, batchBytes: Int? = nil, lingerMs: Int? = nil, queue: String? = nil) {
         self.overflow = overflow
         self.batchBytes = batchBytes
         self.lingerMs = lingerMs
+        self.queue = queue
     }
 }
 
@@ -183,12 +191,15 @@ public struct Subscription: AsyncSequence, Sendable {
                 query += "topic=" + PiglixClient.percentEncoded(pattern)
             }
             let options = subscription.options
-            if let overflow = options.overflow { query += "&overflow=\(overflow.rawValue)" }
+            if let queue = options.queue { query += "&queue=" + PiglixClient.percentEncoded(queue) }
+            if let overflow = options.overflow, options.queue == nil { query += "&overflow=\(overflow.rawValue)" }
             if let batchBytes = options.batchBytes { query += "&batch_bytes=\(batchBytes)" }
             if let lingerMs = options.lingerMs { query += "&linger_ms=\(lingerMs)" }
             var headers: [(String, String)] = [("accept", subscription.format.contentType)]
             if let coding = subscription.compression { headers.append(("accept-encoding", coding.rawValue)) }
-            if let lastID {
+            if options.queue != nil {
+                // A queue stream has no resume: unacked messages are redelivered.
+            } else if let lastID {
                 headers.append(("last-event-id", lastID))
             } else {
                 switch subscription.start {

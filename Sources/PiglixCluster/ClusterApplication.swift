@@ -29,6 +29,22 @@ public protocol ClusterApplication: AnyObject, Sendable {
     /// Local groups were dropped (rejoining as a new incarnation): they are
     /// joined again, with state transfer.
     func clusterRejoining()
+    /// A cluster view was installed, in the core's effect order: after the
+    /// deliveries of the previous view, before any of this one (the work
+    /// queue table, docs/patterns.md, drops the members of dead processes
+    /// here). `me` is this process in it.
+    func clusterViewInstalled(epoch: UInt64, members: [ProcessID], me: ProcessID)
+    /// Before the first chunk of a checkpoint of `pattern` is applied: the
+    /// publishes whose re-send the checkpoint's state already holds
+    /// (`CheckpointChunk.skip`; live deliveries carry the same as
+    /// `Delivery.skippedGroups`). Only an application that keeps a group's
+    /// state from deliveries outside `Delivery.groups` needs it.
+    func clusterCheckpointSkips(pattern: TopicPattern, skip: [PublishID])
+}
+
+extension ClusterApplication {
+    public func clusterViewInstalled(epoch: UInt64, members: [ProcessID], me: ProcessID) {}
+    public func clusterCheckpointSkips(pattern: TopicPattern, skip: [PublishID]) {}
 }
 
 extension ClusterApplication {

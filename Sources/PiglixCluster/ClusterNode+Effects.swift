@@ -42,9 +42,10 @@ extension ClusterNode {
                     ClusterDelivery(
                         delivery: d, viewEpoch: d.message.id.view.epoch, delivered: box.value.delivered,
                         own: d.message.publish.origin == peekCore { $0.me }))
-            case .installClusterView:
+            case .installClusterView(let view):
                 box.value.counters.viewChanges += 1
                 statusDirty = true
+                app?.clusterViewInstalled(epoch: view.id.epoch, members: view.members, me: peekCore { $0.me })
             case .installGroupView(let gv):
                 app?.clusterGroupViewChanged(
                     pattern: gv.pattern, view: gv.id, members: gv.members.map { name($0.node) },
@@ -67,6 +68,7 @@ extension ClusterNode {
             case .releaseCheckpoint(let ticket):
                 box.value.checkpoints[ticket] = nil
             case .applyCheckpointChunk(let chunk):
+                if chunk.isFirst { app?.clusterCheckpointSkips(pattern: chunk.pattern, skip: chunk.skip) }
                 let ok = app?.clusterApplyCheckpoint(pattern: chunk.pattern, chunk: chunk.state, first: chunk.isFirst, last: chunk.last) ?? true
                 if !ok {
                     logger.warning("checkpoint chunk \(chunk.index) of \(chunk.pattern.name) is unreadable; the transfer restarts")

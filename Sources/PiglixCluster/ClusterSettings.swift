@@ -82,6 +82,12 @@ public struct ClusterSettings: Sendable {
         do { return try TopicPattern("$piglix.idempotence") } catch { preconditionFailure("\(error)") }
     }()
 
+    /// The cluster-internal group of the broker's work queue table
+    /// (docs/patterns.md, "Work queues"): every node joins it at start.
+    public static let queuesPattern: TopicPattern = {
+        do { return try TopicPattern("$piglix.queues") } catch { preconditionFailure("\(error)") }
+    }()
+
     /// The core's settings with one tick = 1 ms.
     public var groupSettings: GroupSettings {
         var g = group

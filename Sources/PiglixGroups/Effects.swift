@@ -52,6 +52,12 @@ public struct Delivery: Hashable, Sendable {
     /// True for messages released after a checkpoint (state transfer), not
     /// part of the live stream of `view`.
     public var afterCheckpoint: Bool
+    /// Local groups whose state already holds this message: it is the
+    /// re-send of a message a checkpoint of theirs covered and a flush then
+    /// cut (the skip list, seed 18533). Those groups are not in `groups`;
+    /// an application state fed by deliveries outside `groups` (the work
+    /// queue table, docs/patterns.md) must skip it too.
+    public var skippedGroups: [TopicPattern] = []
 }
 
 /// What the application must snapshot for a joiner.

@@ -167,12 +167,19 @@ extension GroupNode {
         case .group(let p): targets = (incarnation.local[p]?.isActive ?? false) ? [p] : []
         }
         if !incarnation.cuts.isEmpty { targets.removeAll { incarnation.cuts[$0]?.covers(m.id) ?? false } }
+        var skipped: [TopicPattern] = []
         if !incarnation.skip.isEmpty {
-            targets.removeAll { p in incarnation.skip[p]?.remove(m.publish) != nil }
+            // Every pattern whose skip list names it, matched or not (the
+            // application may keep state for a group from unmatched
+            // deliveries), in name order.
+            for p in incarnation.skip.keys.sorted(by: { $0.name < $1.name }) where incarnation.skip[p]!.remove(m.publish) != nil {
+                skipped.append(p)
+            }
+            if !skipped.isEmpty { targets.removeAll { skipped.contains($0) } }
         }
         if !incarnation.transferring.isEmpty { bufferForTransfers(m, dest) }
         if !targets.isEmpty || settings.deliverUnmatched {
-            out.append(.deliver(Delivery(message: m, view: view, groups: targets, afterCheckpoint: false)))
+            out.append(.deliver(Delivery(message: m, view: view, groups: targets, afterCheckpoint: false, skippedGroups: skipped)))
         }
     }
 

@@ -261,6 +261,16 @@ paths:
         `format`, 406), `overflow`, `batch_bytes`, `linger_ms`, the resume
         position (400 each), then the subscription limit (429) and shutdown
         (503).
+
+        With `queue=NAME` the stream is a member of work queue NAME on its
+        one pattern (docs/patterns.md, "Work queues"): each matching message
+        goes to exactly one member of the queue across the cluster, as a
+        `message` record with `queue` (and `redelivered: true` when an
+        earlier holder left or failed before acking it); ack it with
+        `POST /v1/ack`. A queue stream starts with no `view` record and takes
+        one `topic`, no resume position and no `overflow` (400 otherwise); a
+        queue that exists on another pattern, or a limit of the queue table,
+        is a `409`; a cluster node still receiving the queue state is a `503`.
       parameters:
         - name: topic
           in: query
@@ -287,6 +297,14 @@ paths:
             live only.
           schema:
             $ref: "#/components/schemas/ResumePosition"
+        - name: queue
+          in: query
+          description: |
+            Join work queue NAME (1 to 128 bytes of `A-Z a-z 0-9 . _ : -`) on
+            the one `topic` pattern.
+          schema:
+            type: string
+            pattern: "^[A-Za-z0-9._:-]{1,128}$"
         - name: overflow
           in: query
           description: The slow-consumer policy; default `--overflow` (`drop-oldest`).
@@ -383,6 +401,8 @@ paths:
           $ref: "#/components/responses/BadRequest"
         "406":
           $ref: "#/components/responses/NotAcceptable"
+        "409":
+          $ref: "#/components/responses/QueueRefused"
         "429":
           $ref: "#/components/responses/TooManyRequests"
         "503":
@@ -526,6 +546,58 @@ paths:
             application/json:
               schema:
                 $ref: "#/components/schemas/LockTable"
+
+  /v1/ack:
+    post:
+      tags: [subscribe]
+      operationId: ack
+      summary: Acknowledge work queue messages
+      description: |
+        Removes the named messages from the work queue's unacked set on every
+        node (an ack record multicast in the agreed order), so no member
+        gets them again (docs/patterns.md, "Work queues"). Any client may ack
+        any id of the queue, not only its holder. The body is one JSON
+        object; at most 1,000 ids and 256 KiB (413 past either). Each id is
+        answered in request order: `acked` (this ack removed it) or
+        `unknown` (never queued, acked already, or not an id of a queue
+        record on this cluster). In a cluster the answer comes once the ack
+        is delivered on this node; outside the primary component, or while
+        the node still receives the queue state, it is a `503` (ack again:
+        an id acked twice is `unknown` the second time).
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              $ref: "#/components/schemas/AckRequest"
+      responses:
+        "401":
+          $ref: "#/components/responses/Unauthorized"
+        "403":
+          $ref: "#/components/responses/Forbidden"
+        "200":
+          description: One result per id, in request order.
+          content:
+            application/json:
+              schema:
+                $ref: "#/components/schemas/AckResponse"
+        "400":
+          $ref: "#/components/responses/BadRequest"
+        "413":
+          $ref: "#/components/responses/ContentTooLarge"
+        "503":
+          $ref: "#/components/responses/ServiceUnavailable"
+    options:
+      tags: [subscribe]
+      operationId: ackPreflight
+      summary: CORS preflight
+      parameters:
+        - $ref: "#/components/parameters/OriginRequired"
+      responses:
+        "204":
+          $ref: "#/components/responses/Preflight"
+        "404":
+          $ref: "#/components/responses/NotFound"
 
   /v1/cluster:
     get:
@@ -881,6 +953,14 @@ components:
         application/problem+json:
           schema:
             $ref: "#/components/schemas/Problem"
+    QueueRefused:
+      description: |
+        Work queues: the queue exists on another pattern, or the queue table
+        holds its limit of queues or of members of the queue.
+      content:
+        application/problem+json:
+          schema:
+            $ref: "#/components/schemas/Problem"
     SequenceTooOld:
       description: |
         Idempotent publish: the `Piglix-Sequence` is older than the window of
@@ -1156,9 +1236,55 @@ components:
         data_b64:
           type: string
           format: byte
+        queue:
+          description: On a work queue stream, the queue's name (ack with it and `id`).
+          type: string
+        redelivered:
+          description: On a work queue stream, true when an earlier holder left or failed before acking.
+          type: boolean
       oneOf:
         - required: [data]
         - required: [data_b64]
+
+    AckRequest:
+      type: object
+      additionalProperties: false
+      required: [queue, ids]
+      properties:
+        queue:
+          type: string
+          pattern: "^[A-Za-z0-9._:-]{1,128}$"
+        ids:
+          description: The `id`s of the queue records to ack.
+          type: array
+          minItems: 1
+          maxItems: 1000
+          items:
+            $ref: "#/components/schemas/MessageID"
+
+    AckResponse:
+      type: object
+      additionalProperties: false
+      required: [queue, results, acked]
+      properties:
+        queue:
+          type: string
+        results:
+          type: array
+          items:
+            type: object
+            additionalProperties: false
+            required: [id, result]
+            properties:
+              id:
+                type: string
+              result:
+                type: string
+                enum: [acked, unknown]
+        acked:
+          description: How many ids this ack removed.
+          type: integer
+          minimum: 0
 
     ViewRecord:
       description: |

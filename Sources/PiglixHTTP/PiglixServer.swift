@@ -79,6 +79,7 @@ public struct PiglixServer: Sendable {
         router.post("/v1/locks/:name", use: locks.request)
         router.delete("/v1/locks/:name", use: locks.release)
         router.get("/v1/locks", use: locks.list)
+        router.post("/v1/ack", use: AckRoute(broker: broker).handle)
         router.get("/v1/cluster", use: status.cluster)
         router.get("/v1/groups", use: status.groups)
         router.get("/healthz", use: status.healthz)

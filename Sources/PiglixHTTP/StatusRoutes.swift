@@ -112,6 +112,18 @@ struct StatusRoutes: Sendable {
         line("piglix_lock_streams", "gauge", "Open lock streams on this node (holding or waiting).", locks.streams)
         line("piglix_lock_grants_total", "counter", "Locks granted to this node's streams.", locks.granted)
         line("piglix_lock_lost_total", "counter", "Lock streams of this node that ended without a release (lease, primary lost, owner left).", locks.lost)
+        let queues = broker.queueStats
+        line("piglix_queues", "gauge", "Work queues in this node's queue table (the cluster's, replicated).", queues.queues)
+        line("piglix_queue_members", "gauge", "Members of all work queues, cluster-wide.", queues.members)
+        line("piglix_queue_unacked", "gauge", "Work queue messages not yet acked (assigned or waiting), cluster-wide.", queues.unacked)
+        line("piglix_queue_backlog", "gauge", "Work queue messages waiting for a member with room, cluster-wide.", queues.backlog)
+        line("piglix_queue_acked_total", "counter", "Work queue messages acked (as this node delivered the acks).", queues.acked)
+        line(
+            "piglix_queue_redelivered_total", "counter", "Work queue messages assigned again after their holder left or failed.",
+            queues.redelivered)
+        line(
+            "piglix_queue_overflow_total", "counter", "Messages a work queue did not take: it held its limit of unacked messages.",
+            queues.overflowed)
         line("piglix_messages_dropped_total", "counter", "Messages dropped from full subscriber queues.", stats.dropped)
         line("piglix_subscriptions", "gauge", "Open subscriptions.", stats.subscriptions)
         line("piglix_retained_messages", "gauge", "Messages held in retained history.", stats.retainedMessages)

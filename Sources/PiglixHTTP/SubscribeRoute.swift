@@ -9,6 +9,8 @@ import PiglixWire
 
 /// `GET /v1/subscribe?topic=P[&topic=P2…]`: a long-lived stream of the
 /// messages matching any pattern, in batches, optionally compressed.
+/// With `&queue=NAME` (one pattern), a work queue member's stream: only the
+/// messages the queue assigns it (docs/patterns.md, "Work queues").
 struct SubscribeRoute: Sendable {
     let broker: Broker
     let settings: ServerSettings
@@ -51,9 +53,30 @@ struct SubscribeRoute: Sendable {
             reservation = granted
         }
 
+        // `queue=NAME`: a work queue member (docs/patterns.md, "Work queues").
+        let queueName = query.get("queue").map { String($0) }
+        if let queueName {
+            do { try Broker.validateQueueName(queueName) } catch { throw Problem(.badRequest, "queue=\(queueName.prefix(140)): \(error.description)") }
+            if patterns.count != 1 {
+                throw Problem(.badRequest, "a work queue stream takes exactly one topic pattern (topic=P&queue=NAME), not \(patterns.count)")
+            }
+            if start != .live {
+                throw Problem(
+                    .badRequest,
+                    "a work queue stream has no resume position (Last-Event-ID, lastEventID): messages not acked are redelivered instead")
+            }
+            if query.get("overflow") != nil {
+                throw Problem(.badRequest, "a work queue stream takes no overflow policy: past its bounds it ends and its messages go to another member")
+            }
+        }
+
         let subscription: Subscription
         do {
-            subscription = try await broker.open(patterns: patterns, options: SubscriptionOptions(overflow: overflow, start: start))
+            if let queueName {
+                subscription = try await broker.openQueue(name: queueName, pattern: patterns[0], overflow: overflow)
+            } else {
+                subscription = try await broker.open(patterns: patterns, options: SubscriptionOptions(overflow: overflow, start: start))
+            }
         } catch {
             var headers: HTTPFields = [:]
             if error.status == 429 || error.status == 503 { headers[.retryAfter] = "1" }
@@ -151,6 +174,13 @@ struct StreamWriter {
                 RecordEncoder.writeControl(.gap(lost: batch.lost, reason: "slow consumer"), format: settings.format, into: &out)
             }
             for message in batch.messages {
+                if let queue = message.queue {
+                    RecordEncoder.writeQueueMessage(
+                        format: settings.format, queue: queue, redelivered: message.redelivered, topic: message.topic, id: message.id,
+                        delivery: message.delivery, headers: message.headers, payload: message.payload,
+                        payloadIsText: message.payloadIsText, into: &out)
+                    continue
+                }
                 RecordEncoder.writeMessage(
                     format: settings.format, topic: message.topic, id: message.id, delivery: message.delivery,
                     headers: message.headers, payload: message.payload, payloadIsText: message.payloadIsText, into: &out)

@@ -1,7 +1,8 @@
 import PiglixGroups
 
 /// The properties P1–P10 (docs/virtual-synchrony.md, "How each property is
-/// kept") and I1–I3 of idempotent publish (docs/patterns.md, "Guarantees").
+/// kept"), I1–I3 of idempotent publish and Q1–Q3 of work queues
+/// (docs/patterns.md).
 public enum Property: String, CaseIterable, Hashable, Sendable, Comparable {
     case p1SelfInclusion = "P1 self inclusion"
     case p2ViewAgreement = "P2 view agreement"
@@ -33,6 +34,16 @@ public enum Property: String, CaseIterable, Hashable, Sendable, Comparable {
     /// Real time: a lock's holder (at its own node) has ended its hold
     /// before another is told it holds the lock, unless it was paused.
     case l4RealTime = "L4 lock real-time exclusion"
+    /// Work queues (docs/patterns.md, "Work queues"): every assignment of a
+    /// queue message names one member, the same at every process, and a
+    /// member of a live process (in the assigning process's view).
+    case q1OneCoordinator = "Q1 queue one coordinator"
+    /// No queue message is lost: after the drain every queue table is empty
+    /// and every message a process of the final view assigned was acked,
+    /// once per process.
+    case q2NoneLost = "Q2 queue none lost"
+    /// After its ack, a queue message is never assigned again.
+    case q3AckedStaysAcked = "Q3 queue acked stays acked"
     public static func < (a: Property, b: Property) -> Bool {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
@@ -76,9 +87,38 @@ public struct Checker: Sendable {
         var acceptedInView: [ViewID: [IdempotentKey: (UInt64, TraceEvent)]] = [:]
         var acceptances: [(ProcessID, ViewID?, IdempotentKey, UInt64, TraceEvent)] = []
         var answers: [(ProcessID, ViewID?, IdempotentKey, UInt64, TraceEvent)] = []
+        // Work queues: the member of each (queue, key, index); per process
+        // the last index of each key and what it acked; keys acked anywhere;
+        // keys assigned per process.
+        var queueAssignments: [(ProcessID, ViewID?, QueueKeyIndex, QueueMember, TraceEvent)] = []
+        var queueLastIndex: [ProcessID: [QueueEntryKey: UInt32]] = [:]
+        var queueAcked: [ProcessID: [QueueEntryKey: TraceEvent]] = [:]
+        var queueAckedAnywhere: Set<QueueEntryKey> = []
+        var queueAssigned: [ProcessID: [QueueEntryKey: TraceEvent]] = [:]
 
         for e in trace {
             switch e {
+            case .queueAssign(_, let p, let view, let q, let key, let index, let member, _, _):
+                let entry = QueueEntryKey(queue: q, key: key)
+                queueAssignments.append((p, view, QueueKeyIndex(entry: entry, index: index), member, e))
+                if let view, let v = viewMembers[view], !v.0.contains(member.process) {
+                    report(.q1OneCoordinator, "\(p) assigned \(q) \(key) to \(member), whose process is not in \(view)", [v.1, e])
+                }
+                if let last = queueLastIndex[p]?[entry], last >= index {
+                    report(.q1OneCoordinator, "\(p) assigned \(q) \(key) as assignment \(index) after \(last)", [e])
+                }
+                queueLastIndex[p, default: [:]][entry] = index
+                if let ack = queueAcked[p]?[entry] {
+                    report(.q3AckedStaysAcked, "\(p) assigned \(q) \(key) again after its ack", [ack, e])
+                }
+                queueAssigned[p, default: [:]][entry] = e
+            case .queueAcked(_, let p, let q, let key):
+                let entry = QueueEntryKey(queue: q, key: key)
+                if let first = queueAcked[p]?[entry] {
+                    report(.q2NoneLost, "\(p) acked \(q) \(key) twice", [first, e])
+                }
+                queueAcked[p, default: [:]][entry] = e
+                queueAckedAnywhere.insert(entry)
             case .publish(_, _, _, let n, _, _):
                 published[n] = e
             case .install(_, let p, let v):
@@ -234,6 +274,18 @@ public struct Checker: Sendable {
                 committed[key] = (n, e)
             }
         }
+        // Q1 across processes, in the primary history (as I2): a process
+        // cut off in a minority may deliver records the primary never does
+        // (its own `total` records as the sequencer, say) and assign
+        // differently before it rejoins as a new incarnation.
+        var queueHolder: [QueueKeyIndex: (QueueMember, TraceEvent)] = [:]
+        for (p, view, at, member, e) in queueAssignments where inPrimaryHistory(p, view) {
+            if let other = queueHolder[at], other.0 != member {
+                report(.q1OneCoordinator, "\(at.entry) assignment \(at.index) names \(other.0) and \(member) in the primary history", [other.1, e])
+            } else if queueHolder[at] == nil {
+                queueHolder[at] = (member, e)
+            }
+        }
         // I3: a duplicate answer names a publish of the same record that was
         // accepted; given in the primary history, the one accepted there.
         for (p, view, key, original, e) in answers {
@@ -247,6 +299,20 @@ public struct Checker: Sendable {
         LockChecker.check(trace, final: final, inPrimaryHistory: inPrimaryHistory, report: report)
 
         if let final {
+            // Q2: nothing is left unacked after the drain, and what the
+            // final view's processes assigned was acked.
+            for (p, left) in final.queueLeftovers.sorted(by: { $0.key < $1.key }) where !left.isEmpty {
+                report(.q2NoneLost, "\(p) still holds \(left.count) unacked queue messages after the drain: \(left.prefix(4))", [])
+                break
+            }
+            if let v = final.views.values.first, let view = v {
+                for p in view.members.sorted() {
+                    for (entry, e) in (queueAssigned[p] ?? [:]).sorted(by: { $0.key < $1.key }) where !queueAckedAnywhere.contains(entry) {
+                        report(.q2NoneLost, "\(entry) assigned at \(p) was never acked", [e])
+                        break
+                    }
+                }
+            }
             // I2: the live processes' idempotence tables agree.
             let tables = final.idempotenceTables.sorted { $0.key < $1.key }
             for t in tables.dropFirst() where t.value != tables[0].value {
@@ -282,6 +348,18 @@ public struct Checker: Sendable {
         }
         return found.values.sorted { $0.property < $1.property }
     }
+}
+
+struct QueueEntryKey: Hashable, Comparable, CustomStringConvertible {
+    var queue: String
+    var key: QueueMessageKey
+    static func < (a: Self, b: Self) -> Bool { (a.queue, a.key) < (b.queue, b.key) }
+    var description: String { "\(queue) \(key)" }
+}
+
+struct QueueKeyIndex: Hashable {
+    var entry: QueueEntryKey
+    var index: UInt32
 }
 
 struct IdempotentKey: Hashable, CustomStringConvertible {

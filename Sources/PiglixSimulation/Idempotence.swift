@@ -143,8 +143,9 @@ extension Simulator {
     /// member would start the group from its own partial table (a stated
     /// limit, docs/patterns.md "Bounds"). The simulator spares them, as it
     /// spares a majority of the newest view (`crashAllowed`).
+    /// The same holds for the work queue table (Queues.swift).
     func holdsLastTable(_ i: Int, sparing: [Int] = []) -> Bool {
-        // The lock table likewise lives in memory only (docs/patterns.md,
+        // The lock and queue tables likewise live in memory only (docs/patterns.md,
         // "Locks"). For it a paused node does not count as another holder: a
         // pause past the suspicion timeout excludes it, and it rejoins with
         // an empty table (seed 3046: the two running holders crashed while
@@ -158,7 +159,10 @@ extension Simulator {
                     && side[j] == side[i] && nodes[j].view?.id == view
             }
         }
+        // The queue table (docs/patterns.md, "Work queues") too, counted like
+        // the lock table's.
         return (retries && last({ $0.tableReady }, countPaused: true)) || (locksOn && last({ $0.locks.ready }, countPaused: false))
+            || (queuesOn && last({ $0.qReady }, countPaused: false))
     }
 
     /// A partition that leaves every holder of the idempotence table on a
@@ -177,10 +181,18 @@ extension Simulator {
     /// of each side); with one, a non-holder of the other side moves to its
     /// side, which then holds the majority.
     func spareTableHolders(_ s: inout [Int]) {
-        // A holder of the lock table holds the idempotence table too (the
-        // prerequisite group), so it is the one to keep on the side that goes on.
-        let lockHolders = locksOn ? nodes.indices.filter { nodes[$0].status != .down && nodes[$0].locks.ready } : []
-        let holders = lockHolders.isEmpty ? nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady } : lockHolders
+        // Queue holders first, then lock holders, then idempotence holders:
+        // a node holds the queue and lock tables only after the idempotence
+        // table (their groups wait for that one), so a holder of either on
+        // the side that goes on holds that one too. A node placed for one
+        // table is not moved away for the next.
+        var placed: Set<Int> = []
+        if queuesOn { spareHolders(&s, nodes.indices.filter { nodes[$0].status != .down && nodes[$0].qReady }, placed: &placed) }
+        if locksOn { spareHolders(&s, nodes.indices.filter { nodes[$0].status != .down && nodes[$0].locks.ready }, placed: &placed) }
+        if retries { spareHolders(&s, nodes.indices.filter { nodes[$0].status != .down && nodes[$0].tableReady }, placed: &placed) }
+    }
+
+    func spareHolders(_ s: inout [Int], _ holders: [Int], placed: inout Set<Int>) {
         guard !holders.isEmpty else { return }
         var newest: ClusterView?
         for node in nodes where node.status != .down {
@@ -194,17 +206,26 @@ extension Simulator {
         if let big {
             guard !holders.contains(where: { s[$0] == big }) else { return }
             // Prefer a seat, so the holder's new side keeps its majority.
-            guard let j = s.indices.first(where: { s[$0] == big && isSeat($0) }) ?? s.indices.first(where: { s[$0] == big }) else { return }
+            guard
+                let j = s.indices.first(where: { s[$0] == big && isSeat($0) && !placed.contains($0) })
+                    ?? s.indices.first(where: { s[$0] == big && !placed.contains($0) })
+            else { return }
             s.swapAt(holders[0], j)
+            placed.insert(holders[0])
             return
         }
         let side = s[holders[0]]
         guard !holders.contains(where: { s[$0] != side }) else { return }
         if holders.count > 1 {
-            guard let j = s.indices.first(where: { s[$0] != side && isSeat($0) }) ?? s.indices.first(where: { s[$0] != side }) else { return }
+            guard
+                let j = s.indices.first(where: { s[$0] != side && isSeat($0) && !placed.contains($0) })
+                    ?? s.indices.first(where: { s[$0] != side && !placed.contains($0) })
+            else { return }
             s.swapAt(holders[1], j)
-        } else if let j = s.indices.first(where: { s[$0] != side && isSeat($0) }) {
+            placed.formUnion([holders[0], holders[1]])
+        } else if let j = s.indices.first(where: { s[$0] != side && isSeat($0) && !placed.contains($0) }) {
             s[j] = side
+            placed.formUnion([holders[0], j])
         }
     }
 

@@ -30,6 +30,10 @@ public enum Fault: String, CaseIterable, Hashable, Sendable {
     /// carried to joiners by state transfer, with the broker's lease
     /// (Locks.swift). Checked by L1–L4.
     case locks
+    /// Work queues (docs/patterns.md, "Work queues"): members join, leave
+    /// and ack on random nodes; every node keeps the broker's queue table,
+    /// carried to joiners by state transfer (Queues.swift). Checked by Q1–Q3.
+    case queue
 }
 
 /// Which faults a run injects.
@@ -45,13 +49,14 @@ public struct FaultSet: OptionSet, Hashable, Sendable {
     public static let none: FaultSet = []
     /// Every fault but `retry`: what the regression seeds found before
     /// idempotent publish existed were found with (they replay unchanged).
-    public static let classic = FaultSet.all.subtracting(FaultSet([.retry, .locks]))
+    /// (Nor `locks` nor `queue`, added later.)
+    public static let classic = FaultSet.all.subtracting(FaultSet([.retry, .locks, .queue]))
 
     public func contains(_ fault: Fault) -> Bool { contains(FaultSet(fault)) }
     /// The enabled faults, in `Fault.allCases` order.
     public var faults: [Fault] { Fault.allCases.filter { contains($0) } }
 
-    /// Parses `all`, `classic` (all but `retry`), `none`, or a comma list of fault names (`crash,pause`);
+    /// Parses `all`, `classic` (all but `retry` and `queue`), `none`, or a comma list of fault names (`crash,pause`);
     /// nil for an unknown name.
     public init?(list: String) {
         self.init()

@@ -43,6 +43,10 @@ public struct Simulator {
         case lockRelease(node: Int, generation: UInt64, id: UInt64, byToken: Bool)
         /// A node's periodic lock-lease check.
         case lockLease(node: Int)
+        /// Work queues (Queues.swift): a member joins, leaves, acks.
+        case queueJoin(node: Int, queue: Int)
+        case queueLeave(node: Int)
+        case queueAck(node: Int, generation: UInt64, queue: Int, local: UInt64, key: QueueMessageKey)
     }
 
     enum Status { case up, paused, down }
@@ -74,6 +78,19 @@ public struct Simulator {
         var idempotentAcks: [UInt64: IdempotenceDecision<SimOriginal>] = [:]
         /// The application's lock table and client streams (Locks.swift).
         var locks = SimLocks()
+        /// The application's work queue table (Queues.swift), whether its
+        /// transfer completed, what arrived meanwhile, and the local
+        /// members (local id → queue).
+        var qtable = QueueTable<UInt64>(limits: QueueModel.limits)
+        var qReady = false
+        var qBuffer: [SimQueueEvent] = []
+        var qMembers: [UInt64: Int] = [:]
+        /// The skip list of the queue checkpoint being applied.
+        var qSkip: Set<PublishID> = []
+        /// While a queue checkpoint's buffer is replayed: the view of the
+        /// event being replayed.
+        var qReplayView: ViewID?
+        var qNextLocal: UInt64 = 0
     }
 
     public let config: SimulationConfig
@@ -98,6 +115,7 @@ public struct Simulator {
     var flushStartedAt: UInt64?
     var lastInstallAt: UInt64?
     var idem: IdempotenceModel
+    var qmodel: QueueModel
     var idempotenceTickets: Set<UInt64> = []
     var lockModel: LockModel
 
@@ -120,6 +138,7 @@ public struct Simulator {
         self.maxIncarnation = Array(repeating: 1, count: n)
         self.idem = IdempotenceModel(seed: config.seed, nodes: n)
         self.lockModel = LockModel(seed: config.seed)
+        self.qmodel = QueueModel(seed: config.seed)
         for i in 0..<n {
             let core = try! GroupNode(settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: 1))
             nodes.append(SimNode(core: core, table: IdempotenceTable(limits: config.idempotence)))
@@ -148,7 +167,7 @@ public struct Simulator {
         // (A corrupt chunk is not scheduled: it strikes as chunks are applied.
         // A majority crash draws from its own stream, so the other faults of
         // a seed stay what they were.)
-        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry && $0 != .locks }
+        let kinds = config.faults.faults.filter { $0 != .corruptChunk && $0 != .majorityCrash && $0 != .retry && $0 != .locks && $0 != .queue }
         if config.faults.contains(.majorityCrash) {
             var own = SimRandom(seed: config.seed ^ 0x6D61_6A6F_7269_7479)
             if own.chance(0.5) {
@@ -177,13 +196,14 @@ public struct Simulator {
                     queue.push(at, .crash(node: node))
                     queue.push(at + UInt64(rng.int(1...30)), .restart(node: node))
                     queue.push(at + UInt64(rng.int(0...40)), .subscribe(node: rng.int(0...(n - 1))))
-                case .corruptChunk, .majorityCrash, .retry, .locks:
+                case .corruptChunk, .majorityCrash, .retry, .locks, .queue:
                     break
                 }
             }
         }
         scheduleIdempotentWorkload()
         scheduleLockWorkload()
+        scheduleQueueWorkload()
         runUntil(end)
         // Faults stop: heal, resume, restart; then a quiet phase (P9).
         heal()
@@ -201,6 +221,10 @@ public struct Simulator {
             for level in DeliveryLevel.allCases { publish(i, destination: .topic(Self.probeTopic), level: level) }
         }
         runUntil(now + quiet)
+        if queuesOn {
+            drainQueues()
+            runUntil(now + quiet)
+        }
         var final = FinalState()
         for node in nodes where node.status == .up {
             final.views[node.core.me] = node.core.currentView
@@ -213,6 +237,9 @@ public struct Simulator {
         }
         for i in nodes.indices where nodes[i].status == .up && nodes[i].locks.ready && locksOn {
             final.lockTables[nodes[i].core.me] = lockContents(i)
+        }
+        for i in nodes.indices where nodes[i].status == .up && nodes[i].qReady && queuesOn {
+            final.queueLeftovers[nodes[i].core.me] = queueLeftovers(i)
         }
         final.probes = probes
         let violations = Checker().check(trace, final: final)
@@ -289,6 +316,8 @@ public struct Simulator {
                         applyIdempotenceCheckpoint(i, state: assembled.state, cut: chunk.cut)
                     } else if chunk.pattern == Self.locksPattern {
                         applyLockCheckpoint(i, state: assembled.state)
+                    } else if chunk.pattern == QueueModel.pattern {
+                        applyQueueCheckpoint(i, state: assembled.state, cut: chunk.cut)
                     } else {
                         let set = Self.decode(assembled.state)
                         nodes[i].states[chunk.pattern] = set
@@ -378,7 +407,7 @@ public struct Simulator {
             let n = config.nodes
             var s = (0..<n).map { _ in rng.int(0...1) }
             if Set(s).count == 1 { s[rng.int(0...(n - 1))] ^= 1 }
-            if retries || locksOn { spareTableHolders(&s) }
+            if retries || locksOn || queuesOn { spareTableHolders(&s) }
             side = s
             record(.fault(at: now, "partition \(s)"))
         case .heal:
@@ -391,6 +420,12 @@ public struct Simulator {
             lockRelease(i, generation: generation, id: id, byToken: byToken)
         case .lockLease(let i):
             lockLease(i)
+        case .queueJoin(let i, let q):
+            queueJoin(i, queue: q)
+        case .queueLeave(let i):
+            queueLeave(i)
+        case .queueAck(let i, let generation, let q, let local, let key):
+            queueAck(i, generation: generation, queue: q, local: local, key: key)
         case .crashCoordinator(let after):
             guard let i = coordinatorNode, nodes[i].status != .down, crashAllowed(i) else { return }
             record(.fault(at: now, "crash coordinator \(nodes[i].core.me)"))
@@ -465,6 +500,7 @@ public struct Simulator {
         nodes[i].tableReady = false
         nodes[i].idempotentAcks = [:]
         nodes[i].locks = SimLocks()
+        resetQueues(i)
         if !first { record(.fault(at: now, "restart \(nodes[i].core.me)")) }
         let seeds = (1...config.nodes).map { NodeID(UInt64($0)) }
         effects = nodes[i].core.onStart(seeds: seeds, bootstrap: first, now: now)
@@ -477,6 +513,11 @@ public struct Simulator {
         if locksOn {
             // And of the lock group.
             effects = nodes[i].core.onJoin(Self.locksPattern, now: now)
+            apply(i)
+        }
+        if queuesOn {
+            // And of the work queue group (Queues.swift).
+            effects = nodes[i].core.onJoin(QueueModel.pattern, now: now)
             apply(i)
         }
         for p in nodes[i].subscribed.sorted(by: { $0.name < $1.name }) {
@@ -542,8 +583,12 @@ public struct Simulator {
                 if case .publish(.topic(let topic)) = d.message.kind, topic == Self.locksTopic {
                     // A lock operation: the table is its state (not P10's sets).
                     deliverLock(i, d)
-                } else if decideIdempotent(i, d, number: n) {
-                    for g in d.groups { nodes[i].states[g, default: []].insert(n) }
+                } else {
+                    let decided = decideIdempotent(i, d, number: n)
+                    if decided {
+                        for g in d.groups where g != QueueModel.pattern { nodes[i].states[g, default: []].insert(n) }
+                    }
+                    queueDelivery(i, d, number: n, decided: decided)
                 }
                 if probes[n] != nil && !d.afterCheckpoint { probes[n]!.insert(me) }
                 if d.message.level.needsStability && !d.afterCheckpoint { safeCheck(i, d.message.id) }
@@ -551,6 +596,7 @@ public struct Simulator {
                 nodes[i].view = v
                 lastInstallAt = now
                 record(.install(at: now, process: me, view: v))
+                queueViewInstalled(i, v)
             case .installGroupView(let gv):
                 record(.groupView(at: now, process: me, pattern: gv.pattern.name, id: gv.id, members: gv.members))
                 if gv.pattern == Self.locksPattern { lockGroupView(i, gv) }
@@ -571,13 +617,17 @@ public struct Simulator {
                 // the new one takes the table by transfer.
                 endLocalLocks(i, reason: "rejoining", orphan: false)
                 nodes[i].locks = SimLocks()
+                resetQueues(i)
                 maxIncarnation[i] = max(maxIncarnation[i], new.incarnation)
             case .requestCheckpoint(let req):
                 idempotenceTickets.insert(req.ticket)
                 let state =
                     req.pattern == Self.idempotencePattern
                     ? Self.encodeTable(nodes[i].table.snapshot())
-                    : req.pattern == Self.locksPattern ? nodes[i].locks.table.encoded() : Self.encode(nodes[i].states[req.pattern] ?? [])
+                    : req.pattern == Self.locksPattern
+                        ? nodes[i].locks.table.encoded()
+                        : req.pattern == QueueModel.pattern
+                            ? Self.encodeQueues(nodes[i].qtable.snapshot()) : Self.encode(nodes[i].states[req.pattern] ?? [])
                 nodes[i].readers[req.ticket] = (state, 0)
                 supplyChunk(i, ticket: req.ticket)
             case .requestCheckpointChunk(let ticket):
@@ -588,6 +638,7 @@ public struct Simulator {
                 // Chunks are whole only together (a state split at random
                 // byte counts): the state is set when the last is applied.
                 if chunk.isFirst { nodes[i].assembling[chunk.pattern] = (chunk.request, []) }
+                if chunk.isFirst, chunk.pattern == QueueModel.pattern { nodes[i].qSkip = Set(chunk.skip) }
                 if nodes[i].assembling[chunk.pattern]?.request == chunk.request {
                     nodes[i].assembling[chunk.pattern]!.state.append(contentsOf: chunk.state)
                 }

@@ -34,6 +34,13 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
     /// At the requester's node: its client holds the lock (`held`), or its
     /// hold ended (released, lease, primary lost).
     case lockHolder(at: UInt64, process: ProcessID, lock: String, token: UInt64, held: Bool)
+    /// The process's queue table assigned `key` (publish `number`) of
+    /// `queue` to `member`, its `index`th assignment (1: the first).
+    case queueAssign(
+        at: UInt64, process: ProcessID, view: ViewID?, queue: String, key: QueueMessageKey, index: UInt32, member: QueueMember, number: UInt64,
+        redelivered: Bool)
+    /// An ack record removed `key` from the process's queue table.
+    case queueAcked(at: UInt64, process: ProcessID, queue: String, key: QueueMessageKey)
 
     public var description: String {
         switch self {
@@ -56,6 +63,9 @@ public enum TraceEvent: Hashable, Sendable, CustomStringConvertible {
         case .lockGrant(let t, let p, let v, let lock, let r, let token): "t=\(t) lock-grant \(p) in \(v) \(lock) to \(r) token \(token)"
         case .lockReleased(let t, let p, let lock, let token): "t=\(t) lock-release \(p) \(lock) token \(token)"
         case .lockHolder(let t, let p, let lock, let token, let held): "t=\(t) lock-\(held ? "held" : "ended") at \(p) \(lock) token \(token)"
+        case .queueAssign(let t, let p, let v, let q, let k, let i, let m, let n, let r):
+            "t=\(t) queue-assign \(p) in \(v.map(\.description) ?? "-") \(q) \(k) #\(n) [\(i)] to \(m)\(r ? " redelivered" : "")"
+        case .queueAcked(let t, let p, let q, let k): "t=\(t) queue-acked \(p) \(q) \(k)"
         }
     }
 }
@@ -75,5 +85,8 @@ public struct FinalState: Hashable, Sendable {
     /// Per live process whose lock transfer completed: lock → holder
     /// (`owner#id@token`, or `-`) then waiters.
     public var lockTables: [ProcessID: [String: [String]]] = [:]
+    /// Per live process whose queue transfer completed, after the drain:
+    /// the unacked keys left in its queue table (`queue:key`).
+    public var queueLeftovers: [ProcessID: [String]] = [:]
     public init() {}
 }

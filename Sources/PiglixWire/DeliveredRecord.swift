@@ -14,13 +14,22 @@ public struct DeliveredMessage: Sendable {
     public var delivery: DeliveryLevel
     public var headers: [MessageHeader]
     public var payload: ByteBuffer
+    /// A work queue stream's record: the queue's name (ack with it and `id`).
+    public var queue: String?
+    /// A work queue record delivered before to a member that left or failed.
+    public var redelivered: Bool
 
-    public init(topic: String, id: String, delivery: DeliveryLevel, headers: [MessageHeader], payload: ByteBuffer) {
+    public init(
+        topic: String, id: String, delivery: DeliveryLevel, headers: [MessageHeader], payload: ByteBuffer, queue: String? = nil,
+        redelivered: Bool = false
+    ) {
         self.topic = topic
         self.id = id
         self.delivery = delivery
         self.headers = headers
         self.payload = payload
+        self.queue = queue
+        self.redelivered = redelivered
     }
 }
 
@@ -113,7 +122,7 @@ extension DeliveredRecord {
                 DeliveredMessage(
                     topic: string("topic") ?? "", id: string("id") ?? "",
                     delivery: string("delivery").flatMap { DeliveryLevel(name: $0) } ?? .fifo,
-                    headers: headers, payload: payload))
+                    headers: headers, payload: payload, queue: string("queue"), redelivered: fields["redelivered"] == .bool(true)))
         case "view":
             var members: [String] = []
             if case .array(let values)? = fields["members"] {

@@ -165,6 +165,45 @@ public enum RecordEncoder {
         out.writeInteger(UInt8(ascii: "}"))
     }
 
+    /// Appends one record of a work queue stream (docs/patterns.md, "Work
+    /// queues"): a `message` record with `"queue":NAME` and, for a
+    /// redelivery, `"redelivered":true`. NDJSON and SSE carry it like a
+    /// message; the binary format carries the same JSON in an `event` frame
+    /// (its `message` frame has no room for the two fields).
+    public static func writeQueueMessage(
+        format: StreamFormat, queue: String, redelivered: Bool, topic: String, id: MessageID, delivery: DeliveryLevel,
+        headers: [MessageHeader], payload: ByteBuffer, payloadIsText: Bool, into out: inout ByteBuffer
+    ) {
+        func json(_ out: inout ByteBuffer) {
+            out.writeStaticString("{\"type\":\"message\",\"topic\":")
+            out.writeJSONString(topic)
+            out.writeStaticString(",\"id\":\"")
+            out.writeMessageID(id)
+            out.writeStaticString("\",\"delivery\":\"")
+            out.writeString(delivery.name)
+            out.writeStaticString("\",\"queue\":")
+            out.writeJSONString(queue)
+            if redelivered { out.writeStaticString(",\"redelivered\":true") }
+            out.writeHeadersAndPayloadJSON(headers: headers, payload: payload, payloadIsText: payloadIsText)
+            out.writeInteger(UInt8(ascii: "}"))
+        }
+        switch format {
+        case .binary:
+            let lengthIndex = out.beginFrame(.event)
+            json(&out)
+            out.endFrame(at: lengthIndex)
+        case .ndjson:
+            json(&out)
+            out.writeInteger(UInt8(ascii: "\n"))
+        case .sse:
+            out.writeStaticString("event: message\nid: ")
+            out.writeMessageID(id)
+            out.writeStaticString("\ndata: ")
+            json(&out)
+            out.writeStaticString("\n\n")
+        }
+    }
+
     /// Appends one control record.
     public static func writeControl(_ record: ControlRecord, format: StreamFormat, into out: inout ByteBuffer) {
         switch format {

@@ -79,6 +79,10 @@ struct Serve: AsyncParsableCommand {
     var maxLockWaiters: Int?
     @Option(help: "Most open lock streams on this node (more get 503). [env PIGLIX_MAX_LOCK_STREAMS, default 10000]")
     var maxLockStreams: Int?
+    @Option(help: "Work queues: unacked messages one queue holds (assigned or waiting); past it a message is not queued (piglix_queue_overflow_total). The same on every node of a cluster. [env PIGLIX_QUEUE_UNACKED_MAX, default 10000]")
+    var queueUnackedMax: Int?
+    @Option(help: "Work queues: unacked messages one member holds; past it messages go to the next member with room or wait in the queue's backlog. The same on every node of a cluster. [env PIGLIX_QUEUE_IN_FLIGHT_MAX, default 256]")
+    var queueInFlightMax: Int?
     @Option(help: "Heartbeat interval of idle subscribe streams, ms. [env PIGLIX_HEARTBEAT_MS, default 15000]")
     var heartbeatMs: Int?
     @Option(help: "Default batch size of subscribe streams; ?batch_bytes= may ask for 1024 to 1048576. [env PIGLIX_BATCH_BYTES, default 65536]")
@@ -187,6 +191,8 @@ struct Serve: AsyncParsableCommand {
         try int(maxLocks, "PIGLIX_MAX_LOCKS") { settings.broker.locks.table.locksMax = $0 }
         try int(maxLockWaiters, "PIGLIX_MAX_LOCK_WAITERS") { settings.broker.locks.table.waitersMax = $0 }
         try int(maxLockStreams, "PIGLIX_MAX_LOCK_STREAMS") { settings.broker.locks.streamsPerNodeMax = $0 }
+        try int(queueUnackedMax, "PIGLIX_QUEUE_UNACKED_MAX") { settings.broker.queues.unackedPerQueueMax = $0 }
+        try int(queueInFlightMax, "PIGLIX_QUEUE_IN_FLIGHT_MAX") { settings.broker.queues.inFlightPerMemberMax = $0 }
         try int(heartbeatMs, "PIGLIX_HEARTBEAT_MS") { settings.heartbeatInterval = .milliseconds($0) }
         try int(batchBytes, "PIGLIX_BATCH_BYTES") { settings.batchBytesDefault = $0 }
         try int(lingerMs, "PIGLIX_LINGER_MS") { settings.lingerDefault = .milliseconds($0) }

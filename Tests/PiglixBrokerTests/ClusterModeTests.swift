@@ -26,8 +26,8 @@ final class ClusterModeTests: XCTestCase {
         let pattern = try broker.parsePatterns(["g.>"])
         let first = try await broker.open(patterns: pattern, options: .init(overflow: .dropOldest))
         let second = try await broker.open(patterns: pattern, options: .init(overflow: .dropOldest))
-        // Every node also joins the idempotence and lock groups at start (docs/patterns.md).
-        XCTAssertEqual(layer.state.withLock { $0.joins.map(\.name) }, ["$piglix.idempotence", "$piglix.locks", "g.>"])
+        // Every node also joins the idempotence, work queue and lock groups at start (docs/patterns.md).
+        XCTAssertEqual(layer.state.withLock { $0.joins.map(\.name) }, ["$piglix.idempotence", "$piglix.queues", "$piglix.locks", "g.>"])
         first.cancel()
         XCTAssertEqual(layer.state.withLock { $0.leaves.count }, 0)
         second.cancel()

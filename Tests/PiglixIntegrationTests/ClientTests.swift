@@ -25,6 +25,40 @@ final class ClientTests: XCTestCase {
         return (server, client, collector)
     }
 
+    /// Work queues through the client (docs/patterns.md, "Work queues"):
+    /// two members share the messages; an ack answers per id.
+    func test_queueSubscribers_shareTheMessages_andAckAnswersPerID() async throws {
+        let client = try await startServer()
+        let a = Collector(client.subscribe(patterns: ["wq.*"], format: .binary, options: SubscribeOptions(queue: "cq")))
+        let b = Collector(client.subscribe(patterns: ["wq.*"], format: .ndjson, options: SubscribeOptions(queue: "cq")))
+        defer {
+            a.cancel()
+            b.cancel()
+        }
+        // Members count once their stream is open: publish until both got one.
+        var sent = 0
+        try await poll("both members served", timeout: .seconds(15)) {
+            sent += 1
+            _ = try await client.publish(topic: "wq.x", payload: ByteBuffer(string: "job \(sent)"))
+            return !a.messages.isEmpty && !b.messages.isEmpty
+        }
+        // Both are members now: ten more jobs go to them, once each (after
+        // the poll's last job, in flight when it returned, has arrived).
+        try await Task.sleep(for: .milliseconds(300))
+        let before = a.messages.count + b.messages.count
+        for i in 0..<10 { _ = try await client.publish(topic: "wq.y", payload: ByteBuffer(string: "more \(i)")) }
+        try await poll("ten more jobs") { a.messages.count + b.messages.count >= before + 10 }
+        try await Task.sleep(for: .milliseconds(100))
+        XCTAssertEqual(a.messages.count + b.messages.count, before + 10)
+        let all = a.messages + b.messages
+        XCTAssertEqual(Set(all.map(\.id)).count, all.count, "each job to one member")
+        XCTAssertTrue(all.allSatisfy { $0.queue == "cq" && !$0.redelivered })
+        let id = a.messages[0].id
+        let results = try await client.ack(queue: "cq", ids: [id, id])
+        XCTAssertEqual(results, [true, false])
+        try await client.close()
+    }
+
     func test_publish_thenSubscriberReceivesPayloadsInOrder_withTheAckedIDs() async throws {
         let client = try await startServer()
         let collector = Collector(client.subscribe(patterns: ["rt.*"], format: .binary))

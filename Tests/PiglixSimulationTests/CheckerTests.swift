@@ -281,6 +281,68 @@ struct IdempotenceCheckerTests {
     }
 }
 
+/// Q1–Q3 of work queues (docs/patterns.md, "Work queues").
+@Suite("checker self-tests: work queues")
+struct QueueCheckerTests {
+    let p = ProcessID(node: NodeID(1), incarnation: 1)
+    let q = ProcessID(node: NodeID(2), incarnation: 1)
+    let r = ProcessID(node: NodeID(3), incarnation: 1)
+    var v1: ClusterView { ClusterView(id: ViewID(epoch: 1, coordinator: p), members: [p, q]) }
+    var v2: ClusterView { ClusterView(id: ViewID(epoch: 2, coordinator: p), members: [p, q]) }
+    let key = QueueMessageKey(view: 1, origin: 0, seq: 5)
+    var installs: [TraceEvent] { [.install(at: 0, process: p, view: v1), .install(at: 0, process: q, view: v1)] }
+    var next: [TraceEvent] { [.install(at: 90, process: p, view: v2), .install(at: 90, process: q, view: v2)] }
+
+    func assign(at who: ProcessID, to member: ProcessID, index: UInt32 = 1, view: ClusterView? = nil) -> TraceEvent {
+        .queueAssign(
+            at: 10, process: who, view: (view ?? v1).id, queue: "w", key: key, index: index, member: QueueMember(process: member, local: 1),
+            number: 5, redelivered: index > 1)
+    }
+    func acked(at who: ProcessID) -> TraceEvent { .queueAcked(at: 20, process: who, queue: "w", key: key) }
+    func properties(_ trace: [TraceEvent], final: FinalState? = nil) -> Set<Property> {
+        Set(Checker().check(trace, final: final).map(\.property))
+    }
+
+    @Test("one assignment everywhere, then its ack, is clean")
+    func clean() {
+        var final = FinalState()
+        final.views = [p: v2, q: v2]
+        final.queueLeftovers = [p: [], q: []]
+        let t = installs + [assign(at: p, to: q), assign(at: q, to: q), acked(at: p), acked(at: q)] + next
+        #expect(properties(t, final: final).isEmpty)
+    }
+
+    @Test("two members for one assignment in the primary history are reported (Q1)")
+    func twoCoordinators_Q1() {
+        let t = installs + [assign(at: p, to: q), assign(at: q, to: p)] + next
+        #expect(properties(t).contains(.q1OneCoordinator))
+        // One of them left the primary history (never installed a later view): fine.
+        let cutOff = installs + [assign(at: p, to: q), assign(at: q, to: p), .install(at: 90, process: q, view: v2)]
+        #expect(!properties(cutOff).contains(.q1OneCoordinator))
+    }
+
+    @Test("an assignment to a member of a process outside the view is reported (Q1)")
+    func deadMember_Q1() {
+        #expect(properties(installs + [assign(at: p, to: r)]).contains(.q1OneCoordinator))
+    }
+
+    @Test("an assignment after the ack is reported (Q3)")
+    func afterAck_Q3() {
+        #expect(properties(installs + [assign(at: p, to: q), acked(at: p), assign(at: p, to: p, index: 2)]).contains(.q3AckedStaysAcked))
+    }
+
+    @Test("a message left unacked after the drain, or assigned and never acked, is reported (Q2)")
+    func lost_Q2() {
+        var final = FinalState()
+        final.views = [p: v1, q: v1]
+        final.queueLeftovers = [p: ["w:1/0.5"]]
+        #expect(properties(installs, final: final).contains(.q2NoneLost))
+        final.queueLeftovers = [:]
+        #expect(properties(installs + [assign(at: p, to: q)], final: final).contains(.q2NoneLost))
+        #expect(properties(installs + [assign(at: p, to: q), acked(at: p), acked(at: p)]).contains(.q2NoneLost))
+    }
+}
+
 extension TraceEvent {
     func replacingView(_ v: ViewID) -> TraceEvent {
         guard case .deliver(let at, let p, _, let id, let pub, let s, let n, let l, let g, let a) = self else { return self }

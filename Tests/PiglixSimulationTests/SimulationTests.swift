@@ -80,8 +80,8 @@ struct SimulationTests {
         arguments: [UInt64(13), 120058, 121450, 120533, 120285, 120991, 4093, 141526, 6080, 9841, 153179])
     func idempotenceRegressionSeeds(seed: UInt64) {
         let n = [3, 4, 5, 6, 7][Int(seed % 5)]
-        // Without `locks` (added later): the faults and traffic they were found with.
-        let r = Simulator.run(SimulationConfig(seed: seed, nodes: n, faults: FaultSet.all.subtracting(FaultSet(.locks))))
+        // Without `locks` and `queue` (added later): the faults and traffic they were found with.
+        let r = Simulator.run(SimulationConfig(seed: seed, nodes: n, faults: FaultSet.all.subtracting(FaultSet([.locks, .queue]))))
         #expect(r.violations.isEmpty, "\(r.violations)")
     }
 
@@ -96,9 +96,29 @@ struct SimulationTests {
     /// the third was paused (now spared, Idempotence.swift `holdsLastTable`).
     @Test("locks under every fault keep L1–L4 (crashes, pauses, partitions, churn, majority crash)", arguments: [UInt64(7), 28, 101, 555, 3046])
     func locksWithAllFaults(seed: UInt64) {
-        let r = Simulator.run(SimulationConfig(seed: seed, nodes: [3, 4, 5, 6, 7][Int(seed % 5)], faults: .all))
+        // Without `queue` (added later): the faults and traffic they were found with.
+        let r = Simulator.run(SimulationConfig(seed: seed, nodes: [3, 4, 5, 6, 7][Int(seed % 5)], faults: FaultSet.all.subtracting(FaultSet(.queue))))
         #expect(r.trace.contains { if case .lockGrant = $0 { true } else { false } })
         #expect(r.violations.isEmpty, "\(r.violations)")
+    }
+
+    @Test("work queues with only the queue fault keep Q1–Q3 and P1–P10", arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
+    func queueOnly(seed: UInt64) {
+        let r = Simulator.run(SimulationConfig(seed: seed, nodes: 3 + Int(seed % 5), faults: FaultSet(.queue)))
+        #expect(r.trace.contains { if case .queueAssign = $0 { true } else { false } })
+        #expect(r.trace.contains { if case .queueAcked = $0 { true } else { false } })
+        #expect(r.violations.isEmpty, "\(r.violations)")
+    }
+
+    @Test("with every fault, members of crashed and partitioned nodes have their messages redelivered (Q2)")
+    func queueRedeliveries() {
+        var redelivered = 0
+        for seed in UInt64(1)...UInt64(12) {
+            let r = Simulator.run(SimulationConfig(seed: seed, nodes: 3 + Int(seed % 5), faults: .all))
+            #expect(r.violations.isEmpty, "seed \(seed): \(r.violations)")
+            redelivered += r.trace.filter { if case .queueAssign(_, _, _, _, _, _, _, _, true) = $0 { true } else { false } }.count
+        }
+        #expect(redelivered > 0)
     }
 
     @Test("retried idempotent records with only the retry fault keep I1–I3 and P1–P10", arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])

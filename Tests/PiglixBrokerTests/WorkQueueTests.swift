@@ -1,0 +1,132 @@
+import NIOCore
+import PiglixTopics
+import PiglixWire
+import XCTest
+
+@testable import PiglixBroker
+@testable import PiglixCluster
+@testable import PiglixGroups
+
+/// Work queues in the broker (docs/patterns.md, "Work queues"): one node,
+/// and cluster mode over the fake group layer.
+final class WorkQueueTests: XCTestCase {
+    private func record(_ topic: String, _ text: String, _ delivery: DeliveryLevel = .fifo) -> PublishRecord {
+        PublishRecord(topic: topic, payload: ByteBuffer(string: text), delivery: delivery)
+    }
+
+    private func take(_ s: Subscription) async -> [StoredMessage] {
+        await s.next(maxBytes: 1 << 20).messages
+    }
+
+    func testSingleNode_membersGetDisjointSharesAndAClosedStreamsMessagesAreRedelivered_Q1_Q2() async throws {
+        let broker = try Broker(settings: BrokerSettings(), epoch: 0xE)
+        let pattern = try TopicPattern("jobs.>")
+        let a = try await broker.openQueue(name: "w", pattern: pattern, overflow: .disconnect)
+        let b = try await broker.openQueue(name: "w", pattern: pattern, overflow: .disconnect)
+        let plain = try broker.subscribe(patterns: [pattern], options: .init(overflow: .dropOldest))
+        for i in 1...6 { _ = try broker.publish(record("jobs.x", "m\(i)")) }
+        let gotA = await take(a)
+        let gotB = await take(b)
+        XCTAssertEqual(gotA.map { String(buffer: $0.payload) }, ["m1", "m3", "m5"])
+        XCTAssertEqual(gotB.map { String(buffer: $0.payload) }, ["m2", "m4", "m6"])
+        XCTAssertTrue(gotA.allSatisfy { $0.queue == "w" && !$0.redelivered })
+        let all = await take(plain)
+        XCTAssertEqual(all.count, 6, "an ordinary subscriber still gets every message")
+        // a acks m1; its stream closes: m3 and m5 go to b, redelivered.
+        let results = try await broker.ack(queue: "w", ids: [gotA[0].id.description, "00000000-1"])
+        XCTAssertEqual(results, [.acked, .unknown])
+        a.cancel()
+        let again = await take(b)
+        XCTAssertEqual(again.map { String(buffer: $0.payload) }, ["m3", "m5"])
+        XCTAssertTrue(again.allSatisfy(\.redelivered))
+        XCTAssertEqual(again.map(\.id), [gotA[1].id, gotA[2].id], "the same id as the first delivery")
+        let second = try await broker.ack(queue: "w", ids: again.map(\.id.description))
+        XCTAssertEqual(second, [.acked, .acked])
+        let third = try await broker.ack(queue: "w", ids: [gotA[1].id.description])
+        XCTAssertEqual(third, [.unknown], "already acked")
+        XCTAssertEqual(broker.queueStats.unacked, 3, "b's own m2, m4, m6")
+    }
+
+    func testSingleNode_queueNameAndPatternAreChecked() async throws {
+        let broker = try Broker(settings: BrokerSettings(), epoch: 0xE)
+        do {
+            _ = try await broker.openQueue(name: "bad name", pattern: try TopicPattern("a"), overflow: .disconnect)
+            XCTFail("accepted")
+        } catch let error as SubscribeError { XCTAssertEqual(error.status, 400) }
+        let s = try await broker.openQueue(name: "w", pattern: try TopicPattern("a"), overflow: .disconnect)
+        do {
+            _ = try await broker.openQueue(name: "w", pattern: try TopicPattern("b"), overflow: .disconnect)
+            XCTFail("accepted")
+        } catch let error as SubscribeError { XCTAssertEqual(error.status, 409) }
+        _ = s
+    }
+
+    func testCluster_recordsAQueueTakesGoTotalAndCarryTheAgreedId() async throws {
+        let layer = FakeGroupLayer()
+        let broker = try Broker(settings: BrokerSettings(), epoch: 0xE, cluster: layer)
+        try await broker.startCluster()
+        let q = try await broker.openQueue(name: "w", pattern: try TopicPattern("jobs.>"), overflow: .disconnect)
+        let receipts = await broker.publish([record("jobs.a", "one"), record("other", "two")], session: 1)
+        XCTAssertEqual(try receipts[0].get().delivery, .total, "fifo is sent total when a queue takes it")
+        XCTAssertEqual(try receipts[1].get().delivery, .fifo)
+        let got = await take(q)
+        XCTAssertEqual(got.map { String(buffer: $0.payload) }, ["one"])
+        let id = got[0].id.description
+        XCTAssertTrue(id.hasPrefix("v1."), id)
+        let results = try await broker.ack(queue: "w", ids: [id, id])
+        XCTAssertEqual(results, [.acked, .unknown])
+        XCTAssertEqual(broker.queueStats.unacked, 0)
+    }
+
+    func testCluster_aNodeFailureHandsItsMembersMessagesToTheNextCohort_Q2() async throws {
+        let layer = FakeGroupLayer()
+        let broker = try Broker(settings: BrokerSettings(), epoch: 0xE, cluster: layer)
+        try await broker.startCluster()
+        let q = try await broker.openQueue(name: "w", pattern: try TopicPattern("jobs.>"), overflow: .disconnect)
+        // A member on another process joins (a record from n2).
+        let n2 = ProcessID(node: NodeID(2), incarnation: 1)
+        let view = ViewID(epoch: 1, coordinator: layer.me)
+        let join = DataMessage(
+            id: PiglixGroups.MessageID(view: view, origin: 1, seq: 1), publish: PublishID(origin: n2, seq: 1), session: 0, level: .total,
+            kind: .publish(.group(Broker.queuesPattern)), payload: QueueControl.join(queue: "w", pattern: "jobs.>", local: 9).encode())
+        broker.clusterDeliver([
+            ClusterDelivery(delivery: Delivery(message: join, view: view, groups: [], afterCheckpoint: false), viewEpoch: 1, delivered: [0, 1])
+        ])
+        for i in 1...4 { _ = await broker.publish([record("jobs.a", "m\(i)")], session: 1) }
+        let mine = await take(q)
+        XCTAssertEqual(mine.map { String(buffer: $0.payload) }, ["m1", "m3"])
+        broker.clusterViewInstalled(epoch: 2, members: [layer.me], me: layer.me)
+        let taken = await take(q)
+        XCTAssertEqual(taken.map { String(buffer: $0.payload) }, ["m2", "m4"])
+        XCTAssertTrue(taken.allSatisfy(\.redelivered))
+    }
+
+    func testCheckpointRoundTripCarriesTheTableWithPayloads() throws {
+        var table = QueueTable<StoredMessage>()
+        let member = QueueMember(process: ProcessID(node: NodeID(3), incarnation: 2), local: 5)
+        _ = table.join(queue: "w", pattern: try TopicPattern("a.*"), member: member)
+        let source = MessageSource(view: 4, origin: 1, seq: 9)
+        let message = StoredMessage(
+            id: source.agreedID, topic: "a.b", payload: ByteBuffer(string: "payload"), delivery: .total, headers: [], payloadIsText: true,
+            source: source)
+        _ = table.deliver(key: source.queueKey, topic: try Topic("a.b"), payload: message)
+        var reader = QueueCheckpointReader(states: table.snapshot(), cut: ClusterPosition(view: 4, delivered: [3, 9]))
+        var assembly = QueueCheckpointAssembly()
+        var last = false
+        while !last {
+            let (chunk, l) = reader.nextChunk(bytes: 1)
+            last = l
+            let decoded = try XCTUnwrap(try QueueCheckpointCodec.decode(chunk, topicLimits: .default))
+            assembly.cut = decoded.cut
+            assembly.add(decoded.items)
+        }
+        let copy = QueueTable<StoredMessage>(limits: .default, restoring: assembly.states)
+        XCTAssertEqual(copy.members(of: "w"), [member])
+        let entry = try XCTUnwrap(copy.entry(source.queueKey, in: "w"))
+        XCTAssertEqual(entry.holder, member)
+        XCTAssertEqual(String(buffer: entry.payload.payload), "payload")
+        XCTAssertEqual(entry.payload.id, source.agreedID)
+        XCTAssertEqual(assembly.cut, ClusterPosition(view: 4, delivered: [3, 9]))
+        XCTAssertEqual(QueueControl.decode(QueueControl.ack(queue: "w", keys: [source.queueKey]).encode()), .ack(queue: "w", keys: [source.queueKey]))
+    }
+}
