@@ -121,6 +121,27 @@ final class LocalCluster {
 /// Three network namespaces on one bridge: a partition is a blackhole route
 /// between namespaces, so the test (in the root namespace, on the bridge)
 /// still reaches every node.
+extension XCTestCase {
+    /// `count` nodes `n1`… each in its own network namespace (HTTP on 8080,
+    /// cluster on 7000 of its address), started and in one view; the
+    /// network is torn down when the test ends. Skips the test where
+    /// namespaces cannot be made.
+    func startNamespaceCluster(count: Int = 3) async throws -> (NamespaceNetwork, LocalCluster, [ClusterMember]) {
+        let (made, why) = NamespaceNetwork.make(count: count)
+        guard let network = made else {
+            throw XCTSkip("network namespaces are not available here (\(why)): the partition case is skipped; every other cluster test ran")
+        }
+        addTeardownBlock { network.tearDown() }
+        let members = (0..<count).map { i in
+            ClusterMember(name: "n\(i + 1)", host: network.address(i), httpPort: 8080, clusterPort: 7000, netns: network.names[i])
+        }
+        let cluster = LocalCluster(members: members)
+        try cluster.start()
+        try await cluster.waitForView(Set(members.map(\.name)), on: members)
+        return (network, cluster, members)
+    }
+}
+
 final class NamespaceNetwork {
     let prefix: String
     let names: [String]

@@ -215,17 +215,7 @@ final class ClusterTests: XCTestCase {
     }
 
     func testPartitionedMinorityAnswers503ThenAllConvergeAfterHeal() async throws {
-        let (made, why) = NamespaceNetwork.make(count: 3)
-        guard let network = made else {
-            throw XCTSkip("network namespaces are not available here (\(why)): the partition case is skipped; every other cluster test ran")
-        }
-        defer { network.tearDown() }
-        let members = (0..<3).map { i in
-            ClusterMember(name: "n\(i + 1)", host: network.address(i), httpPort: 8080, clusterPort: 7000, netns: network.names[i])
-        }
-        let cluster = LocalCluster(members: members)
-        try cluster.start()
-        try await cluster.waitForView(["n1", "n2", "n3"], on: members)
+        let (network, cluster, members) = try await startNamespaceCluster()
         let subscriber = try CurlStream(http2: "\(members[2].base)/v1/subscribe?topic=p.*")
         try await subscriber.waitUntilLive()
         // A member of the group in the majority holds what n3 misses.

@@ -163,17 +163,7 @@ final class LockTests: XCTestCase {
     /// with a reason (lease, then the primary component lost) before the
     /// majority installs a view without it and grants the lock again.
     func testPartitionedHolderLosesLockBeforeMajorityGrantsIt_L4() async throws {
-        let (made, why) = NamespaceNetwork.make(count: 3)
-        guard let network = made else {
-            throw XCTSkip("network namespaces are not available here (\(why)): the partition case is skipped")
-        }
-        defer { network.tearDown() }
-        let members = (0..<3).map { i in
-            ClusterMember(name: "n\(i + 1)", host: network.address(i), httpPort: 8080, clusterPort: 7000, netns: network.names[i])
-        }
-        let cluster = LocalCluster(members: members)
-        try cluster.start()
-        try await cluster.waitForView(["n1", "n2", "n3"], on: members)
+        let (network, cluster, members) = try await startNamespaceCluster()
         for m in members { try await waitReady(m.base) }
 
         let holder = try requestLock(members[2].base, "leader")

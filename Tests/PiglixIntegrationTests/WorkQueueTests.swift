@@ -166,15 +166,7 @@ final class WorkQueueTests: XCTestCase {
     /// heals, the cut-off node rejoins as a new incarnation and ends its
     /// queue stream with a reason.
     func testAMemberCutOffInAMinorityLosesItsMessagesToTheMajority_Q2() async throws {
-        let (made, why) = NamespaceNetwork.make(count: 3)
-        guard let network = made else { throw XCTSkip("network namespaces are not available here (\(why))") }
-        defer { network.tearDown() }
-        let members = (0..<3).map { i in
-            ClusterMember(name: "n\(i + 1)", host: network.address(i), httpPort: 8080, clusterPort: 7000, netns: network.names[i])
-        }
-        let cluster = LocalCluster(members: members)
-        try cluster.start()
-        try await cluster.waitForView(["n1", "n2", "n3"], on: members)
+        let (network, cluster, members) = try await startNamespaceCluster()
         let majority = try CurlStream(http2: "\(members[1].base)/v1/subscribe?topic=work.*&queue=jobs")
         let minority = try CurlStream(http2: "\(members[2].base)/v1/subscribe?topic=work.*&queue=jobs")
         try await waitForMembers(2, on: members.map(\.base))
