@@ -145,24 +145,24 @@ extension Simulator {
     /// spares a majority of the newest view (`crashAllowed`).
     /// The same holds for the work queue table (Queues.swift).
     func holdsLastTable(_ i: Int, sparing: [Int] = []) -> Bool {
-        // The lock and queue tables likewise live in memory only (docs/patterns.md,
-        // "Locks"). For it a paused node does not count as another holder: a
-        // pause past the suspicion timeout excludes it, and it rejoins with
-        // an empty table (seed 3046: the two running holders crashed while
-        // the third was paused, and tokens started again at 1). The
-        // idempotence rule keeps counting it, so its seeds replay as before.
-        func last(_ ready: (SimNode) -> Bool, countPaused: Bool) -> Bool {
+        // A node paused past the suspicion timeout does not count as another
+        // holder, paused or resumed, until it rejoins: the others exclude it
+        // and it comes back with an empty table (seed 3046 for the lock
+        // table: the two running holders crashed while the third was
+        // paused, and tokens started again at 1; seed 301116 for the
+        // idempotence table: n2#2 was paused and had resumed, still in the
+        // view it was about to leave, when [n3#3, n4#2] crashed together;
+        // then n1#2, mid-transfer, started the table with 1 entry and
+        // accepted a retry again).
+        func last(_ ready: (SimNode) -> Bool) -> Bool {
             guard nodes[i].status != .down, ready(nodes[i]) else { return false }
             let view = nodes[i].view?.id
             return !nodes.indices.contains { j in
-                j != i && !sparing.contains(j) && (countPaused ? nodes[j].status != .down : nodes[j].status == .up) && ready(nodes[j])
+                j != i && !sparing.contains(j) && nodes[j].status == .up && !nodes[j].lapsed && ready(nodes[j])
                     && side[j] == side[i] && nodes[j].view?.id == view
             }
         }
-        // The queue table (docs/patterns.md, "Work queues") too, counted like
-        // the lock table's.
-        return (retries && last({ $0.tableReady }, countPaused: true)) || (locksOn && last({ $0.locks.ready }, countPaused: false))
-            || (queuesOn && last({ $0.qReady }, countPaused: false))
+        return (retries && last { $0.tableReady }) || (locksOn && last { $0.locks.ready }) || (queuesOn && last { $0.qReady })
     }
 
     /// A partition that leaves every holder of the idempotence table on a

@@ -54,6 +54,11 @@ public struct Simulator {
     struct SimNode {
         var core: GroupNode
         var status: Status = .up
+        /// Paused past the suspicion timeout: the others will exclude it and
+        /// it comes back as a new incarnation with empty tables, so until
+        /// then it does not count as a holder of a replicated table
+        /// (`holdsLastTable`).
+        var lapsed = false
         /// Bumped at every crash/restart, so stale timers and answers are dropped.
         var generation: UInt64 = 0
         var timerAt: UInt64 = .max
@@ -399,6 +404,7 @@ public struct Simulator {
             guard nodes[i].status == .up, !holdsLastTable(i) else { return }
             record(.fault(at: now, "pause \(nodes[i].core.me) for \(ticks)"))
             nodes[i].status = .paused
+            nodes[i].lapsed = true
             queue.push(now + ticks, .resume(node: i))
         case .resume(let i):
             guard nodes[i].status == .paused else { return }
@@ -489,6 +495,7 @@ public struct Simulator {
         nodes[i].core = try! GroupNode(
             settings: config.settings, me: ProcessID(node: NodeID(UInt64(i + 1)), incarnation: inc), restoring: nodes[i].disk)
         nodes[i].status = .up
+        nodes[i].lapsed = false
         nodes[i].generation += 1
         nodes[i].view = nil
         nodes[i].states = [:]
@@ -604,6 +611,7 @@ public struct Simulator {
                 if locksOn { endLocalLocks(i, reason: "primary lost", orphan: true) }
             case .rejoining(let new):
                 record(.rejoined(at: now, old: me, new: new))
+                nodes[i].lapsed = false
                 // As the broker (`clusterRejoining`): the old incarnation's
                 // table may hold what the primary never delivered; the new
                 // one admits from empty until its transfer merges.

@@ -102,6 +102,18 @@ struct SimulationTests {
         #expect(r.violations.isEmpty, "\(r.violations)")
     }
 
+    /// Seed 301116 (4 nodes, every fault): a holder of the idempotence
+    /// table paused past the suspicion timeout and resumed, still in the
+    /// view it was about to leave, counted as a holder when the other two
+    /// crashed together; a node mid-transfer then started the table with 1
+    /// entry and accepted a retry again (I2). A lapsed node no longer counts
+    /// (`SimNode.lapsed`).
+    @Test("every fault together keeps P1–P10, I1–I3, L1–L4 and Q1–Q3", arguments: [UInt64(301116)])
+    func everyFault(seed: UInt64) {
+        let r = Simulator.run(SimulationConfig(seed: seed, nodes: [3, 4, 5, 6, 7][Int(seed % 5)], faults: .all))
+        #expect(r.violations.isEmpty, "\(r.violations)")
+    }
+
     @Test("work queues with only the queue fault keep Q1–Q3 and P1–P10", arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
     func queueOnly(seed: UInt64) {
         let r = Simulator.run(SimulationConfig(seed: seed, nodes: 3 + Int(seed % 5), faults: FaultSet(.queue)))
