@@ -65,6 +65,13 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]),
         fuzzTarget(
+            "FuzzTables",
+            [
+                .product(name: "PiglixBroker", package: piglix), .product(name: "PiglixGroups", package: piglix),
+                .product(name: "PiglixTopics", package: piglix), .product(name: "PiglixWire", package: piglix),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
+        fuzzTarget(
             "FuzzCore",
             [
                 .product(name: "PiglixCluster", package: piglix), .product(name: "PiglixGroups", package: piglix),

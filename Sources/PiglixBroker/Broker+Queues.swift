@@ -307,12 +307,15 @@ struct QueueCounters {
 /// member id, for a leave the `u64` local id, for an ack `u32 n` and `n`
 /// keys (`u64 view`, `u32 origin`, `u64 seq`). The member's process is the
 /// record's origin.
-enum QueueControl: Sendable, Equatable {
+///
+/// Public only so that the fuzz package (`Fuzz/`, target `FuzzTables`)
+/// can feed `decode` the bytes a peer could send; not an API for clients.
+public enum QueueControl: Sendable, Equatable {
     case join(queue: String, pattern: String, local: UInt64)
     case leave(queue: String, local: UInt64)
     case ack(queue: String, keys: [QueueMessageKey])
 
-    func encode() -> [UInt8] {
+    public func encode() -> [UInt8] {
         var b = ByteBuffer()
         func string(_ s: String) {
             b.writeInteger(UInt16(truncatingIfNeeded: s.utf8.count))
@@ -341,7 +344,9 @@ enum QueueControl: Sendable, Equatable {
         return Array(b.readableBytesView)
     }
 
-    static func decode(_ bytes: [UInt8]) -> QueueControl? {
+    /// Nil for bytes that are not a control record (a peer's payload on
+    /// `$piglix.queues`: untrusted).
+    public static func decode(_ bytes: [UInt8]) -> QueueControl? {
         var b = ByteBuffer(bytes: bytes)
         func string() -> String? {
             guard let n: UInt16 = b.readInteger() else { return nil }

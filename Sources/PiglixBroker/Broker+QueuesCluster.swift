@@ -229,7 +229,10 @@ extension MessageSource {
 
 // MARK: The checkpoint's format
 
-enum QueueCheckpointItem {
+/// One item of a `$piglix.queues` checkpoint chunk. Public, with
+/// `QueueCheckpointCodec`, only for the fuzz package (`Fuzz/`,
+/// target `FuzzTables`); not an API for clients.
+public enum QueueCheckpointItem: Sendable {
     /// A queue's members, rotation counter and backlog; its entries follow.
     case queue(name: String, pattern: TopicPattern, members: [QueueMember], counter: UInt64, backlog: [QueueMessageKey])
     case entry(queue: String, QueueTable<StoredMessage>.Entry)
@@ -258,10 +261,13 @@ struct QueueCheckpointAssembly {
 /// counter`, `u32 backlog` × key) or `u8 2` entry (`string queue`, key,
 /// `u8 held` [member], `u32 assignments`, `u32 length` + one message in
 /// `CheckpointCodec`'s format). A key is `u64 view`, `u32 origin`, `u64 seq`.
-enum QueueCheckpointCodec {
+///
+/// Public only so that the fuzz package (`Fuzz/`, target `FuzzTables`) can
+/// feed `decode` the chunks a peer could send; not an API for clients.
+public enum QueueCheckpointCodec {
     static let marker: UInt8 = 0x51
 
-    static func encode(_ items: ArraySlice<QueueCheckpointItem>, cut: ClusterPosition) -> [UInt8] {
+    public static func encode(_ items: ArraySlice<QueueCheckpointItem>, cut: ClusterPosition) -> [UInt8] {
         var b = ByteBuffer()
         b.writeInteger(marker)
         b.writeInteger(cut.view)
@@ -313,7 +319,7 @@ enum QueueCheckpointCodec {
     }
 
     /// Nil for an empty chunk (the group's first member starts empty).
-    static func decode(_ bytes: [UInt8], topicLimits: TopicLimits) throws -> (cut: ClusterPosition, items: [QueueCheckpointItem])? {
+    public static func decode(_ bytes: [UInt8], topicLimits: TopicLimits) throws -> (cut: ClusterPosition, items: [QueueCheckpointItem])? {
         if bytes.isEmpty { return nil }
         var b = ByteBuffer(bytes: bytes)
         let corrupt = CheckpointCodec.Corrupt()
@@ -330,7 +336,11 @@ enum QueueCheckpointCodec {
             return s
         }
         func key() throws -> QueueMessageKey {
-            guard let v: UInt64 = b.readInteger(), let o: UInt32 = b.readInteger(), let s: UInt64 = b.readInteger() else { throw corrupt }
+            // The origin is a rank of a view (below `ranksMax`, like a cut's
+            // ranks); an entry's id (`agreedID`) allocates `origin + 1` counts.
+            guard let v: UInt64 = b.readInteger(), let o: UInt32 = b.readInteger(), o < UInt32(ClusterPosition.ranksMax),
+                let s: UInt64 = b.readInteger()
+            else { throw corrupt }
             return QueueMessageKey(view: v, origin: o, seq: s)
         }
         func member() throws -> QueueMember {

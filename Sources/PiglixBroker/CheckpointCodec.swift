@@ -137,8 +137,8 @@ enum CheckpointCodec {
             for _ in 0..<entries {
                 guard let sequence: UInt64 = b.readInteger(), let rawLevel: UInt8 = b.readInteger(),
                     let level = DeliveryLevel(rawValue: rawLevel), let sourceView: UInt64 = b.readInteger(),
-                    let origin: UInt32 = b.readInteger(), let seq: UInt64 = b.readInteger()
-                else { throw Corrupt() }
+                    let origin: UInt32 = b.readInteger(), origin < UInt32(ClusterPosition.ranksMax), let seq: UInt64 = b.readInteger()
+                else { throw Corrupt() }  // origin: a rank; `agreedID` allocates `origin + 1` counts
                 list.append((sequence, IdempotentOriginal(level: level, source: MessageSource(view: sourceView, origin: origin, seq: seq))))
             }
             producers.append(ProducerState(producer: name, highest: highest, entries: list))

@@ -306,12 +306,26 @@ public struct LockTable: Hashable, Sendable {
         public var description: String { "lock table unreadable: \(reason)" }
     }
 
-    /// Reads `encoded()`; the limits are this node's.
+    /// The highest `nextToken` a checkpoint may carry: a history starts at
+    /// the wall clock × 1,000 (about 2^51 today) and grants one token at a
+    /// time, so a real table stays far below 2^63; a larger one comes from
+    /// a broken or hostile peer, and would make a later grant overflow.
+    public static let nextTokenMax: UInt64 = 1 << 63
+
+    /// Reads `encoded()`; the limits are this node's. The bytes come from a
+    /// peer (the lock group's checkpoint), so a table this node could never
+    /// have built is refused: more locks than `limits.locksMax`, a queue
+    /// longer than `limits.waitersMax`, a lock named twice, a lock not held,
+    /// a `nextToken` of 0 or past `nextTokenMax`, or a lock whose token is 0
+    /// or not below `nextToken`.
     public init(decoding bytes: [UInt8], limits: LockLimits = .default) throws(DecodeError) {
         self.init(limits: limits)
         var reader = Reader(bytes: bytes)
         guard try reader.byte() == 1 else { throw DecodeError(reason: "unknown format version") }
         nextToken = try reader.varint()
+        guard nextToken >= 1, nextToken <= Self.nextTokenMax else {
+            throw DecodeError(reason: "next token \(nextToken) outside 1...\(Self.nextTokenMax)")
+        }
         viewID = try reader.varint()
         if try reader.varint() == 1 {
             let n = try reader.count()
@@ -320,12 +334,23 @@ public struct LockTable: Hashable, Sendable {
             members = m
         }
         let n = try reader.count()
+        guard n <= limits.locksMax else { throw DecodeError(reason: "\(n) locks, this node's bound is \(limits.locksMax)") }
         for _ in 0..<n {
             let name = try reader.string()
+            guard locks[name] == nil else { throw DecodeError(reason: "lock \(name.prefix(64)) twice") }
             var lock = Lock()
             lock.token = try reader.varint()
-            if try reader.varint() == 1 { lock.holder = try reader.request() }
+            // Every lock of a table is held: a free one passes to its first
+            // waiter, or is removed when none waits (`passOn`, `store`).
+            guard try reader.varint() == 1 else { throw DecodeError(reason: "lock \(name.prefix(64)) is not held") }
+            lock.holder = try reader.request()
+            guard lock.token >= 1, lock.token < nextToken else {
+                throw DecodeError(reason: "lock \(name.prefix(64)) held with token \(lock.token), next token \(nextToken)")
+            }
             let q = try reader.count()
+            guard q <= limits.waitersMax else {
+                throw DecodeError(reason: "\(q) waiters for lock \(name.prefix(64)), this node's bound is \(limits.waitersMax)")
+            }
             for _ in 0..<q { lock.queue.append(try reader.request()) }
             locks[name] = lock
         }

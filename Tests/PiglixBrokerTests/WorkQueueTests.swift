@@ -129,4 +129,33 @@ final class WorkQueueTests: XCTestCase {
         XCTAssertEqual(assembly.cut, ClusterPosition(view: 4, delivered: [3, 9]))
         XCTAssertEqual(QueueControl.decode(QueueControl.ack(queue: "w", keys: [source.queueKey]).encode()), .ack(queue: "w", keys: [source.queueKey]))
     }
+
+    /// Found by FuzzTables (`Fuzz/crashes/FuzzTables/queue-checkpoint-origin-oom`):
+    /// a checkpoint entry's key names an origin rank of up to 2^32 - 1, and
+    /// the entry's id (`MessageSource.agreedID`) allocated `origin + 1`
+    /// counts, 32 GiB from 4 bytes of a peer. An origin past the ranks a
+    /// position may hold (`ClusterPosition.ranksMax`) is now refused.
+    func testCheckpointEntryWithAnOriginPastTheRanksIsRefused() throws {
+        func chunk(origin: UInt32) -> [UInt8] {
+            let source = MessageSource(view: 4, origin: origin, seq: 9)
+            let message = StoredMessage(
+                id: PiglixWire.MessageID(sequence: 0, position: ClusterPosition(view: 4, delivered: [])), topic: "a.b",
+                payload: ByteBuffer(string: "p"), delivery: .total, headers: [], payloadIsText: true, source: source)
+            let key = QueueMessageKey(view: 4, origin: origin, seq: 9)
+            let items: [QueueCheckpointItem] = [.entry(queue: "w", .init(key: key, payload: message, holder: nil, assignments: 1))]
+            return QueueCheckpointCodec.encode(items[...], cut: ClusterPosition(view: 4, delivered: [9]))
+        }
+        let last = UInt32(ClusterPosition.ranksMax - 1)
+        let decoded = try XCTUnwrap(try QueueCheckpointCodec.decode(chunk(origin: last), topicLimits: .default))
+        guard case .entry(_, let entry) = decoded.items.first else { return XCTFail("no entry") }
+        XCTAssertEqual(entry.payload.id.position?.delivered.count, ClusterPosition.ranksMax)
+        for origin in [UInt32(ClusterPosition.ranksMax), .max] {
+            XCTAssertThrowsError(try QueueCheckpointCodec.decode(chunk(origin: origin), topicLimits: .default), "origin \(origin)")
+        }
+        // The same bound in the idempotence table's checkpoint, whose
+        // originals' ids are made the same way.
+        let original = IdempotentOriginal(level: .total, source: MessageSource(view: 3, origin: .max, seq: 7))
+        let table = CheckpointCodec.encodeTable([.init(producer: "a", highest: 9, entries: [(UInt64(9), original)])][...], cut: ClusterPosition(view: 3, delivered: [7]))
+        XCTAssertThrowsError(try CheckpointCodec.decodeTable(table))
+    }
 }

@@ -122,6 +122,61 @@ final class LockTableTests: XCTestCase {
         XCTAssertThrowsError(try LockTable(decoding: Array(t.encoded().dropLast())))
     }
 
+    /// A checkpoint comes from a peer: a table this node could never have
+    /// built is refused with a reason, not taken in (found while adding the
+    /// FuzzTables target: a `nextToken` of 2^64 - 1 made the next grant trap
+    /// on overflow, and the decoder did not check the limits at all).
+    func test_checkpoint_fromAPeer_isRefusedPastThisNodesBoundsOrWithBadTokens() throws {
+        var big = LockTable(limits: LockLimits(locksMax: 10, waitersMax: 10))
+        _ = big.request("x", a1)
+        _ = big.request("x", b1)
+        _ = big.request("x", c1)
+        _ = big.request("y", a1)
+        XCTAssertNoThrow(try LockTable(decoding: big.encoded(), limits: LockLimits(locksMax: 2, waitersMax: 2)))
+        XCTAssertThrowsError(try LockTable(decoding: big.encoded(), limits: LockLimits(locksMax: 1, waitersMax: 10))) { error in
+            XCTAssertEqual((error as? LockTable.DecodeError)?.reason, "2 locks, this node's bound is 1")
+        }
+        XCTAssertThrowsError(try LockTable(decoding: big.encoded(), limits: LockLimits(locksMax: 10, waitersMax: 1))) { error in
+            XCTAssertEqual((error as? LockTable.DecodeError)?.reason, "2 waiters for lock x, this node's bound is 1")
+        }
+        // Hand-made tables: version 1, next token, view 0, no members, locks.
+        func varint(_ v: UInt64) -> [UInt8] {
+            var v = v
+            var out: [UInt8] = []
+            while v >= 0x80 {
+                out.append(UInt8(v & 0x7f) | 0x80)
+                v >>= 7
+            }
+            return out + [UInt8(v)]
+        }
+        func table(next: UInt64, locks: [(name: String, token: UInt64, held: Bool)]) -> [UInt8] {
+            var out: [UInt8] = [1] + varint(next) + [0, 0] + varint(UInt64(locks.count))
+            for l in locks {
+                out += varint(UInt64(l.name.utf8.count)) + Array(l.name.utf8) + varint(l.token) + [l.held ? 1 : 0]
+                if l.held { out += [3] + Array("a/1".utf8) + [7] }
+                out += [0]
+            }
+            return out
+        }
+        XCTAssertNoThrow(try LockTable(decoding: table(next: 5, locks: [("x", 4, true)])))
+        XCTAssertNoThrow(try LockTable(decoding: table(next: LockTable.nextTokenMax, locks: [])))
+        for (bytes, reason) in [
+            (table(next: .max, locks: []), "next token \(UInt64.max) outside 1...\(LockTable.nextTokenMax)"),
+            (table(next: 0, locks: []), "next token 0 outside 1...\(LockTable.nextTokenMax)"),
+            (table(next: 5, locks: [("x", 5, true)]), "lock x held with token 5, next token 5"),
+            (table(next: 5, locks: [("x", 0, true)]), "lock x held with token 0, next token 5"),
+            (table(next: 5, locks: [("x", 1, true), ("x", 2, true)]), "lock x twice"),
+            (table(next: 5, locks: [("x", 0, false)]), "lock x is not held"),
+        ] {
+            XCTAssertThrowsError(try LockTable(decoding: bytes)) { error in
+                XCTAssertEqual((error as? LockTable.DecodeError)?.reason, reason)
+            }
+        }
+        // The largest accepted next token still grants without overflow.
+        var t = try LockTable(decoding: table(next: LockTable.nextTokenMax, locks: []))
+        XCTAssertEqual(t.request("z", a1), [.granted(lock: "z", a1, token: LockTable.nextTokenMax)])
+    }
+
     func test_firstToken_comesFromTheWallClock_soANewHistoryStartsAboveAnEarlierOne_L2() {
         let earlier = LockTable.firstToken(unixMilliseconds: 1_700_000_000_000)
         var t = LockTable(firstToken: earlier)
