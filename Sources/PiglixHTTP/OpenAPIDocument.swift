@@ -29,7 +29,7 @@ info:
     problem with an `Allow` header naming the methods it serves.
     A cross-origin preflight (`OPTIONS` with an `Origin` header) is answered
     `204` with the CORS headers on every path; `OPTIONS` without `Origin` is
-    a `405` problem (a `404` on a path no route serves).
+    a `404` problem.
 
     Limits named below are the defaults; `piglix serve` flags change them
     (docs/operations.md).

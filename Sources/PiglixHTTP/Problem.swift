@@ -70,7 +70,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             let detail: String
             switch error.status {
             case .notFound:
-                let allowed = AllowedMethods.document.methods(for: request.uri.path)
+                // OPTIONS is the CORS preflight's (answered before the router
+                // when it has an `Origin`); without one it stays a 404, as
+                // docs/openapi.yaml documents it.
+                let allowed = request.method == .options ? [] : AllowedMethods.document.methods(for: request.uri.path)
                 if !allowed.isEmpty {
                     var headers = error.headers
                     headers[.allow] = allowed.joined(separator: ", ")

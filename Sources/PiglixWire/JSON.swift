@@ -15,8 +15,36 @@ extension ByteBuffer {
         let count = bytes.count
         while index < count {
             let byte = bytes[index]
-            if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
+            if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") && byte != 0xC2 && byte != 0xE2 {
                 index += 1
+                continue
+            }
+            // C1 controls (U+0080–U+009F, NEL among them) and U+2028/U+2029
+            // are valid in JSON but break lines for Unicode-aware splitters
+            // (Python's splitlines, older JavaScript): escaped, so every
+            // NDJSON record stays on its line.
+            var escape: UInt16?
+            if byte == 0xC2 {
+                if index + 1 < count, (0x80...0x9F).contains(bytes[index + 1]) { escape = UInt16(bytes[index + 1]) }
+            } else if byte == 0xE2 {
+                if index + 2 < count, bytes[index + 1] == 0x80, bytes[index + 2] == 0xA8 || bytes[index + 2] == 0xA9 {
+                    escape = 0x2000 | UInt16(bytes[index + 2] - 0x80)
+                }
+            }
+            if byte >= 0x80 {
+                guard let escape else {
+                    index += 1
+                    continue
+                }
+                if runStart < index { writeBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index])) }
+                writeStaticString("\\u")
+                let hex: StaticString = "0123456789abcdef"
+                writeInteger(hex.utf8Start[Int(escape >> 12)])
+                writeInteger(hex.utf8Start[Int((escape >> 8) & 0xF)])
+                writeInteger(hex.utf8Start[Int((escape >> 4) & 0xF)])
+                writeInteger(hex.utf8Start[Int(escape & 0xF)])
+                index += escape < 0x100 ? 2 : 3
+                runStart = index
                 continue
             }
             if runStart < index { writeBytes(UnsafeRawBufferPointer(rebasing: bytes[runStart..<index])) }

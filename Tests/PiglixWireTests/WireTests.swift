@@ -1,3 +1,4 @@
+import Foundation
 import CompressNIO
 import NIOCore
 import PiglixTopics
@@ -490,5 +491,20 @@ final class IdempotentRecordTests: XCTestCase {
         var plain = ByteBuffer()
         PublishRecord(topic: "a.b", payload: ByteBuffer(string: "hi")).encodeFrame(into: &plain)
         XCTAssertEqual(plain.readableBytesView.map { $0 }, [1, 0, 0, 0, 9, 0, 0, 3, 97, 46, 98, 0, 104, 105])
+    }
+}
+
+final class JSONStringTests: XCTestCase {
+    /// Valid JSON, and one line of NDJSON for a Unicode-aware line splitter
+    /// (Python's `splitlines` breaks at NEL, U+2028 and U+2029; schemathesis
+    /// failed to read an error ack that echoed a NEL).
+    func testLineBreakingCodePointsAreEscapedSoARecordStaysOnItsLine() throws {
+        let text = "a\u{85}b\u{2028}c\u{2029}d\u{80}\u{9F}é€😀\r\n\"\\\u{1}\u{A0}\u{2027}\u{202A}"
+        var out = ByteBuffer()
+        out.writeJSONString(text)
+        let encoded = String(buffer: out)
+        XCTAssertEqual(encoded, #""a\u0085b\u2028c\u2029d\u0080\u009fé€😀\r\n\"\\\u0001"# + "\u{A0}\u{2027}\u{202A}\"")
+        let decoded = try JSONSerialization.jsonObject(with: Data(encoded.utf8), options: .fragmentsAllowed) as? String
+        XCTAssertEqual(decoded, text)
     }
 }
