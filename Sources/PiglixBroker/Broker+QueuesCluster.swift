@@ -34,7 +34,8 @@ extension Broker {
         let buffering = !state.queuesReady
         // The common case, no queue: one test per total/safe delivery.
         if !buffering, case .topic = destination, state.queueTable.isEmpty { return }
-        // The re-send of a message the table's checkpoint already held.
+        // A message the table's checkpoint already held (its cut covers it,
+        // or it is the re-send of one the checkpoint held).
         if !delivery.skippedGroups.isEmpty, delivery.skippedGroups.contains(Self.queuesPattern) { return }
         let source = MessageSource(view: m.id.view.epoch, origin: m.id.origin, seq: m.id.seq)
         switch destination {

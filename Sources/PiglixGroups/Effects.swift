@@ -52,9 +52,11 @@ public struct Delivery: Hashable, Sendable {
     /// True for messages released after a checkpoint (state transfer), not
     /// part of the live stream of `view`.
     public var afterCheckpoint: Bool
-    /// Local groups whose state already holds this message: it is the
-    /// re-send of a message a checkpoint of theirs covered and a flush then
-    /// cut (the skip list, seed 18533). Those groups are not in `groups`;
+    /// Local groups whose state already holds this message: their
+    /// checkpoint's cut covers it (the provider delivered it before this
+    /// node did, seed 403651), or it is the re-send of a message a
+    /// checkpoint of theirs covered and a flush then cut (the skip list,
+    /// seed 18533). Those groups are not in `groups`;
     /// an application state fed by deliveries outside `groups` (the work
     /// queue table, docs/patterns.md) must skip it too.
     public var skippedGroups: [TopicPattern] = []

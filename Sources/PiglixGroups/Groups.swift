@@ -166,16 +166,28 @@ extension GroupNode {
             }
         case .group(let p): targets = (incarnation.local[p]?.isActive ?? false) ? [p] : []
         }
-        if !incarnation.cuts.isEmpty { targets.removeAll { incarnation.cuts[$0]?.covers(m.id) ?? false } }
         var skipped: [TopicPattern] = []
+        if !incarnation.cuts.isEmpty {
+            // A live message the group's checkpoint cut covers: its state
+            // holds it (the provider had delivered it before this node).
+            // Named matched or not, as the skip list's: the work queue table
+            // is fed by unmatched deliveries (seed 403651: the provider, on
+            // the other side of a partition, had delivered two messages and
+            // a queue's creation that the joiner delivered live afterwards).
+            for (p, cut) in incarnation.cuts where cut.covers(m.id) { skipped.append(p) }
+        }
         if !incarnation.skip.isEmpty {
             // Every pattern whose skip list names it, matched or not (the
             // application may keep state for a group from unmatched
-            // deliveries), in name order.
-            for p in incarnation.skip.keys.sorted(by: { $0.name < $1.name }) where incarnation.skip[p]!.remove(m.publish) != nil {
+            // deliveries).
+            for p in incarnation.skip.keys where incarnation.skip[p]!.remove(m.publish) != nil && !skipped.contains(p) {
                 skipped.append(p)
             }
-            if !skipped.isEmpty { targets.removeAll { skipped.contains($0) } }
+        }
+        if !skipped.isEmpty {
+            // In name order.
+            skipped.sort { $0.name < $1.name }
+            targets.removeAll { skipped.contains($0) }
         }
         if !incarnation.transferring.isEmpty { bufferForTransfers(m, dest) }
         if !targets.isEmpty || settings.deliverUnmatched {
