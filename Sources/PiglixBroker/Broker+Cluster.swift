@@ -676,7 +676,11 @@ extension Broker: ClusterApplication {
         }
         for pattern in joins { cluster.join(pattern) }
         let lease = startLockLease()
-        state.withLock { $0.lock.leaseTask = lease }
+        let delay = cluster.suspicionTimeout * settings.locks.delayFraction
+        state.withLock {
+            $0.lock.leaseTask = lease
+            $0.lock.delay = delay
+        }
     }
 
     /// Leaves the cluster: peers see the silence and install a view without

@@ -90,6 +90,8 @@ struct LocalLock {
     var pending = true
     /// Refused at its delivery (a bound): the request call answers 429.
     var refused: LockEndReason?
+    /// Granted while the lock-delay runs: the client is told at its end.
+    var heldBack = false
 }
 
 /// The lock state of a broker (under its mutex).
@@ -114,6 +116,11 @@ struct LockState {
     var lost: UInt64 = 0
     /// The lease check (cluster), cancelled at shutdown.
     var leaseTask: Task<Void, Never>?
+    /// The lock-delay (cluster; zero on a single node).
+    var delay: Duration = .zero
+    /// Per lock, when a grant may next be told to its client: the holder's
+    /// process was excluded by a view change (the lock-delay).
+    var delayUntil: [String: ContinuousClock.Instant] = [:]
 }
 
 extension Broker {
@@ -339,6 +346,12 @@ extension Broker {
                 }
                 l.token = token
                 l.position = nil
+                if let until = state.lock.delayUntil[name], ContinuousClock.now < until {
+                    l.heldBack = true
+                    state.lock.local[r.id] = l
+                    revealLock(r.id, at: until)
+                    continue
+                }
                 state.lock.local[r.id] = l
                 state.lock.granted += 1
                 l.handle.continuation.yield(.granted(lock: name, token: token))
@@ -348,6 +361,11 @@ extension Broker {
                 state.lock.local[r.id] = l
                 l.handle.continuation.yield(.waiting(lock: name, position: position))
             case .released(let name, let r, let token, let reason):
+                if reason == .ownerLeft, state.lock.delay > .zero {
+                    let now = ContinuousClock.now
+                    state.lock.delayUntil = state.lock.delayUntil.filter { $0.value > now }
+                    state.lock.delayUntil[name] = now + state.lock.delay
+                }
                 if reason == .releasedByToken {
                     // For a DELETE decided at delivery (`releaseLock`): the
                     // last few tokens released by token.
@@ -358,6 +376,9 @@ extension Broker {
                 state.lock.orphans[r] = nil
                 guard let l = state.lock.local.removeValue(forKey: r.id) else { continue }
                 switch reason {
+                case _ where l.heldBack:
+                    // Its client was never told it held the lock.
+                    l.handle.continuation.yield(.lost(lock: name, token: nil, reason: reason.description))
                 case .releasedByToken:
                     l.handle.continuation.yield(.released(lock: name, token: token))
                 default:
@@ -381,13 +402,28 @@ extension Broker {
         }
     }
 
+    /// Tells request `id`'s client, at `until` (the lock-delay's end), that
+    /// it holds the lock, unless its stream or its grant ended meanwhile.
+    func revealLock(_ id: UInt64, at until: ContinuousClock.Instant) {
+        Task { [weak self] in
+            try? await Task.sleep(until: until, clock: .continuous)
+            self?.state.withLock { state in
+                guard var l = state.lock.local[id], l.heldBack, let token = l.token else { return }
+                l.heldBack = false
+                state.lock.local[id] = l
+                state.lock.granted += 1
+                l.handle.continuation.yield(.granted(lock: l.handle.name, token: token))
+            }
+        }
+    }
+
     /// Ends every stream of this node with `lost` (the lease ran out, the
     /// primary component was lost, a rejoin): the table may still name their
     /// requests, so they become orphans whose release is sent when it can be.
     func endLocalLocks(reason: String, orphan: Bool, state: inout State) {
         for (_, l) in state.lock.local {
             state.lock.lost += 1
-            l.handle.continuation.yield(.lost(lock: l.handle.name, token: l.token, reason: reason))
+            l.handle.continuation.yield(.lost(lock: l.handle.name, token: l.heldBack ? nil : l.token, reason: reason))
             l.handle.continuation.finish()
             if orphan { state.lock.orphans[l.request] = (l.handle.name, nil) }
         }

@@ -102,6 +102,15 @@ public struct LockSettings: Sendable, Hashable {
     /// so a holder cut off gives up before the majority can exclude its
     /// node (a full suspicion timeout, then a flush) and grant again.
     public var leaseFraction = 0.5
+    /// The lock-delay, as a fraction of the suspicion timeout: a lock whose
+    /// holder's node was excluded by a view change is granted again at
+    /// once in the table (the token is agreed), but the new holder's client
+    /// is told only this long after the exclusion reached its node, so the
+    /// excluded node's lease (which stops when the survivors stop talking
+    /// to it, at the latest at their install) has run out first, whenever
+    /// the partition healed. Must exceed `leaseFraction`: the margin covers
+    /// the lease check's period and message delays.
+    public var delayFraction = 0.75
     /// Longest lock name in bytes.
     public var nameBytesMax = 128
 
@@ -113,6 +122,9 @@ public struct LockSettings: Sendable, Hashable {
         }
         if streamsPerNodeMax < 1 || streamsPerConnectionMax < 1 { throw .init(description: "lock stream bounds must be positive") }
         if !(leaseFraction > 0 && leaseFraction < 1) { throw .init(description: "lock lease fraction must lie in (0, 1), not \(leaseFraction)") }
+        if !(delayFraction > leaseFraction && delayFraction <= 2) {
+            throw .init(description: "lock-delay fraction must exceed the lease fraction (\(leaseFraction)) and be at most 2, not \(delayFraction)")
+        }
         if nameBytesMax < 1 || nameBytesMax > 1024 { throw .init(description: "lock name bytes must be 1 to 1024") }
     }
 }

@@ -29,6 +29,11 @@ struct SimLocks {
     /// Requests whose stream ended while the table may still hold them.
     var orphans: [LockRequest: String] = [:]
     var orphansSentAt: UInt64 = 0
+    /// Per lock, the tick before which a grant is not told to its client:
+    /// its holder's process was excluded by a view (the lock-delay).
+    var delayUntil: [String: UInt64] = [:]
+    /// Granted requests whose client has not been told yet (lock-delay).
+    var heldBack: Set<UInt64> = []
 }
 
 extension Simulator {
@@ -39,6 +44,9 @@ extension Simulator {
 
     /// The lock lease: half the suspicion timeout (`LockSettings.leaseFraction`).
     var leaseTicks: UInt64 { config.settings.suspicionTimeoutTicks / 2 }
+    /// The lock-delay: three quarters of the suspicion timeout
+    /// (`LockSettings.delayFraction`).
+    var lockDelayTicks: UInt64 { config.settings.suspicionTimeoutTicks * 3 / 4 }
 
     static func owner(_ p: ProcessID) -> String { "\(p.node.rawValue)/\(p.incarnation)" }
 
@@ -103,11 +111,12 @@ extension Simulator {
     mutating func endLocalLocks(_ i: Int, reason: String, orphan: Bool) {
         let me = nodes[i].core.me
         for (id, l) in nodes[i].locks.local.sorted(by: { $0.key < $1.key }) {
-            if let token = l.token { record(.lockHolder(at: now, process: me, lock: l.lock, token: token, held: false)) }
+            if let token = l.token, !nodes[i].locks.heldBack.contains(id) { record(.lockHolder(at: now, process: me, lock: l.lock, token: token, held: false)) }
             if orphan { nodes[i].locks.orphans[LockRequest(owner: Self.owner(me), id: id)] = l.lock }
         }
         if !nodes[i].locks.local.isEmpty { record(.fault(at: now, "\(me) ends its lock streams: \(reason)")) }
         nodes[i].locks.local = [:]
+        nodes[i].locks.heldBack = []
     }
 
     /// The client of a holder releases: by closing its stream (by request)
@@ -185,24 +194,44 @@ extension Simulator {
                     continue
                 }
                 nodes[i].locks.local[r.id]!.token = token
-                record(.lockHolder(at: now, process: me, lock: lock, token: token, held: true))
-                let hold = UInt64(lockModel.rng.int(10...300))
-                queue.push(now + hold, .lockRelease(node: i, generation: nodes[i].generation, id: r.id, byToken: lockModel.rng.chance(0.5)))
-            case .released(let lock, let r, let token, _):
+                if let until = nodes[i].locks.delayUntil[lock], now < until {
+                    nodes[i].locks.heldBack.insert(r.id)
+                    queue.push(until, .lockReveal(node: i, generation: nodes[i].generation, id: r.id))
+                } else {
+                    reveal(i, r.id)
+                }
+            case .released(let lock, let r, let token, let reason):
                 record(.lockReleased(at: now, process: me, lock: lock, token: token))
+                if reason == .ownerLeft { nodes[i].locks.delayUntil[lock] = now + lockDelayTicks }
                 guard r.owner == mine else { continue }
                 nodes[i].locks.orphans[r] = nil
-                if let l = nodes[i].locks.local.removeValue(forKey: r.id), let t = l.token {
+                let wasHeldBack = nodes[i].locks.heldBack.remove(r.id) != nil
+                if let l = nodes[i].locks.local.removeValue(forKey: r.id), let t = l.token, !wasHeldBack {
                     record(.lockHolder(at: now, process: me, lock: lock, token: t, held: false))
                 }
             case .ended(_, let r, _):
                 guard r.owner == mine else { continue }
                 nodes[i].locks.orphans[r] = nil
                 nodes[i].locks.local[r.id] = nil
+                nodes[i].locks.heldBack.remove(r.id)
             case .waiting:
                 break
             }
         }
+    }
+
+    /// The client of request `id` learns it holds the lock.
+    mutating func reveal(_ i: Int, _ id: UInt64) {
+        guard let l = nodes[i].locks.local[id], let token = l.token else { return }
+        record(.lockHolder(at: now, process: nodes[i].core.me, lock: l.lock, token: token, held: true))
+        let hold = UInt64(lockModel.rng.int(10...300))
+        queue.push(now + hold, .lockRelease(node: i, generation: nodes[i].generation, id: id, byToken: lockModel.rng.chance(0.5)))
+    }
+
+    /// The lock-delay ran out for a grant held back from its client.
+    mutating func lockReveal(_ i: Int, generation: UInt64, id: UInt64) {
+        guard nodes[i].generation == generation, nodes[i].status == .up, nodes[i].locks.heldBack.remove(id) != nil else { return }
+        reveal(i, id)
     }
 
     /// The table's holders and waiters, for the final checks (L3).

@@ -43,6 +43,9 @@ public struct Simulator {
         case lockRelease(node: Int, generation: UInt64, id: UInt64, byToken: Bool)
         /// A node's periodic lock-lease check.
         case lockLease(node: Int)
+        /// The lock-delay after an excluded holder ended: a grant held back
+        /// from its client reaches it (Locks.swift).
+        case lockReveal(node: Int, generation: UInt64, id: UInt64)
         /// Work queues (Queues.swift): a member joins, leaves, acks.
         case queueJoin(node: Int, queue: Int)
         case queueLeave(node: Int)
@@ -426,6 +429,8 @@ public struct Simulator {
             lockRelease(i, generation: generation, id: id, byToken: byToken)
         case .lockLease(let i):
             lockLease(i)
+        case .lockReveal(let i, let generation, let id):
+            lockReveal(i, generation: generation, id: id)
         case .queueJoin(let i, let q):
             queueJoin(i, queue: q)
         case .queueLeave(let i):

@@ -1,6 +1,7 @@
 import NIOCore
 import PiglixBroker
 import PiglixCluster
+import PiglixTopics
 import PiglixWire
 import XCTest
 
@@ -54,6 +55,34 @@ final class LockClusterModeTests: XCTestCase {
         XCTAssertEqual(token, granted)
         XCTAssertTrue(reason.contains("left"), reason)
         XCTAssertTrue(broker.lockTable().locks.isEmpty)
+    }
+
+    /// A holder whose process a view excluded may not know it yet (its node
+    /// learns at its lease's end): the next holder's client is told only
+    /// after the lock-delay, though the table granted at once (seed 403087).
+    func testAGrantAfterAnExcludedHolderWaitsForTheLockDelay_L4() async throws {
+        let (broker, layer) = try await makeBroker()
+        let me = processName(node: nodeID(forName: "n1"), incarnation: 1)
+        let other = LockRequest(owner: "beef/1", id: 1)
+        let request = ClusterPublish(
+            destination: .topic(try Topic("$piglix.locks")), level: .safe, session: 0x4C4F_434B_0000_0000,
+            payload: LockOperation.request(lock: "job", other).encoded())
+        layer.publish([request]) { _ in }
+        XCTAssertEqual(broker.lockTable().locks.first?.holder?.process, "beef/1")
+        let token = broker.lockTable().locks.first?.token ?? 0
+        let handle = try await broker.requestLock("job")
+        let waiting = await next(handle)
+        XCTAssertEqual(waiting, .waiting(lock: "job", position: 1))
+
+        let excluded = ContinuousClock.now
+        broker.clusterGroupViewInstalled(pattern: Broker.locksPattern, view: 9, clusterEpoch: 2, processes: [me])
+        XCTAssertEqual(broker.lockTable().locks.first?.token, token + 1, "the table grants at once")
+        let granted = await next(handle)
+        let waited = ContinuousClock.now - excluded
+        XCTAssertEqual(granted, .granted(lock: "job", token: token + 1))
+        // The fake layer's suspicion timeout is 1 s; the delay is 0.75 of it.
+        XCTAssertGreaterThanOrEqual(waited, .milliseconds(740), "told after \(waited)")
+        XCTAssertLessThan(waited, .seconds(5))
     }
 
     func testUntilTheLockTableArrivesRequestsAre503() async throws {
