@@ -134,6 +134,7 @@ extension Broker {
     func queuesRejoining(state: inout State, wake: inout [CheckedContinuation<Void, Never>]) {
         state.queueTable = QueueTable(limits: settings.queues)
         state.queuesReady = false
+        state.queueHeldBeforeRestart = nil
         queuesExist.store(false, ordering: .relaxed)
         state.queueBuffer = []
         state.queueBufferOverflowed = false
@@ -156,6 +157,48 @@ extension Broker {
     func queueCheckpoint() -> any CheckpointReader {
         state.withLock { state in
             QueueCheckpointReader(states: state.queueTable.snapshot(), cut: state.position ?? ClusterPosition(view: 0, delivered: []))
+        }
+    }
+
+    /// The table's checkpoint held a message a flush cut (its provider was
+    /// excluded after delivering it alone): a survivor's checkpoint will
+    /// replace it. Queue events are kept from here for after it, as at a
+    /// join; this node's members stay, and keep what they were sent.
+    public func clusterTransferRestarted(pattern: TopicPattern) {
+        guard pattern == Self.queuesPattern else { return }
+        state.withLock { state in
+            if state.queuesReady { state.queueHeldBeforeRestart = Self.localHoldings(state) }
+            state.queuesReady = false
+            state.queueBuffer = []
+            state.queueSkip = []
+            state.incomingQueues = nil
+            state.active.remove(Self.queuesPattern)
+            state.transferProgress[Self.queuesPattern] = .now
+        }
+    }
+
+    /// The messages this node's queue members hold in its table.
+    static func localHoldings(_ state: State) -> Set<QueueHolding> {
+        var held: Set<QueueHolding> = []
+        for s in state.queueTable.snapshot() {
+            for e in s.entries {
+                if let h = e.holder, h.process == state.queueMe { held.insert(QueueHolding(queue: s.name, member: h, key: e.key)) }
+            }
+        }
+        return held
+    }
+
+    /// After a restarted transfer: what the new table gives this node's
+    /// members at its cut that the old one did not is sent to them now.
+    func sendNewLocalHoldings(before: Set<QueueHolding>, state: inout State, wake: inout [CheckedContinuation<Void, Never>]) {
+        for s in state.queueTable.snapshot() {
+            for e in s.entries {
+                guard let h = e.holder, h.process == state.queueMe, !before.contains(QueueHolding(queue: s.name, member: h, key: e.key)) else { continue }
+                var message = e.payload
+                message.queue = s.name
+                message.redelivered = e.assignments > 1
+                Self.enqueue(message, for: SubscriptionID(rawValue: h.local), state: &state, settings: settings, wake: &wake)
+            }
         }
     }
 
@@ -185,6 +228,12 @@ extension Broker {
             let assembly = state.incomingQueues ?? QueueCheckpointAssembly()
             state.incomingQueues = nil
             state.queueTable = QueueTable(limits: settings.queues, restoring: assembly.states)
+            if let before = state.queueHeldBeforeRestart {
+                // Taken again: what the primary's table gives this node's
+                // members and the old one did not, before the replay.
+                state.queueHeldBeforeRestart = nil
+                sendNewLocalHoldings(before: before, state: &state, wake: &wake)
+            }
             state.active.insert(Self.queuesPattern)
             state.queuesReady = true
             state.transferProgress[Self.queuesPattern] = nil
@@ -222,6 +271,13 @@ extension Broker {
         for w in wake { w.resume() }
         return true
     }
+}
+
+/// A message a queue member holds (unacked, assigned to it).
+struct QueueHolding: Hashable {
+    var queue: String
+    var member: QueueMember
+    var key: QueueMessageKey
 }
 
 extension MessageSource {

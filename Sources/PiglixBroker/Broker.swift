@@ -189,6 +189,10 @@ public final class Broker: Sendable {
         var queueSkip: Set<PublishID> = []
         /// Cluster: the queue table of a checkpoint being received.
         var incomingQueues: QueueCheckpointAssembly?
+        /// Cluster: the messages this node's members held when the queue
+        /// table's transfer restarted (`clusterTransferRestarted`); the new
+        /// table's others for them are sent when it completes.
+        var queueHeldBeforeRestart: Set<QueueHolding>?
         /// Cluster: the answers to this node's ack records, until acked.
         var queueAcks: [PublishID: [QueueAckResult]] = [:]
         /// Joins the table refused, until the joiner reads the reason.

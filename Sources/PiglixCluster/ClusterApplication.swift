@@ -40,11 +40,19 @@ public protocol ClusterApplication: AnyObject, Sendable {
     /// `Delivery.skippedGroups`). Only an application that keeps a group's
     /// state from deliveries outside `Delivery.groups` needs it.
     func clusterCheckpointSkips(pattern: TopicPattern, skip: [PublishID])
+    /// The state of an ordered-state group (`GroupSettings.orderedStateGroups`)
+    /// taken from a checkpoint held a message a flush then cut: a new
+    /// checkpoint will replace it (`clusterApplyCheckpoint` with `first`),
+    /// and what the application keeps from deliveries outside the group
+    /// must be kept from here for after it, as at a join
+    /// (`GroupEffect.transferRestarted`).
+    func clusterTransferRestarted(pattern: TopicPattern)
 }
 
 extension ClusterApplication {
     public func clusterViewInstalled(epoch: UInt64, members: [ProcessID], me: ProcessID) {}
     public func clusterCheckpointSkips(pattern: TopicPattern, skip: [PublishID]) {}
+    public func clusterTransferRestarted(pattern: TopicPattern) {}
 }
 
 extension ClusterApplication {

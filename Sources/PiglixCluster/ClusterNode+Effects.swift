@@ -67,6 +67,9 @@ extension ClusterNode {
                 queue.append(contentsOf: nextCheckpointChunk(ticket))
             case .releaseCheckpoint(let ticket):
                 box.value.checkpoints[ticket] = nil
+            case .transferRestarted(let pattern):
+                logger.warning("the state of \(pattern.name) came from a member a flush then excluded, with a message the flush cut: taking it again")
+                app?.clusterTransferRestarted(pattern: pattern)
             case .applyCheckpointChunk(let chunk):
                 if chunk.isFirst { app?.clusterCheckpointSkips(pattern: chunk.pattern, skip: chunk.skip) }
                 let ok = app?.clusterApplyCheckpoint(pattern: chunk.pattern, chunk: chunk.state, first: chunk.isFirst, last: chunk.last) ?? true

@@ -102,6 +102,9 @@ public struct ClusterSettings: Sendable {
         // The broker's idempotence table decides every group's idempotent
         // deliveries: no group goes active before it is complete.
         g.prerequisiteGroup = Self.idempotencePattern
+        // The work queue table's round robin counts messages in the agreed
+        // order (docs/patterns.md, "Work queues").
+        g.orderedStateGroups = [Self.queuesPattern]
         return g
     }
 

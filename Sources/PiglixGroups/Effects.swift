@@ -102,6 +102,12 @@ public enum GroupEffect: Hashable, Sendable {
     /// it. Answer with `onCheckpointChunkApplied`; `ok: false` (a chunk the
     /// application cannot read) restarts the transfer from another member.
     case applyCheckpointChunk(CheckpointChunk)
+    /// The state of this group (one of `GroupSettings.orderedStateGroups`),
+    /// taken from a checkpoint, holds a message the flush that just ended
+    /// cut: it is not the primary's. Its transfer starts again: keep every
+    /// delivery after this effect for after the new checkpoint, whose
+    /// first chunk replaces the state (as at a join).
+    case transferRestarted(TopicPattern)
     /// The publish reached its level at this node (fifo/total: delivered in
     /// order; safe: delivered and held by every member).
     case publishAcked(token: UInt64, id: PublishID, level: DeliveryLevel)

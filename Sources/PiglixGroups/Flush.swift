@@ -235,15 +235,42 @@ extension GroupNode {
         precondition(inflight.isEmpty, "inflight left after the cut: \(inflight.count)")
         // Messages a checkpoint cut covers but the flush cut leaves out.
         for (p, cut) in incarnation.cuts.sorted(by: { $0.key.name < $1.key.name }) where cut.view == vlog.view.id {
+            var beyond: [PublishID] = []
             for r in inst.cut.indices {
                 var s = inst.cut[r] + 1
                 while s <= min(cut.delivered[r], vlog.streams[r].received) {
-                    if let m = vlog.streams[r].message(s) { incarnation.skip[p, default: []].insert(m.publish) }
+                    if let m = vlog.streams[r].message(s) { beyond.append(m.publish) }
                     s += 1
                 }
             }
+            guard !beyond.isEmpty else { continue }
+            if settings.orderedStateGroups.contains(p), takeStateAgain(p, survivors: inst.view) { continue }
+            incarnation.skip[p, default: []].formUnion(beyond)
         }
         if !resend.isEmpty { pending.prepend(contentsOf: resend) }
+        return true
+    }
+
+    /// An ordered-state group whose checkpoint holds messages the flush
+    /// cut: if a survivor other than this member is ready, the state is
+    /// taken again from one, buffering from this point (the flush cut); the
+    /// install that follows asks for it. False: keep the state and skip the
+    /// re-sends (nobody else holds the history).
+    mutating func takeStateAgain(_ p: TopicPattern, survivors: ClusterView) -> Bool {
+        guard let log, incarnation.local[p]?.isActive ?? false, let record = incarnation.groups.record(p) else { return false }
+        let provider = record.members.indices.contains { i in
+            record.members[i] != me && record.ready[i] && survivors.contains(record.members[i])
+        }
+        guard provider else { return false }
+        var t = Transfer()
+        t.after = log.position
+        t.again = true
+        incarnation.local[p] = .awaiting(t)
+        incarnation.trie.remove(p, p)
+        incarnation.transferring.append(p)
+        incarnation.cuts[p] = nil
+        incarnation.skip[p] = nil
+        out.append(.transferRestarted(p))
         return true
     }
 

@@ -56,6 +56,15 @@ public struct GroupSettings: Hashable, Sendable {
     /// are decided on that group's state, which must be complete before
     /// any of them is buffered or delivered (docs/patterns.md).
     public var prerequisiteGroup: TopicPattern? = nil
+    /// Groups whose application state depends on the order of its
+    /// deliveries, not only on their set (the broker's work queue table:
+    /// its round robin counts messages in the agreed order). A member of
+    /// one whose checkpoint held a message that a flush then cut (its
+    /// provider delivered it and was excluded) takes the state again from
+    /// a survivor (`GroupEffect.transferRestarted`) instead of skipping the
+    /// message's re-send, which would leave it at the provider's place in
+    /// the order, not the primary's (docs/virtual-synchrony.md).
+    public var orderedStateGroups: Set<TopicPattern> = []
 
     public init() {}
 

@@ -41,6 +41,10 @@ struct Transfer: Sendable {
     var failed: Set<ProcessID> = []
     /// Started from the empty state (no member was ready).
     var empty = false
+    /// Taken again after a flush cut a message the first checkpoint held
+    /// (`GroupSettings.orderedStateGroups`): this member may be marked
+    /// ready in the group's record while it waits.
+    var again = false
 
     /// Forgets the current request's progress: the next request starts at
     /// chunk 0, whose `first` flag resets the application's partial state.
@@ -130,9 +134,11 @@ extension GroupNode {
                 incarnation.local[p] = .awaiting(t)
                 send(provider.node, .checkpointRequest(pattern: p, after: after, request: t.request))
             }
-        } else if record.members.first(where: { m in !record.ready[record.members.firstIndex(of: m)!] }) == me, !t.empty {
+        } else if t.again ? !t.empty : record.members.first(where: { m in !record.ready[record.members.firstIndex(of: m)!] }) == me && !t.empty {
             // No member holds the history: start empty, as one chunk that
-            // is both first and last.
+            // is both first and last. (Taking the state again, this member
+            // may be marked ready; if no other is, nobody else holds the
+            // primary's history either: it starts empty too.)
             t.resetProgress()
             nextTicket += 1
             t.request = nextTicket

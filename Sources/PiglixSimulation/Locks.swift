@@ -196,6 +196,7 @@ extension Simulator {
                 nodes[i].locks.local[r.id]!.token = token
                 if let until = nodes[i].locks.delayUntil[lock], now < until {
                     nodes[i].locks.heldBack.insert(r.id)
+                    record(.fault(at: now, "\(me) tells the grant of \(lock) token \(token) at t=\(until): the lock-delay"))
                     queue.push(until, .lockReveal(node: i, generation: nodes[i].generation, id: r.id))
                 } else {
                     reveal(i, r.id)

@@ -182,6 +182,15 @@ extension Simulator {
         nodes[i].qMembers = [:]
     }
 
+    /// The queue table's checkpoint held a message a flush cut: the next
+    /// checkpoint replaces it, and the deliveries from here are replayed on
+    /// it (as at a join). The node's members stay.
+    mutating func restartQueueTransfer(_ i: Int) {
+        nodes[i].qReady = false
+        nodes[i].qBuffer = []
+        nodes[i].qSkip = []
+    }
+
     /// After the faults stopped: each live node in the primary gets a member
     /// of each queue and acks everything its members hold and will get.
     mutating func drainQueues() {

@@ -138,6 +138,8 @@ public struct Simulator {
             // table is complete (ClusterSettings.groupSettings).
             config.settings.prerequisiteGroup = Self.idempotencePattern
         }
+        // As the broker: the queue table depends on the order of deliveries.
+        if config.faults.contains(.queue) { config.settings.orderedStateGroups = [QueueModel.pattern] }
         self.config = config
         self.rng = SimRandom(seed: config.seed)
         let n = config.nodes
@@ -647,6 +649,9 @@ public struct Simulator {
                 supplyChunk(i, ticket: ticket)
             case .releaseCheckpoint(let ticket):
                 nodes[i].readers[ticket] = nil
+            case .transferRestarted(let p):
+                record(.fault(at: now, "\(me) takes \(p.name) again: a flush cut a message its checkpoint held"))
+                if p == QueueModel.pattern { restartQueueTransfer(i) }
             case .applyCheckpointChunk(let chunk):
                 // Chunks are whole only together (a state split at random
                 // byte counts): the state is set when the last is applied.

@@ -62,7 +62,7 @@ struct Check: ParsableCommand {
     @Option(help: "First seed.") var firstSeed: UInt64 = 1
     @Option(help: "Cluster sizes, e.g. 3...7.") var nodes: NodeRange = NodeRange(argument: "3...7")!
     @Option(help: ArgumentHelp("Faults: all, classic (all but retry and locks), none, or a comma list of \(Fault.allCases.map(\.rawValue).joined(separator: ",")).")) var faults: FaultSet = .all
-    @Flag(help: "Print the trace of the first failing seed.") var trace = false
+    @Flag(help: "Print the trace of the first failing seed (of the seed, passing or not, when --seeds is 1).") var trace = false
     @Flag(help: "Check internal invariants after every event (slow).") var invariants = false
 
     func run() throws {
@@ -73,6 +73,8 @@ struct Check: ParsableCommand {
         var deliveries = 0
         var lockGrants = 0
         var lockHolds = 0
+        var takenAgain = 0
+        var delayed = 0
         var printedTrace = false
         let sizes = Array(nodes.range)
         for k in 0..<UInt64(seeds) {
@@ -86,11 +88,16 @@ struct Check: ParsableCommand {
                 switch e {
                 case .lockGrant: lockGrants += 1
                 case .lockHolder(_, _, _, _, true): lockHolds += 1
+                case .fault(_, let text) where text.contains(" again: a flush cut"): takenAgain += 1
+                case .fault(_, let text) where text.contains("the lock-delay"): delayed += 1
                 default: break
                 }
             }
             if result.violations.isEmpty {
                 passed += 1
+                if trace && seeds == 1 {
+                    for e in result.trace { print("  \(e)") }
+                }
             } else {
                 failed += 1
                 var printed = false
@@ -116,7 +123,10 @@ struct Check: ParsableCommand {
             print("\(p.rawValue): \(seeds - f) passed, \(f) failed\(first)")
         }
         print("deliveries checked: \(deliveries)")
-        if faults.contains(.locks) { print("lock grants checked: \(lockGrants) at replicas, \(lockHolds) held by clients") }
+        if faults.contains(.locks) {
+            print("lock grants checked: \(lockGrants) at replicas, \(lockHolds) held by clients, \(delayed) told after the lock-delay")
+        }
+        if faults.contains(.queue) { print("queue tables taken again after a flush cut their checkpoint: \(takenAgain)") }
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }
     }

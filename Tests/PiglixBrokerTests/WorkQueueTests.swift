@@ -101,6 +101,49 @@ final class WorkQueueTests: XCTestCase {
         XCTAssertTrue(taken.allSatisfy(\.redelivered))
     }
 
+    /// Seed 2146: a joiner's queue table came from a member that then was
+    /// excluded, holding a message the flush cut. The core restarts the
+    /// transfer (`clusterTransferRestarted`): queue events are kept from
+    /// there, the survivor's checkpoint replaces the table, this node's
+    /// members get what the new table gives them and the old did not, and
+    /// the kept events past the new cut are replayed on it (Q1, Q2).
+    func testCluster_aRestartedTransferReplacesTheTableAndSendsNewHoldings_Q1_Q2() async throws {
+        let layer = FakeGroupLayer()
+        let broker = try Broker(settings: BrokerSettings(), epoch: 0xE, cluster: layer)
+        try await broker.startCluster()
+        let pattern = try TopicPattern("jobs.>")
+        let q = try await broker.openQueue(name: "w", pattern: pattern, overflow: .disconnect)
+        for i in 1...2 { _ = await broker.publish([record("jobs.a", "m\(i)")], session: 1) }
+        let first = await take(q)
+        XCTAssertEqual(first.map { String(buffer: $0.payload) }, ["m1", "m2"])
+        let member = try XCTUnwrap(broker.state.withLock { $0.queueTable.members(of: "w") }.first)
+
+        broker.clusterTransferRestarted(pattern: Broker.queuesPattern)
+        _ = await broker.publish([record("jobs.a", "m3")], session: 1)
+        XCTAssertEqual(broker.state.withLock { $0.queueBuffer.count }, 1, "kept for after the new checkpoint")
+
+        // The survivor's table at its cut (seq 3: the join, m1, m2): m1 is
+        // this member's as before, m2 was acked, m9 is this member's there
+        // and never was here.
+        var table = QueueTable<StoredMessage>()
+        _ = table.join(queue: "w", pattern: pattern, member: member)
+        for (seq, text) in [(UInt64(2), "m1"), (9, "m9")] {
+            let source = MessageSource(view: 1, origin: 0, seq: seq)
+            let message = StoredMessage(
+                id: source.agreedID, topic: "jobs.a", payload: ByteBuffer(string: text), delivery: .total, headers: [], payloadIsText: true,
+                source: source)
+            _ = table.deliver(key: source.queueKey, topic: try Topic("jobs.a"), payload: message)
+        }
+        var reader = QueueCheckpointReader(states: table.snapshot(), cut: ClusterPosition(view: 1, delivered: [3]))
+        let (chunk, last) = reader.nextChunk(bytes: 1 << 20)
+        XCTAssertTrue(last)
+        XCTAssertTrue(broker.clusterApplyCheckpoint(pattern: Broker.queuesPattern, chunk: chunk, first: true, last: true))
+        let after = await take(q)
+        XCTAssertEqual(after.map { String(buffer: $0.payload) }, ["m9", "m3"], "the new holding, then the replayed delivery past the cut")
+        XCTAssertEqual(
+            Set(broker.state.withLock { $0.queueTable.held(by: member, in: "w") }.map(\.seq)), [2, 4, 9], "m2 is gone with the old table")
+    }
+
     func testCheckpointRoundTripCarriesTheTableWithPayloads() throws {
         var table = QueueTable<StoredMessage>()
         let member = QueueMember(process: ProcessID(node: NodeID(3), incarnation: 2), local: 5)

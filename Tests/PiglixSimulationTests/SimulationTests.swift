@@ -120,7 +120,13 @@ struct SimulationTests {
     /// majority all along (lease held); the coordinator excluded it and v6
     /// granted the lock while its client still held it (L4). A grant after
     /// an exclusion now reaches its client after the lock-delay.
-    @Test("every fault together keeps P1–P10, I1–I3, L1–L4 and Q1–Q3", arguments: [UInt64(301116), 403651, 403087])
+    /// Seed 2146 (4 nodes): a joiner's queue table came from v8's
+    /// sequencer, which had delivered a `total` record alone and was then
+    /// excluded; the flush cut the record and its re-send took another
+    /// place in the order, so skipping it left the joiner's round robin off
+    /// the primary's (Q1, Q2). The table is taken again from a survivor
+    /// (`GroupSettings.orderedStateGroups`).
+    @Test("every fault together keeps P1–P10, I1–I3, L1–L4 and Q1–Q3", arguments: [UInt64(301116), 403651, 403087, 2146])
     func everyFault(seed: UInt64) {
         let r = Simulator.run(SimulationConfig(seed: seed, nodes: [3, 4, 5, 6, 7][Int(seed % 5)], faults: .all))
         #expect(r.violations.isEmpty, "\(r.violations)")
