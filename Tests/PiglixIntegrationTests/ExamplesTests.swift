@@ -148,6 +148,55 @@ final class ExamplesTests: XCTestCase {
         XCTAssertTrue(run.output.contains("(HTTP 200)"), "\(run)")
     }
 
+    /// The number after `label=` in `text`.
+    private func number(after label: String, in text: String) -> UInt64? {
+        guard let range = text.range(of: "\(label)=") else { return nil }
+        return UInt64(text[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    func test_curl_lock_runsTheCommandWithItsFencingToken_andTheNextRequestWaitsItsTurn_L1_L2() async throws {
+        let first = try startCurlScript("lock.sh", ["ex.lock", "sh", "-c", "echo first=$PIGLIX_LOCK_TOKEN; sleep 1; echo first-done"])
+        defer { first.stop() }
+        try await first.waitForOutput(containing: "first=")
+        let second = try startCurlScript("lock.sh", ["ex.lock", "sh", "-c", "echo second=$PIGLIX_LOCK_TOKEN"])
+        defer { second.stop() }
+        try await second.waitForOutput(containing: "waiting for ex.lock")
+        XCTAssertFalse(second.output.contains("second="), "granted while the first holds it: \(second.output)")
+        let firstRun = try await first.waitForExit()
+        let secondRun = try await second.waitForExit()
+        XCTAssertEqual(firstRun.status, 0, "\(firstRun)")
+        XCTAssertEqual(secondRun.status, 0, "\(secondRun)")
+        XCTAssertTrue(firstRun.output.contains("first-done"), "\(firstRun)")
+        let a = try XCTUnwrap(number(after: "first", in: firstRun.output), "\(firstRun)")
+        let b = try XCTUnwrap(number(after: "second", in: secondRun.output), "\(secondRun)")
+        XCTAssertGreaterThan(b, a, "L2: the next grant's fencing token is larger")
+        // Both streams closed: nobody holds or waits.
+        try await poll("the lock is released", timeout: .seconds(5)) {
+            (Curl.json("\(self.url)/v1/locks")?["locks"] as? [Any])?.isEmpty == true
+        }
+    }
+
+    func test_curl_workQueue_givesEachMessageToOneWorker_andAcksIt_Q1() async throws {
+        let printer = try startCurlScript("work-queue.sh", ["ex.workers", "jobs.>"])
+        defer { printer.stop() }
+        let piped = try startCurlScript("work-queue.sh", ["ex.workers", "jobs.>", "cat"])
+        defer { piped.stop() }
+        func metric(_ name: String) -> Int? {
+            Curl.request(["-s", "\(self.url)/metrics"]).body.split(separator: "\n").first { $0.hasPrefix("\(name) ") }
+                .flatMap { Int($0.split(separator: " ").last ?? "") }
+        }
+        try await poll("two workers joined", timeout: .seconds(10)) { metric("piglix_queue_members") == 2 }
+        for i in 1...6 { _ = try await curlScript("publish.sh", ["jobs.eu", "job \(i)"]) }
+        try await poll("every job acked", timeout: .seconds(10)) { metric("piglix_queue_unacked") == 0 }
+        func jobs(_ p: ScriptProcess) -> [String] {
+            ndjsonObjects(p.output).filter { $0["queue"] as? String == "ex.workers" }.compactMap { $0["data"] as? String }
+        }
+        try await poll("each worker printed its share", timeout: .seconds(5)) { jobs(printer).count + jobs(piped).count == 6 }
+        XCTAssertEqual(Set(jobs(printer)).intersection(jobs(piped)), [], "Q1: one worker per message")
+        XCTAssertEqual(Set(jobs(printer) + jobs(piped)), Set((1...6).map { "job \($0)" }))
+        XCTAssertEqual(jobs(printer).count, 3, "round robin: \(printer.output)")
+    }
+
     // MARK: Python (httpx over HTTP/2, no Piglix library)
 
     func test_python_publisherAndStreamingSubscriber_overHTTP2_withResume() async throws {

@@ -151,16 +151,47 @@ public final class ScriptProcess {
     }
 
     /// SIGTERM, then SIGKILL if it lingers (a child may inherit a signal
-    /// mask that blocks SIGTERM).
+    /// mask that blocks SIGTERM); then SIGKILL to what it started that is
+    /// still running (a script's `curl` in a pipeline, which would
+    /// otherwise keep its stream, and the server's state, alive).
     public func stop() {
         guard process.isRunning else { return }
+        let descendants = Self.descendants(of: process.processIdentifier)
         process.terminate()
         for _ in 0..<25 {
             if !process.isRunning { break }
             usleep(20_000)
         }
         if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        for pid in descendants { kill(pid, SIGKILL) }
+        // Bounded: Foundation has been seen never to notice the end of a
+        // script killed while its pipeline ran (a zombie, `isRunning` true).
+        for _ in 0..<250 {
+            if !process.isRunning { return }
+            usleep(20_000)
+        }
+    }
+
+    /// The processes below `pid`, from `/proc/*/stat` (Linux).
+    static func descendants(of pid: Int32) -> [Int32] {
+        var children: [Int32: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let child = Int32(entry), let stat = try? String(contentsOfFile: "/proc/\(entry)/stat", encoding: .utf8),
+                let close = stat.range(of: ")", options: .backwards)
+            else { continue }
+            // After "pid (comm)": state, then the parent's pid.
+            let fields = stat[close.upperBound...].split(separator: " ")
+            if fields.count > 1, let parent = Int32(fields[1]) { children[parent, default: []].append(child) }
+        }
+        var out: [Int32] = []
+        var next = [pid]
+        while let p = next.popLast() {
+            for c in children[p] ?? [] {
+                out.append(c)
+                next.append(c)
+            }
+        }
+        return out
     }
 
     deinit { stop() }
