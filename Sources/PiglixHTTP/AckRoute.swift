@@ -8,59 +8,27 @@ import PiglixWire
 /// `POST /v1/ack`: acknowledges work queue messages (docs/patterns.md,
 /// "Work queues"). Body: one JSON object `{"queue":"NAME","ids":["…",…]}`
 /// (`application/json`; NDJSON is not accepted: one request acks up to
-/// `idsMax` ids already). The answer names, per id in request order,
+/// `AckRequest.idsMax` ids already), read by `AckRequest`. The answer names, per id in request order,
 /// whether this ack removed it (`acked`) or it was not unacked in the
 /// queue (`unknown`: never queued, or acked already).
 struct AckRoute: Sendable {
     let broker: Broker
 
-    /// Ids in one request.
-    static let idsMax = 1000
-    /// Request body bytes (1,000 ids of up to ~200 bytes each).
-    static let bodyBytesMax = 256 << 10
-
     func handle(_ request: Request, context: PiglixRequestContext) async throws -> Response {
         var request = request
         let body: ByteBuffer
         do {
-            body = try await request.collectBody(upTo: Self.bodyBytesMax)
+            body = try await request.collectBody(upTo: AckRequest.bodyBytesMax)
         } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw Problem(.contentTooLarge, "an ack body is at most \(Self.bodyBytesMax) bytes")
+            throw Problem(.contentTooLarge, "an ack body is at most \(AckRequest.bodyBytesMax) bytes")
         } catch is NIOTooManyBytesError {
-            throw Problem(.contentTooLarge, "an ack body is at most \(Self.bodyBytesMax) bytes")
+            throw Problem(.contentTooLarge, "an ack body is at most \(AckRequest.bodyBytesMax) bytes")
         }
-        let value: JSONValue
-        do {
-            value = try body.withUnsafeReadableBytes { bytes throws(JSONError) in try JSONParser.parse(bytes) }
-        } catch {
-            throw Problem(.badRequest, "the body is not JSON: \(error)")
+        let ack: AckRequest
+        do { ack = try body.withUnsafeReadableBytes { bytes throws(AckRequest.Invalid) in try AckRequest(parsing: bytes) } } catch {
+            throw Problem(error.tooLarge ? .contentTooLarge : .badRequest, error.description)
         }
-        guard case .object(let members) = value else {
-            throw Problem(.badRequest, "the body is one JSON object {\"queue\":\"NAME\",\"ids\":[\"…\"]}")
-        }
-        var queue: String?
-        var ids: [String]?
-        for (name, member) in members {
-            switch (name, member) {
-            case ("queue", .string(let text)): queue = text
-            case ("ids", .array(let values)):
-                if values.count > Self.idsMax {
-                    throw Problem(.contentTooLarge, "\(values.count) ids in one ack, the limit is \(Self.idsMax)")
-                }
-                var list: [String] = []
-                for (i, v) in values.enumerated() {
-                    guard case .string(let text) = v else { throw Problem(.badRequest, "ids[\(i)] is not a string") }
-                    list.append(text)
-                }
-                ids = list
-            case ("queue", _): throw Problem(.badRequest, "queue is not a string")
-            case ("ids", _): throw Problem(.badRequest, "ids is not an array of strings")
-            default: throw Problem(.badRequest, "unknown field \(name.prefix(64)); an ack has queue and ids")
-            }
-        }
-        guard let queue else { throw Problem(.badRequest, "missing queue") }
-        guard let ids, !ids.isEmpty else { throw Problem(.badRequest, "missing ids: give 1 to \(Self.idsMax) message ids") }
-        do { try Broker.validateQueueName(queue) } catch { throw Problem(.badRequest, "queue \(queue.prefix(140)): \(error.description)") }
+        let (queue, ids) = (ack.queue, ack.ids)
         if let access = context.access, let pattern = broker.queuePattern(of: queue) { try access.checkSubscribe([pattern]) }
 
         let results: [QueueAckResult]

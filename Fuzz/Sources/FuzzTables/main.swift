@@ -4,9 +4,9 @@
 //   1  `LockOperation(decoding:)`: a lock operation delivered on `$piglix.locks`
 //   2  `QueueControl.decode`: a join/leave/ack record delivered on `$piglix.queues`
 //   3  `QueueCheckpointCodec.decode`: a `$piglix.queues` checkpoint chunk
-//   4  the body of `POST /v1/ack` as `AckRoute` reads it (`JSONParser.parse`,
-//      the `queue`/`ids` shape, `Broker.validateQueueName`, `MessageID(_:)`
-//      per id, as `Broker.ack` parses them)
+//   4  the body of `POST /v1/ack` as the route reads it (`AckRequest`:
+//      `JSONParser.parse`, the `queue`/`ids` shape, `Broker.validateQueueName`),
+//      then `MessageID(_:)` per id, as `Broker.ack` parses them
 //   5…7 a lock table (`u16` length first) then steps applied to it: views,
 //      releases by token, lock operations (`u8` length first)
 // Bit 3 picks small limits (locks 3, waiters 2; topic bytes 64) over the
@@ -81,31 +81,12 @@ func queueCheckpoint(_ bytes: [UInt8], limits: TopicLimits) {
     check(twice == once, "queue checkpoint re-encoding is not stable")
 }
 
-/// `POST /v1/ack`: the route's reading of the body (AckRoute.swift), then
+/// `POST /v1/ack`: the route's reading of the body (`AckRequest`), then
 /// each id as `Broker.ack` parses it.
 func ackBody(_ bytes: [UInt8]) {
-    let value: JSONValue
-    do { value = try bytes.withUnsafeBytes { raw throws(JSONError) in try JSONParser.parse(raw) } } catch { return }
-    guard case .object(let members) = value else { return }
-    var queue: String?
-    var ids: [String]?
-    for (name, member) in members {
-        switch (name, member) {
-        case ("queue", .string(let text)): queue = text
-        case ("ids", .array(let values)):
-            guard values.count <= 1000 else { return }
-            var list: [String] = []
-            for v in values {
-                guard case .string(let text) = v else { return }
-                list.append(text)
-            }
-            ids = list
-        default: return
-        }
-    }
-    guard let queue, let ids, !ids.isEmpty else { return }
-    guard (try? Broker.validateQueueName(queue)) != nil else { return }
-    for text in ids {
+    guard let ack = try? bytes.withUnsafeBytes({ raw throws(AckRequest.Invalid) in try AckRequest(parsing: raw) }) else { return }
+    check(ack.ids.count <= AckRequest.idsMax && !ack.ids.isEmpty, "an ack of \(ack.ids.count) ids was read")
+    for text in ack.ids {
         guard let id = PiglixWire.MessageID(text) else { continue }
         guard let again = PiglixWire.MessageID(id.description) else { fuzzFailure("id \(id) prints as \(id.description), which does not parse") }
         check(again == id, "id \(id) came back as \(again)")
