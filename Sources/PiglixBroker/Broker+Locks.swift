@@ -121,14 +121,15 @@ struct LockState {
     /// Per lock, when a grant may next be told to its client: the holder's
     /// process was excluded by a view change (the lock-delay).
     var delayUntil: [String: ContinuousClock.Instant] = [:]
+    /// The table's transfer restarted (`clusterTransferRestarted`): the
+    /// new table is reconciled with this node's streams when it arrives.
+    var takenAgain = false
 }
 
 extension Broker {
     /// The internal group every node joins so that every node holds the lock
     /// table (docs/patterns.md, "Locks"); its topic carries lock operations.
-    public static let locksPattern: TopicPattern = {
-        do { return try TopicPattern("$piglix.locks") } catch { preconditionFailure("\(error)") }
-    }()
+    public static var locksPattern: TopicPattern { ClusterSettings.locksPattern }
     static let locksTopic: Topic = {
         do { return try Topic("$piglix.locks") } catch { preconditionFailure("\(error)") }
     }()
@@ -503,6 +504,72 @@ extension Broker {
         return LockTable.firstToken(unixMilliseconds: ms)
     }
 
+    /// The lock table's checkpoint held an operation a flush cut (its
+    /// provider was excluded after delivering it alone): a survivor's
+    /// checkpoint will replace it. Until then lock calls answer `503` (no
+    /// table); this node's streams stay, and are reconciled with the new
+    /// table when it arrives (`reconcileLocalLocks`).
+    func restartLockTransfer(state: inout State) {
+        state.active.remove(Self.locksPattern)
+        state.lock.pendingViews = []
+        state.lock.takenAgain = true
+        state.transferProgress[Self.locksPattern] = .now
+    }
+
+    /// After a table taken again: each stream of this node is told what the
+    /// primary's table says of its request. Granted there: `granted` with
+    /// that token, unless it was told that token already. Waiting there:
+    /// its position, or, if it was told `granted` (a grant the primary
+    /// never made), `lost` and a release. Absent: `lost` (`waiting`
+    /// streams too), unless its request is still in flight. Requests of
+    /// this process the table holds without a stream are released.
+    func reconcileLocalLocks(state: inout State) {
+        var inTable: [LockRequest: (lock: String, token: UInt64?, position: Int?)] = [:]
+        for (name, lock) in state.lock.table.locks {
+            if let h = lock.holder, h.owner == state.lock.owner { inTable[h] = (name, lock.token, nil) }
+            for (i, r) in lock.queue.enumerated() where r.owner == state.lock.owner { inTable[r] = (name, nil, i + 1) }
+        }
+        let reason = "this node's copy of the lock table was not the cluster's (taken from a node a flush then excluded); the cluster's does not grant this request"
+        for id in state.lock.local.keys.sorted() {
+            var l = state.lock.local[id]!
+            let told = l.heldBack ? nil : l.token
+            switch inTable.removeValue(forKey: l.request) {
+            case (let name, let token?, _)?:
+                guard told != token else { continue }
+                l.token = token
+                l.position = nil
+                l.heldBack = false
+                state.lock.local[id] = l
+                state.lock.granted += 1
+                l.handle.continuation.yield(.granted(lock: name, token: token))
+            case (let name, nil, let position?)? where told == nil:
+                l.token = nil
+                l.heldBack = false
+                guard l.position != position else {
+                    state.lock.local[id] = l
+                    continue
+                }
+                l.position = position
+                state.lock.local[id] = l
+                l.handle.continuation.yield(.waiting(lock: name, position: position))
+            case (let name, _, _)?:
+                state.lock.local[id] = nil
+                state.lock.lost += 1
+                l.handle.continuation.yield(.lost(lock: name, token: told, reason: reason))
+                l.handle.continuation.finish()
+                state.lock.orphans[l.request] = (name, nil)
+            case nil where l.pending:
+                continue
+            case nil:
+                state.lock.local[id] = nil
+                state.lock.lost += 1
+                l.handle.continuation.yield(.lost(lock: l.handle.name, token: told, reason: reason))
+                l.handle.continuation.finish()
+            }
+        }
+        for (r, entry) in inTable { state.lock.orphans[r] = (entry.lock, nil) }
+    }
+
     func applyLockCheckpoint(_ chunk: [UInt8], state: inout State) -> Bool {
         do {
             // An empty chunk: no member held the table, this node starts the
@@ -517,6 +584,10 @@ extension Broker {
         }
         state.active.insert(Self.locksPattern)
         state.transferProgress[Self.locksPattern] = nil
+        if state.lock.takenAgain {
+            state.lock.takenAgain = false
+            reconcileLocalLocks(state: &state)
+        }
         return true
     }
 

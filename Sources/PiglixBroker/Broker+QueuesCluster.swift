@@ -165,6 +165,10 @@ extension Broker {
     /// replace it. Queue events are kept from here for after it, as at a
     /// join; this node's members stay, and keep what they were sent.
     public func clusterTransferRestarted(pattern: TopicPattern) {
+        if pattern == Self.locksPattern {
+            state.withLock { restartLockTransfer(state: &$0) }
+            return
+        }
         guard pattern == Self.queuesPattern else { return }
         state.withLock { state in
             if state.queuesReady { state.queueHeldBeforeRestart = Self.localHoldings(state) }

@@ -88,6 +88,12 @@ public struct ClusterSettings: Sendable {
         do { return try TopicPattern("$piglix.queues") } catch { preconditionFailure("\(error)") }
     }()
 
+    /// The cluster-internal group of the broker's lock table
+    /// (docs/patterns.md, "Locks"): every node joins it at start.
+    public static let locksPattern: TopicPattern = {
+        do { return try TopicPattern("$piglix.locks") } catch { preconditionFailure("\(error)") }
+    }()
+
     /// The core's settings with one tick = 1 ms.
     public var groupSettings: GroupSettings {
         var g = group
@@ -103,8 +109,9 @@ public struct ClusterSettings: Sendable {
         // deliveries: no group goes active before it is complete.
         g.prerequisiteGroup = Self.idempotencePattern
         // The work queue table's round robin counts messages in the agreed
-        // order (docs/patterns.md, "Work queues").
-        g.orderedStateGroups = [Self.queuesPattern]
+        // order, and the lock table's queues requests in it
+        // (docs/patterns.md, "Work queues", "Locks").
+        g.orderedStateGroups = [Self.queuesPattern, Self.locksPattern]
         return g
     }
 

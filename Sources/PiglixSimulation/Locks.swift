@@ -34,6 +34,8 @@ struct SimLocks {
     var delayUntil: [String: UInt64] = [:]
     /// Granted requests whose client has not been told yet (lock-delay).
     var heldBack: Set<UInt64> = []
+    /// The table's transfer restarted: reconcile the streams at its end.
+    var takenAgain = false
 }
 
 extension Simulator {
@@ -178,6 +180,54 @@ extension Simulator {
         }
         nodes[i].locks.ready = true
         record(.fault(at: now, "lock table at \(nodes[i].core.me): next token \(nodes[i].locks.table.nextToken)"))
+        if nodes[i].locks.takenAgain {
+            nodes[i].locks.takenAgain = false
+            reconcileLocks(i)
+        }
+    }
+
+    /// The table's checkpoint held an operation a flush cut: as the broker
+    /// (`restartLockTransfer`), wait for a survivor's table.
+    mutating func restartLockTransfer(_ i: Int) {
+        nodes[i].locks.ready = false
+        nodes[i].locks.pendingViews = []
+        nodes[i].locks.takenAgain = true
+    }
+
+    /// As the broker's `reconcileLocalLocks`: each client learns what the
+    /// primary's table says of its request.
+    mutating func reconcileLocks(_ i: Int) {
+        let me = nodes[i].core.me
+        let mine = Self.owner(me)
+        var inTable: [LockRequest: (lock: String, token: UInt64?)] = [:]
+        for (name, lock) in nodes[i].locks.table.locks {
+            if let h = lock.holder, h.owner == mine { inTable[h] = (name, lock.token) }
+            for r in lock.queue where r.owner == mine { inTable[r] = (name, nil) }
+        }
+        for (id, l) in nodes[i].locks.local.sorted(by: { $0.key < $1.key }) {
+            let r = LockRequest(owner: mine, id: id)
+            let told = nodes[i].locks.heldBack.contains(id) ? nil : l.token
+            let entry = inTable.removeValue(forKey: r)
+            if let entry, entry.token != nil, entry.token == told { continue }
+            if entry != nil, entry?.token == nil, told == nil {
+                nodes[i].locks.local[id]!.token = nil
+                nodes[i].locks.heldBack.remove(id)
+                continue
+            }
+            if let t = told { record(.lockHolder(at: now, process: me, lock: l.lock, token: t, held: false)) }
+            nodes[i].locks.heldBack.remove(id)
+            if let entry, let token = entry.token {
+                nodes[i].locks.local[id]!.token = token
+                reveal(i, id)
+            } else {
+                // Told a grant the primary never made, or not in its table
+                // (gone, or in flight: its later grant finds no stream and
+                // is released as an orphan).
+                nodes[i].locks.local[id] = nil
+                if let entry { nodes[i].locks.orphans[r] = entry.lock }
+            }
+        }
+        for (r, entry) in inTable.sorted(by: { $0.key < $1.key }) { nodes[i].locks.orphans[r] = entry.lock }
     }
 
     /// Records what the table did (every node), and tells this node's clients.

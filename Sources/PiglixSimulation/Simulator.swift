@@ -138,8 +138,10 @@ public struct Simulator {
             // table is complete (ClusterSettings.groupSettings).
             config.settings.prerequisiteGroup = Self.idempotencePattern
         }
-        // As the broker: the queue table depends on the order of deliveries.
-        if config.faults.contains(.queue) { config.settings.orderedStateGroups = [QueueModel.pattern] }
+        // As the broker: the queue and lock tables depend on the order of
+        // deliveries.
+        if config.faults.contains(.queue) { config.settings.orderedStateGroups.insert(QueueModel.pattern) }
+        if config.faults.contains(.locks) { config.settings.orderedStateGroups.insert(Self.locksPattern) }
         self.config = config
         self.rng = SimRandom(seed: config.seed)
         let n = config.nodes
@@ -652,6 +654,7 @@ public struct Simulator {
             case .transferRestarted(let p):
                 record(.fault(at: now, "\(me) takes \(p.name) again: a flush cut a message its checkpoint held"))
                 if p == QueueModel.pattern { restartQueueTransfer(i) }
+                if p == Self.locksPattern { restartLockTransfer(i) }
             case .applyCheckpointChunk(let chunk):
                 // Chunks are whole only together (a state split at random
                 // byte counts): the state is set when the last is applied.

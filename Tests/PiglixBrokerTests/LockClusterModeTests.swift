@@ -85,6 +85,40 @@ final class LockClusterModeTests: XCTestCase {
         XCTAssertLessThan(waited, .seconds(5))
     }
 
+    /// The lock table came from a node a flush then excluded, holding an
+    /// operation the flush cut: the core restarts its transfer
+    /// (`clusterTransferRestarted`). Lock calls answer 503 meanwhile; the
+    /// survivor's table then decides every stream of this node: a grant the
+    /// primary never made is `lost`, one it made is `granted` with its token.
+    func testATableTakenAgainReconcilesThisNodesStreams_L1() async throws {
+        let (broker, _) = try await makeBroker()
+        let me = processName(node: nodeID(forName: "n1"), incarnation: 1)
+        let holder = try await broker.requestLock("job")
+        let waiter = try await broker.requestLock("job")
+        guard case .granted("job", let token)? = await next(holder) else { return XCTFail("no grant") }
+        let waiting = await next(waiter)
+        XCTAssertEqual(waiting, .waiting(lock: "job", position: 1))
+
+        broker.clusterTransferRestarted(pattern: Broker.locksPattern)
+        do {
+            _ = try await broker.requestLock("other")
+            XCTFail("a request while the table is taken again was accepted")
+        } catch {
+            XCTAssertEqual(error.status, 503)
+        }
+        // The primary's table: the waiter's request holds, with a larger
+        // token; the holder's request never made it.
+        var primary = LockTable(limits: BrokerSettings().locks.table, firstToken: token + 5)
+        _ = primary.request("job", LockRequest(owner: me, id: waiter.id))
+        XCTAssertTrue(broker.clusterApplyCheckpoint(pattern: Broker.locksPattern, chunk: primary.encoded(), first: true, last: true))
+        let lost = await next(holder)
+        guard case .lost("job", token?, let reason)? = lost else { return XCTFail("\(String(describing: lost))") }
+        XCTAssertTrue(reason.contains("not the cluster's"), reason)
+        let granted = await next(waiter)
+        XCTAssertEqual(granted, .granted(lock: "job", token: token + 5))
+        XCTAssertTrue(broker.lockTable().ready)
+    }
+
     func testUntilTheLockTableArrivesRequestsAre503() async throws {
         let (broker, _) = try await makeBroker(hold: true)
         do {
