@@ -122,6 +122,10 @@ extension GroupNode {
     mutating func evaluateTransfer(_ p: TopicPattern, force: Bool) {
         guard case .awaiting(var t) = incarnation.local[p], let after = t.after, let record = incarnation.groups.record(p) else { return }
         let ready = record.members.enumerated().filter { $0.element != me && record.ready[$0.offset] }.map(\.element)
+        // Taking the state again, a member marked ready may be taking it
+        // again too (and serves nothing until it has): one that has not
+        // answered within the retry period yields to the next.
+        if t.again, !force, let old = t.provider, now >= t.requestedAt + settings.transferRetryTicks { t.failed.insert(old) }
         // A provider that failed is tried again only when no other is ready.
         let provider = ready.first { !t.failed.contains($0) } ?? ready.first
         if let provider {
