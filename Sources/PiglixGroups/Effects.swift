@@ -102,9 +102,10 @@ public enum GroupEffect: Hashable, Sendable {
     /// it. Answer with `onCheckpointChunkApplied`; `ok: false` (a chunk the
     /// application cannot read) restarts the transfer from another member.
     case applyCheckpointChunk(CheckpointChunk)
-    /// The state of this group (one of `GroupSettings.orderedStateGroups`),
-    /// taken from a checkpoint, holds a message the flush that just ended
-    /// cut: it is not the primary's. Its transfer starts again: keep every
+    /// The state of this group, taken from a checkpoint, holds a message the
+    /// flush that just ended cut, and the group is one of
+    /// `GroupSettings.orderedStateGroups` or no survivor will send that
+    /// message again: it is not the primary's. Its transfer starts again: keep every
     /// delivery after this effect for after the new checkpoint, whose
     /// first chunk replaces the state (as at a join).
     case transferRestarted(TopicPattern)

@@ -244,15 +244,22 @@ extension GroupNode {
                 }
             }
             guard !beyond.isEmpty else { continue }
-            if settings.orderedStateGroups.contains(p), takeStateAgain(p, survivors: inst.view) { continue }
+            // The skip list is right only for a group whose state is a set
+            // and for messages whose origin survives to send them again: an
+            // excluded origin's message is in this state and in no
+            // survivor's (seed 900568). The idempotence group (the
+            // prerequisite) keeps its own merge at the cut instead.
+            let orphaned = beyond.contains { !inst.view.contains($0.origin) } && p != settings.prerequisiteGroup
+            if settings.orderedStateGroups.contains(p) || orphaned, takeStateAgain(p, survivors: inst.view) { continue }
             incarnation.skip[p, default: []].formUnion(beyond)
         }
         if !resend.isEmpty { pending.prepend(contentsOf: resend) }
         return true
     }
 
-    /// An ordered-state group whose checkpoint holds messages the flush
-    /// cut: if a survivor other than this member is ready, the state is
+    /// A group whose checkpoint holds messages the flush cut (an
+    /// ordered-state group, or one holding a message no survivor will send
+    /// again): if a survivor other than this member is ready, the state is
     /// taken again from one, buffering from this point (the flush cut); the
     /// install that follows asks for it. False: keep the state and skip the
     /// re-sends (nobody else holds the history).

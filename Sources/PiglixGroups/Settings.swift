@@ -63,7 +63,9 @@ public struct GroupSettings: Hashable, Sendable {
     /// provider delivered it and was excluded) takes the state again from
     /// a survivor (`GroupEffect.transferRestarted`) instead of skipping the
     /// message's re-send, which would leave it at the provider's place in
-    /// the order, not the primary's (docs/virtual-synchrony.md).
+    /// the order, not the primary's (docs/virtual-synchrony.md). Any group
+    /// but `prerequisiteGroup` does so too when the message's origin was
+    /// excluded (no re-send will come).
     public var orderedStateGroups: Set<TopicPattern> = []
 
     public init() {}
