@@ -218,6 +218,8 @@ final class DockerTests: XCTestCase {
         "examples/curl/batch-publish-gzip.sh": "ExamplesTests.test_curl_batchPublishGzip_…",
         "examples/curl/resume.sh": "ExamplesTests.test_curl_resume_afterLastEventID_…",
         "examples/curl/safe-publish.sh": "ExamplesTests.test_curl_safePublish_answers200OnceStable_withTheMessageID",
+        "examples/curl/lock.sh": "ExamplesTests.test_curl_lock_runsTheCommandWithItsFencingToken_andTheNextRequestWaitsItsTurn_L1_L2",
+        "examples/curl/work-queue.sh": "ExamplesTests.test_curl_workQueue_givesEachMessageToOneWorker_andAcksIt_Q1",
         "examples/curl/cluster-status.sh": "ExamplesTests.test_curl_clusterStatus_printsClusterGroupsAndReadiness",
         "examples/python/publisher.py": "ExamplesTests.test_python_publisherAndStreamingSubscriber_overHTTP2_withResume",
         "examples/python/subscriber.py": "ExamplesTests.test_python_*",
