@@ -519,9 +519,10 @@ extension Broker {
     /// After a table taken again: each stream of this node is told what the
     /// primary's table says of its request. Granted there: `granted` with
     /// that token, unless it was told that token already. Waiting there:
-    /// its position, or, if it was told `granted` (a grant the primary
-    /// never made), `lost` and a release. Absent: `lost` (`waiting`
-    /// streams too), unless its request is still in flight. Requests of
+    /// its position. A stream told a grant the primary did not make (or
+    /// made with another token) ends with `lost`, and its request is
+    /// released. Absent: `lost` (`waiting` streams too), unless its request
+    /// is still in flight. Requests of
     /// this process the table holds without a stream are released.
     func reconcileLocalLocks(state: inout State) {
         var inTable: [LockRequest: (lock: String, token: UInt64?, position: Int?)] = [:]
@@ -534,8 +535,9 @@ extension Broker {
             var l = state.lock.local[id]!
             let told = l.heldBack ? nil : l.token
             switch inTable.removeValue(forKey: l.request) {
-            case (let name, let token?, _)?:
-                guard told != token else { continue }
+            case (_, let token?, _)? where told == token:
+                continue
+            case (let name, let token?, _)? where told == nil:
                 l.token = token
                 l.position = nil
                 l.heldBack = false

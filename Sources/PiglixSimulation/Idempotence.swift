@@ -200,6 +200,13 @@ extension Simulator {
         }
         let seats = Set(newest?.members.map(\.node) ?? [])
         let isSeat = { (j: Int) in seats.contains(NodeID(UInt64(j + 1))) }
+        // A holder outside the newest view rejoins as a new incarnation,
+        // which drops its table: it holds nothing for the side that goes on
+        // (seed 1001839: n6#2, cut off and about to rejoin, counted as the
+        // holder on the majority side while the only member holding the
+        // table, n1#1, was left on the minority side).
+        let holders = holders.filter { newest?.contains(nodes[$0].core.me) ?? true }
+        guard !holders.isEmpty else { return }
         let ones = s.indices.filter { s[$0] == 1 && isSeat($0) }.count
         let zeros = s.indices.filter { s[$0] == 0 && isSeat($0) }.count
         let big: Int? = 2 * ones > seats.count ? 1 : 2 * zeros > seats.count ? 0 : nil

@@ -216,13 +216,14 @@ extension Simulator {
             }
             if let t = told { record(.lockHolder(at: now, process: me, lock: l.lock, token: t, held: false)) }
             nodes[i].locks.heldBack.remove(id)
-            if let entry, let token = entry.token {
+            if let entry, let token = entry.token, told == nil {
                 nodes[i].locks.local[id]!.token = token
                 reveal(i, id)
             } else {
-                // Told a grant the primary never made, or not in its table
-                // (gone, or in flight: its later grant finds no stream and
-                // is released as an orphan).
+                // Told a grant the primary did not make (or made with
+                // another token), or not in its table (gone, or in flight:
+                // its later grant finds no stream and is released as an
+                // orphan).
                 nodes[i].locks.local[id] = nil
                 if let entry { nodes[i].locks.orphans[r] = entry.lock }
             }
