@@ -181,6 +181,15 @@ extension Broker {
         }
     }
 
+    /// The idempotence table holds records the primary never delivered
+    /// (their origin was excluded with them, after this node took the table
+    /// at a cut covering them): they are no originals, a retry is new.
+    public func clusterForgetDeliveries(pattern: TopicPattern, ids: [PiglixGroups.MessageID]) {
+        guard pattern == Self.idempotencePattern else { return }
+        let sources = Set(ids.map { MessageSource(view: $0.view.epoch, origin: $0.origin, seq: $0.seq) })
+        state.withLock { state in state.idempotence.forget { $0.source.map(sources.contains) ?? false } }
+    }
+
     /// The messages this node's queue members hold in its table.
     static func localHoldings(_ state: State) -> Set<QueueHolding> {
         var held: Set<QueueHolding> = []

@@ -47,12 +47,16 @@ public protocol ClusterApplication: AnyObject, Sendable {
     /// must be kept from here for after it, as at a join
     /// (`GroupEffect.transferRestarted`).
     func clusterTransferRestarted(pattern: TopicPattern)
+    /// The prerequisite group's state holds messages the primary never
+    /// delivers (`GroupEffect.forgetDeliveries`): undo what they did.
+    func clusterForgetDeliveries(pattern: TopicPattern, ids: [MessageID])
 }
 
 extension ClusterApplication {
     public func clusterViewInstalled(epoch: UInt64, members: [ProcessID], me: ProcessID) {}
     public func clusterCheckpointSkips(pattern: TopicPattern, skip: [PublishID]) {}
     public func clusterTransferRestarted(pattern: TopicPattern) {}
+    public func clusterForgetDeliveries(pattern: TopicPattern, ids: [MessageID]) {}
 }
 
 extension ClusterApplication {

@@ -67,6 +67,9 @@ extension ClusterNode {
                 queue.append(contentsOf: nextCheckpointChunk(ticket))
             case .releaseCheckpoint(let ticket):
                 box.value.checkpoints[ticket] = nil
+            case .forgetDeliveries(let pattern, let ids):
+                logger.warning("the state of \(pattern.name) holds \(ids.count) messages of a member a flush excluded that the flush cut: forgetting them")
+                app?.clusterForgetDeliveries(pattern: pattern, ids: ids)
             case .transferRestarted(let pattern):
                 logger.warning("the state of \(pattern.name) came from a member a flush then excluded, with a message the flush cut: taking it again")
                 app?.clusterTransferRestarted(pattern: pattern)

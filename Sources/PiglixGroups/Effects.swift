@@ -109,6 +109,13 @@ public enum GroupEffect: Hashable, Sendable {
     /// delivery after this effect for after the new checkpoint, whose
     /// first chunk replaces the state (as at a join).
     case transferRestarted(TopicPattern)
+    /// The state of the prerequisite group (`GroupSettings.prerequisiteGroup`,
+    /// the broker's idempotence table), taken from a checkpoint, holds these
+    /// messages, which the flush that just ended cut and whose origin it
+    /// excluded: the primary never delivers them. Undo what they did there
+    /// (the prerequisite keeps its state instead of taking it again, as the
+    /// other groups' deliveries are decided on it).
+    case forgetDeliveries(TopicPattern, [MessageID])
     /// The publish reached its level at this node (fifo/total: delivered in
     /// order; safe: delivered and held by every member).
     case publishAcked(token: UInt64, id: PublishID, level: DeliveryLevel)

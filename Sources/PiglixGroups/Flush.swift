@@ -236,19 +236,26 @@ extension GroupNode {
         // Messages a checkpoint cut covers but the flush cut leaves out.
         for (p, cut) in incarnation.cuts.sorted(by: { $0.key.name < $1.key.name }) where cut.view == vlog.view.id {
             var beyond: [PublishID] = []
+            var phantoms: [MessageID] = []
             for r in inst.cut.indices {
                 var s = inst.cut[r] + 1
                 while s <= min(cut.delivered[r], vlog.streams[r].received) {
-                    if let m = vlog.streams[r].message(s) { beyond.append(m.publish) }
+                    if let m = vlog.streams[r].message(s) {
+                        beyond.append(m.publish)
+                        if !inst.view.contains(m.publish.origin) { phantoms.append(m.id) }
+                    }
                     s += 1
                 }
             }
             guard !beyond.isEmpty else { continue }
+            if p == settings.prerequisiteGroup, !phantoms.isEmpty { out.append(.forgetDeliveries(p, phantoms)) }
             // The skip list is right only for a group whose state is a set
             // and for messages whose origin survives to send them again: an
             // excluded origin's message is in this state and in no
-            // survivor's (seed 900568). The idempotence group (the
-            // prerequisite) keeps its own merge at the cut instead.
+            // survivor's (seed 900568). The prerequisite group (the
+            // idempotence table, on which the other groups' deliveries are
+            // decided) keeps its state and forgets those messages instead
+            // (seed 1202328).
             let orphaned = beyond.contains { !inst.view.contains($0.origin) } && p != settings.prerequisiteGroup
             if settings.orderedStateGroups.contains(p) || orphaned, takeStateAgain(p, survivors: inst.view) { continue }
             incarnation.skip[p, default: []].formUnion(beyond)

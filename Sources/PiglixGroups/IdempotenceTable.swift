@@ -162,6 +162,22 @@ public struct IdempotenceTable<Original: Hashable & Sendable>: Sendable {
 
     /// The table, least recently used producer first, entries inside the
     /// window only, each producer's in admission order.
+    /// Drops the entries whose original `phantom` names: records this
+    /// node's table holds through a checkpoint although the primary never
+    /// delivered them (`GroupEffect.forgetDeliveries`). A producer's
+    /// highest sequence goes back to the highest it still remembers when
+    /// the dropped entry was the highest.
+    public mutating func forget(_ phantom: (Original) -> Bool) {
+        for name in producers.keys.sorted() {
+            var p = producers[name]!
+            let dropped = p.entries.filter { phantom($0.value.original) }.keys
+            guard !dropped.isEmpty else { continue }
+            for s in dropped { p.entries[s] = nil }
+            if dropped.contains(p.highest) { p.highest = p.entries.keys.max() ?? 0 }
+            producers[name] = p.entries.isEmpty && p.highest == 0 ? nil : p
+        }
+    }
+
     public func snapshot() -> [ProducerState] {
         producers.sorted { $0.value.used < $1.value.used }.map { name, p in
             let floor = p.highest >= limits.windowSequences ? p.highest - limits.windowSequences : 0

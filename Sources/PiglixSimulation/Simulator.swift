@@ -651,6 +651,10 @@ public struct Simulator {
                 supplyChunk(i, ticket: ticket)
             case .releaseCheckpoint(let ticket):
                 nodes[i].readers[ticket] = nil
+            case .forgetDeliveries(let p, let ids):
+                record(.fault(at: now, "\(me) forgets \(ids.count) records of \(p.name): a flush cut them and excluded their origin"))
+                let phantom = Set(ids)
+                if p == Self.idempotencePattern { nodes[i].table.forget { phantom.contains($0.id) } }
             case .transferRestarted(let p):
                 record(.fault(at: now, "\(me) takes \(p.name) again: a flush cut a message its checkpoint held"))
                 if p == QueueModel.pattern { restartQueueTransfer(i) }

@@ -75,6 +75,7 @@ struct Check: ParsableCommand {
         var lockHolds = 0
         var takenAgain = 0
         var delayed = 0
+        var forgotten = 0
         var printedTrace = false
         let sizes = Array(nodes.range)
         for k in 0..<UInt64(seeds) {
@@ -90,6 +91,7 @@ struct Check: ParsableCommand {
                 case .lockHolder(_, _, _, _, true): lockHolds += 1
                 case .fault(_, let text) where text.contains(" again: a flush cut"): takenAgain += 1
                 case .fault(_, let text) where text.contains("the lock-delay"): delayed += 1
+                case .fault(_, let text) where text.contains("a flush cut them and excluded their origin"): forgotten += 1
                 default: break
                 }
             }
@@ -127,7 +129,7 @@ struct Check: ParsableCommand {
             print("lock grants checked: \(lockGrants) at replicas, \(lockHolds) held by clients, \(delayed) told after the lock-delay")
         }
         do {
-            print("group states taken again after a flush cut their checkpoint: \(takenAgain)")
+            print("group states taken again after a flush cut their checkpoint: \(takenAgain); idempotence tables that forgot records: \(forgotten)")
         }
         print("\(passed) passed, \(failed) failed")
         if failed > 0 { throw ExitCode(1) }

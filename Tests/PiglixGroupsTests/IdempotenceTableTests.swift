@@ -18,6 +18,23 @@ final class IdempotenceTableTests: XCTestCase {
         XCTAssertEqual(t.lookup(producer: "nobody", sequence: 9), .new)
     }
 
+    /// Seed 1202328: a record the primary never delivered (its origin was
+    /// excluded with it) was in a joiner's table through its checkpoint, and
+    /// the joiner took the producer's retry for a duplicate of it. Forgotten,
+    /// the retry is new, and the producer's highest goes back.
+    func test_forget_aPhantomOriginalMakesItsRetryNew_I2() {
+        var t = Table(limits: IdempotenceLimits(windowSequences: 4, producersMax: 8))
+        XCTAssertEqual(t.admit(producer: "p", sequence: 1, original: "a"), .new)
+        XCTAssertEqual(t.admit(producer: "p", sequence: 2, original: "phantom"), .new)
+        XCTAssertEqual(t.admit(producer: "q", sequence: 1, original: "phantom"), .new)
+        t.forget { $0 == "phantom" }
+        XCTAssertEqual(t.lookup(producer: "p", sequence: 2), .new)
+        XCTAssertEqual(t.lookup(producer: "p", sequence: 1), .duplicate("a"), "the others stay")
+        XCTAssertEqual(t.producerCount, 1, "a producer left with nothing is gone")
+        XCTAssertEqual(t.admit(producer: "p", sequence: 2, original: "retry"), .new)
+        XCTAssertEqual(t.lookup(producer: "p", sequence: 2), .duplicate("retry"))
+    }
+
     func test_window_sequencesOlderThanTheWindowAreRefused_insideItGapsMayStillBeFilled() {
         var t = Table(limits: IdempotenceLimits(windowSequences: 4, producersMax: 8))
         XCTAssertEqual(t.admit(producer: "p", sequence: 10, original: "10"), .new)
