@@ -128,6 +128,11 @@ extension GroupNode {
         if t.again, !force, let old = t.provider, now >= t.requestedAt + settings.transferRetryTicks { t.failed.insert(old) }
         // A provider that failed is tried again only when no other is ready.
         let provider = ready.first { !t.failed.contains($0) } ?? ready.first
+        if provider == nil, let old = t.provider, !(log?.view.contains(old) ?? false) {
+            // The provider left the view: forget its request.
+            t.resetProgress()
+            incarnation.local[p] = .awaiting(t)
+        }
         if let provider {
             if force || t.provider != provider || now >= t.requestedAt + settings.transferRetryTicks {
                 if t.provider != nil || t.received > 0 { t.resetProgress() }
@@ -159,6 +164,12 @@ extension GroupNode {
     mutating func checkpointChunkReceived(from provider: ProcessID, _ chunk: CheckpointChunk) {
         let p = chunk.pattern
         guard case .awaiting(var t) = incarnation.local[p], let after = t.after, t.provider == provider, chunk.request == t.request else { return }
+        // A provider the view no longer holds (it was excluded, e.g. paused
+        // past the timeout, and answers on resuming) may hold a history the
+        // group has since started over without (seed 1403822: the others
+        // started `s.>` empty while this joiner took the excluded
+        // provider's 61 messages).
+        guard let log, log.view.contains(provider) else { return }
         guard let cut = chunk.cut, cut.isAtOrAfter(after), chunk.index == t.received, t.lastChunk == nil, t.cut == nil || t.cut == cut else {
             return restartTransfer(p, failed: provider)
         }
