@@ -522,8 +522,8 @@ extension Broker {
     /// its position. A stream told a grant the primary did not make (or
     /// made with another token) ends with `lost`, and its request is
     /// released. Absent: `lost` (`waiting` streams too), unless its request
-    /// is still in flight. Requests of
-    /// this process the table holds without a stream are released.
+    /// is still in flight. Requests of this process the table holds without
+    /// a stream are released.
     func reconcileLocalLocks(state: inout State) {
         var inTable: [LockRequest: (lock: String, token: UInt64?, position: Int?)] = [:]
         for (name, lock) in state.lock.table.locks {
