@@ -143,9 +143,11 @@ public struct GroupNode: Sendable {
     }
 
     /// Whether the current transfer of the chunk's pattern waits for this
-    /// chunk to be applied (a simulator checks what it records).
+    /// chunk to be applied (a simulator checks what it records). Not while
+    /// reported to a flush: the answer would be ignored (seed 2021037), and
+    /// the install asks for the state again.
     public func awaitsApplied(_ chunk: CheckpointChunk) -> Bool {
-        guard case .awaiting(let t) = incarnation.local[chunk.pattern] else { return false }
+        guard case .awaiting(let t) = incarnation.local[chunk.pattern], !flushing else { return false }
         return t.request == chunk.request && t.applied == chunk.index
     }
 

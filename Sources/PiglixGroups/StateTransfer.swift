@@ -121,6 +121,16 @@ extension GroupNode {
     /// group has no ready member and this node is its oldest member.
     mutating func evaluateTransfer(_ p: TopicPattern, force: Bool) {
         guard case .awaiting(var t) = incarnation.local[p], let after = t.after, let record = incarnation.groups.record(p) else { return }
+        // Between its flush report and the install, a member neither asks
+        // nor starts empty: the install decides on what every member agrees
+        // was ready (seed 2021037, `checkpointChunkReceived`).
+        guard !flushing else { return }
+        // An empty start not yet complete is decided again: its answer may
+        // have come during a flush, and been ignored.
+        if force, t.empty {
+            t.resetProgress()
+            incarnation.local[p] = .awaiting(t)
+        }
         let ready = record.members.enumerated().filter { $0.element != me && record.ready[$0.offset] }.map(\.element)
         // Taking the state again, a member marked ready may be taking it
         // again too (and serves nothing until it has): one that has not
@@ -164,6 +174,12 @@ extension GroupNode {
     mutating func checkpointChunkReceived(from provider: ProcessID, _ chunk: CheckpointChunk) {
         let p = chunk.pattern
         guard case .awaiting(var t) = incarnation.local[p], let after = t.after, t.provider == provider, chunk.request == t.request else { return }
+        // Reported to a flush: the report named the groups active here, and
+        // the install marks only those ready. A transfer completed after it
+        // would be known to this member alone, and another member, finding
+        // none ready, would start the group empty (seed 2021037). The
+        // install asks again, from chunk 0, for every transfer in progress.
+        guard !flushing else { return }
         // A provider the view no longer holds (it was excluded, e.g. paused
         // past the timeout, and answers on resuming) may hold a history the
         // group has since started over without (seed 1403822: the others
@@ -188,6 +204,8 @@ extension GroupNode {
     /// which lets the provider send more, and complete after the last.
     mutating func checkpointChunkApplied(_ p: TopicPattern, request: UInt64, index: UInt32, ok: Bool) {
         guard case .awaiting(var t) = incarnation.local[p], request == t.request, index == t.applied else { return }
+        // As for a chunk received while flushing (above).
+        guard !flushing else { return }
         guard ok else { return restartTransfer(p, failed: t.provider) }
         t.applied += 1
         t.requestedAt = now

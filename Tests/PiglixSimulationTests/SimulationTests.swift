@@ -148,9 +148,14 @@ struct SimulationTests {
     /// when it resumed and answered the old request (P10). A joiner now
     /// takes chunks only from a provider in its view, and forgets a request
     /// to one that left.
+    /// Seed 2021037 (5 nodes): a joiner of `s.*.t` completed its transfer
+    /// after it had reported to the flush that excluded its provider; the
+    /// install did not mark it ready, so the other member, finding none
+    /// ready, started the group empty (P10). A transfer no longer completes
+    /// between a member's flush report and the install.
     @Test(
         "every fault together keeps P1–P10, I1–I3, L1–L4 and Q1–Q3",
-        arguments: [UInt64(301116), 403651, 403087, 2146, 900568, 1001839, 1202328, 1403822])
+        arguments: [UInt64(301116), 403651, 403087, 2146, 900568, 1001839, 1202328, 1403822, 2021037])
     func everyFault(seed: UInt64) {
         let r = Simulator.run(SimulationConfig(seed: seed, nodes: [3, 4, 5, 6, 7][Int(seed % 5)], faults: .all))
         #expect(r.violations.isEmpty, "\(r.violations)")
