@@ -9,8 +9,9 @@ import PiglixWire
 enum QueueEvent {
     case control(QueueControl, origin: ProcessID, source: MessageSource, publish: PublishID)
     /// A `total`/`safe` topic message; an idempotent one is replayed only if
-    /// the (then complete) idempotence table holds it as the original.
-    case work(MessageSource, Topic, StoredMessage, idempotence: (producer: String, sequence: UInt64)?, publish: PublishID)
+    /// it was the original: as its live delivery decided (`decided`), or as
+    /// the (then complete) idempotence table remembers it.
+    case work(MessageSource, Topic, StoredMessage, idempotence: (producer: String, sequence: UInt64)?, publish: PublishID, decided: Bool)
     case view(epoch: UInt64, alive: Set<ProcessID>)
 }
 
@@ -53,7 +54,7 @@ extension Broker {
             if !buffering && (!decided || state.queueTable.isEmpty || !state.queueTable.hasQueue(matching: topic)) { return }
             guard let work = queueMessage(of: delivery, topic: topic, decoded: message, source: source) else { return }
             if buffering {
-                bufferQueueEvent(.work(source, topic, work, idempotence: idempotence, publish: m.publish), state: &state)
+                bufferQueueEvent(.work(source, topic, work, idempotence: idempotence, publish: m.publish, decided: decided), state: &state)
                 return
             }
             applyQueueEffects(state.queueTable.deliver(key: source.queueKey, topic: topic, payload: work), state: &state, wake: &wake)
@@ -264,13 +265,14 @@ extension Broker {
                     if let cut = assembly.cut, cut.covers(source) { continue }
                     if !skip.isEmpty, skip.remove(publish) != nil { continue }
                     applyControl(control, origin: origin, state: &state, wake: &wake)
-                case .work(let source, let topic, let message, let idempotence, let publish):
+                case .work(let source, let topic, let message, let idempotence, let publish, let decided):
                     if let cut = assembly.cut, cut.covers(source) { continue }
                     if !skip.isEmpty, skip.remove(publish) != nil { continue }
-                    if let (producer, sequence) = idempotence {
-                        guard case .duplicate(let original) = state.idempotence.lookup(producer: producer, sequence: sequence),
-                            original.source == source
-                        else { continue }
+                    // Not `lookup`: the producer's window may have moved
+                    // past the record since its live delivery admitted it
+                    // (simulator seed 2034381).
+                    if !decided, let (producer, sequence) = idempotence {
+                        guard state.idempotence.remembered(producer: producer, sequence: sequence)?.source == source else { continue }
                     }
                     applyQueueEffects(
                         state.queueTable.deliver(key: source.queueKey, topic: topic, payload: message), state: &state, wake: &wake)

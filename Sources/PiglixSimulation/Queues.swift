@@ -24,7 +24,8 @@ enum SimQueueControl: Hashable, Sendable {
 /// A queue event delivered while the node's queue transfer runs.
 enum SimQueueEvent {
     case control(SimQueueControl, origin: ProcessID, id: MessageID, publish: PublishID)
-    case work(MessageID, Topic, number: UInt64, publish: PublishID)
+    /// `decided`: the idempotence table's verdict at the live delivery.
+    case work(MessageID, Topic, number: UInt64, publish: PublishID, decided: Bool)
     case view(ClusterView)
 }
 
@@ -108,7 +109,7 @@ extension Simulator {
             applyQueueControl(i, control, origin: d.message.publish.origin)
         case .topic(let topic):
             if !nodes[i].qReady {
-                nodes[i].qBuffer.append(.work(d.message.id, topic, number: n, publish: d.message.publish))
+                nodes[i].qBuffer.append(.work(d.message.id, topic, number: n, publish: d.message.publish, decided: decided))
                 return
             }
             guard decided else { return }
@@ -233,14 +234,17 @@ extension Simulator {
                 if skip.remove(publish) != nil { continue }
                 nodes[i].qReplayView = id.view
                 applyQueueControl(i, control, origin: origin)
-            case .work(let id, let topic, let n, let publish):
+            case .work(let id, let topic, let n, let publish, let decided):
                 if let cut, cut.covers(id) { continue }
                 if skip.remove(publish) != nil { continue }
                 nodes[i].qReplayView = id.view
-                if retries, let record = idem.keys[n] {
-                    guard case .duplicate(let first) = nodes[i].table.lookup(producer: record.producer, sequence: record.sequence),
-                        first.id == id
-                    else { continue }
+                // An idempotent record: the original, as its live delivery
+                // decided, or as the table remembers it. Not `lookup`: the
+                // producer's window may have moved past it since (seed
+                // 2034381: p2/7 was admitted at 1975, p2/15 at 1990, and
+                // the replay at 2001 left p2/7 out of this node's table).
+                if retries, !decided, let record = idem.keys[n] {
+                    guard nodes[i].table.remembered(producer: record.producer, sequence: record.sequence)?.id == id else { continue }
                 }
                 queueWork(i, id, topic, number: n)
             case .view(let v):

@@ -144,6 +144,43 @@ final class WorkQueueTests: XCTestCase {
             Set(broker.state.withLock { $0.queueTable.held(by: member, in: "w") }.map(\.seq)), [2, 4, 9], "m2 is gone with the old table")
     }
 
+    /// Seed 2034381: an idempotent record admitted live while the queue
+    /// transfer ran was left out of the replay, because the producer's
+    /// window had moved past it by the checkpoint (Q1, Q2). The replay
+    /// takes the live delivery's verdict.
+    func testCluster_anIdempotentRecordKeptDuringATransferIsReplayedAfterItsWindowMoved_Q2() async throws {
+        let layer = FakeGroupLayer()
+        var settings = BrokerSettings()
+        settings.idempotence.windowSequences = 2
+        let broker = try Broker(settings: settings, epoch: 0xE, cluster: layer)
+        try await broker.startCluster()
+        let pattern = try TopicPattern("jobs.>")
+        let q = try await broker.openQueue(name: "w", pattern: pattern, overflow: .disconnect)
+        let member = try XCTUnwrap(broker.state.withLock { $0.queueTable.members(of: "w") }.first)
+
+        broker.clusterTransferRestarted(pattern: Broker.queuesPattern)
+        func idempotent(_ text: String, _ sequence: UInt64) -> PublishRecord {
+            PublishRecord(topic: "jobs.a", payload: ByteBuffer(string: text), delivery: .total, producer: "p", sequence: sequence)
+        }
+        // Admitted live, kept for after the checkpoint; then the window (2)
+        // moves past sequence 1.
+        for (text, sequence) in [("s1", UInt64(1)), ("s5", 5)] { _ = try await broker.publish([idempotent(text, sequence)], session: 1)[0].get() }
+        XCTAssertEqual(broker.state.withLock { $0.queueBuffer.count }, 2)
+        if case .tooOld = broker.state.withLock({ $0.idempotence.lookup(producer: "p", sequence: 1) }) {} else {
+            XCTFail("the window has moved past sequence 1")
+        }
+
+        // The survivor's table at a cut before both (seq 1: the join).
+        var table = QueueTable<StoredMessage>()
+        _ = table.join(queue: "w", pattern: pattern, member: member)
+        var reader = QueueCheckpointReader(states: table.snapshot(), cut: ClusterPosition(view: 1, delivered: [1]))
+        let (chunk, _) = reader.nextChunk(bytes: 1 << 20)
+        XCTAssertTrue(broker.clusterApplyCheckpoint(pattern: Broker.queuesPattern, chunk: chunk, first: true, last: true))
+        let after = await take(q)
+        XCTAssertEqual(after.map { String(buffer: $0.payload) }, ["s1", "s5"], "both originals replayed, in order")
+        XCTAssertEqual(broker.state.withLock { $0.queueTable.held(by: member, in: "w") }.count, 2)
+    }
+
     func testCheckpointRoundTripCarriesTheTableWithPayloads() throws {
         var table = QueueTable<StoredMessage>()
         let member = QueueMember(process: ProcessID(node: NodeID(3), incarnation: 2), local: 5)
