@@ -60,6 +60,13 @@ final class ClusterMember {
     func pause() { process?.pause() }
     func resume() { process?.resume() }
 
+    /// "running", or how the process ended: a node that exited (a port
+    /// taken, a bad flag) is named as such when a wait fails.
+    var processState: String {
+        guard let process else { return "not started" }
+        return process.isRunning ? "running" : "exited with status \(process.terminationStatus)"
+    }
+
     var logTail: String {
         let text = (try? String(contentsOf: logURL, encoding: .utf8)) ?? ""
         return String(text.suffix(3000))
@@ -111,7 +118,7 @@ final class LocalCluster {
                 return agree && views.count == 1
             }
         } catch {
-            for node in nodes { print("---- \(node.name) log ----\n\(node.logTail)") }
+            for node in nodes { print("---- \(node.name) log (\(node.processState)) ----\n\(node.logTail)") }
             throw error
         }
         return last[0]
